@@ -1,0 +1,30 @@
+# s3dlio: `make demo` runs the main job end to end; `make test` runs every test.
+# Both set up what they need on a fresh machine (a venv in .venv, npm packages in node_modules).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check s3dlio tests examples
+	$(VENV)/bin/mypy s3dlio
+
+clean:
+	rm -rf $(VENV) node_modules build *.egg-info .pytest_cache

@@ -1,0 +1,167 @@
+"""s3dlio: fast, URI-driven storage I/O and data pipelines for AI/ML training.
+
+One API over ``s3://``, ``az://``, ``gs://``/``gcs://``, ``file://`` and ``direct://``::
+
+    import s3dlio
+    s3dlio.put_bytes("file:///tmp/demo/a.bin", b"hello")
+    data = s3dlio.get("file:///tmp/demo/a.bin")        # zero-copy BytesView
+    s3dlio.list("file:///tmp/demo/", recursive=True)
+
+Submodules: :mod:`s3dlio.formats` (TFRecord, HDF5, NPZ, raw), :mod:`s3dlio.torch`,
+:mod:`s3dlio.jax`, :mod:`s3dlio.checkpoint`.
+"""
+
+from __future__ import annotations
+
+from .api import (
+    copy,
+    copy_async,
+    create_bucket,
+    create_bucket_async,
+    delete,
+    delete_async,
+    delete_bucket,
+    delete_bucket_async,
+    download,
+    download_async,
+    exists,
+    exists_async,
+    get,
+    get_async,
+    get_into,
+    get_into_async,
+    get_many,
+    get_many_async,
+    get_range,
+    get_range_async,
+    list,
+    list_async,
+    list_buckets,
+    list_containers,
+    list_containers_async,
+    list_iter,
+    mkdir,
+    mkdir_async,
+    put_bytes,
+    put_bytes_async,
+    put_many,
+    put_many_async,
+    stat,
+    stat_async,
+    stat_many,
+    stat_many_async,
+    upload,
+    upload_async,
+)
+from .errors import (
+    BatchError,
+    CancelledError,
+    IntegrityError,
+    InvalidURIError,
+    IsDirectoryError,
+    NotFoundError,
+    PermissionDeniedError,
+    S3DlioError,
+    ThrottledError,
+    TransientError,
+    UnsupportedOperationError,
+)
+from .io.buffers import BytesView
+from .io.config import RangeEngineConfig, RetryConfig, Settings, parse_size
+from .io.datagen import Generator, generate_data, generate_into_buffer
+from .io.oplog import finalize_op_log, init_op_log, is_op_log_active, op_log_stats
+from .io.store import ObjectMeta, ObjectStore, register_backend
+from .io.uri import ObjectURI, parse_uri
+from .io.writer import (
+    ObjectWriter,
+    PyWriterOptions,
+    WriterOptions,
+    create_azure_writer,
+    create_direct_filesystem_writer,
+    create_filesystem_writer,
+    create_gcs_writer,
+    create_s3_writer,
+    open_writer,
+)
+
+__version__ = "0.1.0"
+
+__all__ = sorted(
+    [
+        "BatchError",
+        "BytesView",
+        "CancelledError",
+        "Generator",
+        "IntegrityError",
+        "InvalidURIError",
+        "IsDirectoryError",
+        "NotFoundError",
+        "ObjectMeta",
+        "ObjectStore",
+        "ObjectURI",
+        "ObjectWriter",
+        "PermissionDeniedError",
+        "PyWriterOptions",
+        "RangeEngineConfig",
+        "RetryConfig",
+        "S3DlioError",
+        "Settings",
+        "ThrottledError",
+        "TransientError",
+        "UnsupportedOperationError",
+        "WriterOptions",
+        "copy",
+        "copy_async",
+        "create_azure_writer",
+        "create_bucket",
+        "create_bucket_async",
+        "create_direct_filesystem_writer",
+        "create_filesystem_writer",
+        "create_gcs_writer",
+        "create_s3_writer",
+        "delete",
+        "delete_async",
+        "delete_bucket",
+        "delete_bucket_async",
+        "download",
+        "download_async",
+        "exists",
+        "exists_async",
+        "finalize_op_log",
+        "generate_data",
+        "generate_into_buffer",
+        "get",
+        "get_async",
+        "get_into",
+        "get_into_async",
+        "get_many",
+        "get_many_async",
+        "get_range",
+        "get_range_async",
+        "init_op_log",
+        "is_op_log_active",
+        "list",
+        "list_async",
+        "list_buckets",
+        "list_containers",
+        "list_containers_async",
+        "list_iter",
+        "mkdir",
+        "mkdir_async",
+        "op_log_stats",
+        "open_writer",
+        "parse_size",
+        "parse_uri",
+        "put_bytes",
+        "put_bytes_async",
+        "put_many",
+        "put_many_async",
+        "register_backend",
+        "stat",
+        "stat_async",
+        "stat_many",
+        "stat_many_async",
+        "upload",
+        "upload_async",
+    ]
+)

@@ -1,0 +1,1 @@
+"""The storage layer: URIs, backends, the RangeEngine, writers, retries and the op-log."""

@@ -1,0 +1,1 @@
+"""One module per storage service; each implements :class:`s3dlio.io.store.ObjectStore`."""

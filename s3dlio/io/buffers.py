@@ -1,0 +1,123 @@
+"""Buffers handed to users: :class:`BytesView`, and aligned memory for O_DIRECT.
+
+``BytesView`` is a ``bytearray`` subclass, so it *is* a buffer: ``memoryview(v)``,
+``np.frombuffer(v, dtype)`` and ``torch.frombuffer(v, ...)`` share its memory without a copy,
+``v == b"..."`` compares contents and ``bytes(v)`` makes the one copy a user asks for. Every
+read path fills a BytesView in place (``readinto``), so a GET never joins chunks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ALIGN", "BytesView", "aligned_buffer", "as_readonly_view", "buffer_address"]
+
+#: Alignment O_DIRECT requires of buffers, offsets and lengths.
+ALIGN = 4096
+
+try:  # CPython: grow a bytearray without zero-filling it (the C API's PyByteArray_Resize)
+    _resize = ctypes.pythonapi.PyByteArray_Resize
+    _resize.argtypes = [ctypes.py_object, ctypes.c_ssize_t]
+    _resize.restype = ctypes.c_int
+except (AttributeError, ValueError):  # pragma: no cover - other interpreters
+    _resize = None
+
+
+class BytesView(bytearray):
+    """The bytes of an object, zero-copy to ``memoryview``, NumPy and PyTorch.
+
+    A ``bytearray`` in every respect (``len``, slicing, ``==``, ``decode``, buffer protocol),
+    plus the helper methods of the original s3dlio's ``BytesView``.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def allocate(cls, size: int) -> BytesView:
+        """A BytesView of ``size`` bytes whose contents are undefined (to be filled by a read)."""
+        view = cls()
+        if size:
+            if _resize is not None:
+                if _resize(view, size) != 0:  # pragma: no cover - out of memory
+                    raise MemoryError(size)
+            else:  # pragma: no cover
+                view.extend(bytes(size))
+        return view
+
+    @classmethod
+    def allocate_aligned(cls, size: int, align: int = ALIGN) -> BytesView:
+        """Like :meth:`allocate`, with the first byte on an ``align`` boundary (for O_DIRECT).
+
+        Over-allocates by ``align`` and drops the head: CPython moves a bytearray's start
+        pointer on a front deletion instead of copying.
+        """
+        view = cls.allocate(size + align)
+        skip = (-buffer_address(view)) % align
+        if skip:
+            del view[:skip]
+        del view[size:]
+        if buffer_address(view) % align:  # pragma: no cover - non-CPython layouts
+            padded = aligned_buffer(size, align)
+            return cls(memoryview(padded)[:size])
+        return view
+
+    def memoryview(self) -> memoryview:
+        """A writable ``memoryview`` over the data (no copy)."""
+        return memoryview(self)
+
+    def to_bytes(self) -> bytes:
+        """An immutable copy as ``bytes``."""
+        return bytes(self)
+
+    def as_numpy(self, dtype: Any = np.uint8) -> np.ndarray:
+        """A NumPy array sharing this buffer (no copy)."""
+        return np.frombuffer(self, dtype=dtype)
+
+    def __repr__(self) -> str:
+        head = bytes(self[:16])
+        return f"BytesView({len(self)} bytes, {head!r}{'...' if len(self) > 16 else ''})"
+
+
+def buffer_address(buf: Any) -> int:
+    """The memory address of a writable buffer's first byte."""
+    view = memoryview(buf)
+    if view.nbytes == 0:
+        return 0
+    if view.readonly:
+        return int(np.frombuffer(view, dtype=np.uint8).ctypes.data)
+    return ctypes.addressof(ctypes.c_char.from_buffer(view))
+
+
+def aligned_buffer(size: int, align: int = ALIGN) -> mmap.mmap:
+    """Anonymous page-aligned memory of at least ``size`` bytes (rounded up to ``align``).
+
+    ``mmap`` memory is page aligned by construction and zero pages cost nothing until touched.
+    """
+    rounded = max(align, -(-size // align) * align)
+    return mmap.mmap(-1, rounded)
+
+
+def as_readonly_view(data: Any, *, what: str = "data") -> memoryview:
+    """A flat, byte-format ``memoryview`` over any buffer (bytes, bytearray, numpy, ...).
+
+    Raises:
+        TypeError: ``data`` does not support the buffer protocol (a ``str``, a list, ...).
+    """
+    if isinstance(data, str):
+        raise TypeError(f"{what} must be a bytes-like object, not str (encode it first)")
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(
+            f"{what} must be a bytes-like object (bytes, bytearray, memoryview, numpy array), "
+            f"not {type(data).__name__}"
+        ) from None
+    if view.format != "B" or view.ndim != 1 or not view.c_contiguous:
+        if not view.c_contiguous:
+            view = memoryview(view.tobytes())
+        view = view.cast("B")
+    return view

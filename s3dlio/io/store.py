@@ -1,0 +1,322 @@
+"""The :class:`ObjectStore` contract every backend implements, and the scheme registry.
+
+A backend does only what is specific to its service: open a (ranged) read, put bytes, run a
+multi-part upload, stat, list one page at a time, delete. Range splitting, retries, the op-log,
+compression, globbing and batch transfers live once, above the backends (``ops.py``,
+``range_engine.py``, ``writer.py``, ``listing.py``, ``transfer.py``).
+
+Backends are registered by scheme as ``"module:Class"`` strings and imported on first use, so
+``import s3dlio`` never imports boto3 or the Azure/Google SDKs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, ClassVar
+
+from ..errors import InvalidURIError, UnsupportedOperationError
+from .buffers import BytesView
+from .uri import ObjectURI, parse_uri
+
+__all__ = [
+    "ObjectMeta",
+    "ObjectStore",
+    "ReadStream",
+    "Upload",
+    "backend_for",
+    "register_backend",
+]
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    """What a listing or a HEAD tells about one object (or a "directory" prefix).
+
+    Attributes:
+        uri: The parsed location.
+        size: Size in bytes (0 for prefixes).
+        last_modified: Modification time (UTC), if known.
+        etag: Entity tag / generation / version token used for consistent ranged reads.
+        content_type: MIME type, if stored.
+        metadata: User metadata.
+        is_prefix: True for a "directory" (shown with a trailing ``/``).
+        extra: Service-specific fields (storage class, version id, ...).
+    """
+
+    uri: ObjectURI
+    size: int = 0
+    last_modified: datetime | None = None
+    etag: str | None = None
+    content_type: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    is_prefix: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The object key (or absolute path for local backends)."""
+        return self.uri.key
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``stat()`` dictionary: JSON-friendly, with the original's field names too."""
+        modified = self.last_modified
+        return {
+            "uri": str(self.uri),
+            "key": self.uri.key,
+            "size": self.size,
+            "last_modified": _rfc3339(modified) if modified else None,
+            "mtime": modified.timestamp() if modified else None,
+            "etag": self.etag,
+            "e_tag": self.etag,
+            "content_type": self.content_type,
+            "metadata": dict(self.metadata),
+            "is_dir": self.is_prefix,
+            **self.extra,
+        }
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class ReadStream(ABC):
+    """The body of one (ranged) GET, read into caller buffers.
+
+    Attributes:
+        size: Total size of the object (not just of this range).
+        etag: The object's version token, for ``if_match`` on later ranges.
+        offset: First byte this stream delivers.
+        length: Bytes this stream delivers (``0`` when ``offset >= size``).
+    """
+
+    size: int
+    etag: str | None
+    offset: int
+    length: int
+
+    @abstractmethod
+    def readinto(self, buf: memoryview) -> int:
+        """Fill up to ``len(buf)`` bytes; return how many (``0`` once the body is done).
+
+        Raises:
+            TransientError: the connection broke or the body ended before ``length`` bytes.
+        """
+
+    def close(self) -> None:
+        """Release the connection or file handle (idempotent)."""
+
+    def __enter__(self) -> ReadStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Upload(ABC):
+    """One multi-part upload in progress: nothing is visible until :meth:`commit`.
+
+    The part layout rules are the store's (:attr:`ObjectStore.min_part_size`, ...).
+    """
+
+    @abstractmethod
+    def write_part(self, number: int, offset: int, data: memoryview, last: bool) -> None:
+        """Send part ``number`` (0-based) holding bytes ``[offset, offset + len(data))``.
+
+        Must be safe to call again for the same part (a retry).
+        """
+
+    @abstractmethod
+    def commit(self) -> str | None:
+        """Make the object visible, atomically; return its etag if known."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Discard everything sent; leave no object and no pending upload (idempotent)."""
+
+
+class ObjectStore(ABC):
+    """One storage service. Subclasses implement the abstract methods for their scheme.
+
+    Class attributes:
+        scheme: The canonical scheme (``"s3"``, ``"file"``, ...).
+        local: True for file systems (RangeEngine uses the local defaults).
+        min_part_size: Smallest upload part but the last (S3: 5 MiB).
+        part_multiple: Parts but the last must be a multiple of this (GCS: 256 KiB).
+        max_parallel_parts: Parts that may upload at once (1 = strictly in order).
+    """
+
+    scheme: ClassVar[str]
+    local: ClassVar[bool] = False
+    min_part_size: ClassVar[int] = 1
+    part_multiple: ClassVar[int] = 1
+    max_parallel_parts: ClassVar[int] = 64
+
+    def endpoint(self, uri: ObjectURI) -> str:
+        """The endpoint string the op-log records for requests on ``uri``."""
+        return f"{self.scheme}://"
+
+    def allocate(self, size: int) -> BytesView:
+        """A buffer for ``size`` bytes of this backend's data (``direct://`` aligns it)."""
+        return BytesView.allocate(size)
+
+    # -- data path ---------------------------------------------------------------------------
+    @abstractmethod
+    def open_read(
+        self, uri: ObjectURI, offset: int = 0, length: int | None = None, *,
+        if_match: str | None = None,
+    ) -> ReadStream:  # fmt: skip
+        """Start reading ``[offset, offset + length)`` (to the end when ``length`` is None).
+
+        A range starting at or past the end yields an empty stream, never an error.
+
+        Raises:
+            NotFoundError: no such object.
+            IntegrityError: ``if_match`` is given and the object has changed.
+        """
+
+    @abstractmethod
+    def put(
+        self, uri: ObjectURI, data: memoryview, *, content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str | None:  # fmt: skip
+        """Store ``data`` as the whole object, atomically; return its etag if known."""
+
+    @abstractmethod
+    def begin_upload(
+        self, uri: ObjectURI, *, content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Upload:  # fmt: skip
+        """Start a multi-part upload whose result appears only on commit."""
+
+    # -- metadata ----------------------------------------------------------------------------
+    @abstractmethod
+    def stat(self, uri: ObjectURI) -> ObjectMeta:
+        """Metadata of one object. Raises ``NotFoundError`` if it does not exist."""
+
+    @abstractmethod
+    def list_pages(self, prefix: ObjectURI, *, recursive: bool) -> Iterator[list[ObjectMeta]]:
+        """Objects whose key starts with ``prefix.key``, one service page at a time.
+
+        Non-recursive listings group keys at the first ``/`` after the prefix and report each
+        group once as an ``is_prefix`` entry whose key ends with ``/`` (S3 delimiter semantics).
+        Order within the listing is by key.
+        """
+
+    @abstractmethod
+    def delete(self, uri: ObjectURI) -> None:
+        """Delete one object. Raises ``NotFoundError`` if it does not exist."""
+
+    def delete_many(self, uris: Sequence[ObjectURI]) -> list[tuple[ObjectURI, Exception]]:
+        """Delete many objects (one batch); return the ones that failed with their error.
+
+        Backends with a batch API override this; the default deletes one by one.
+        """
+        failed: list[tuple[ObjectURI, Exception]] = []
+        for uri in uris:
+            try:
+                self.delete(uri)
+            except Exception as exc:  # noqa: BLE001 - reported per object
+                failed.append((uri, exc))
+        return failed
+
+    # -- containers --------------------------------------------------------------------------
+    def create_bucket(self, uri: ObjectURI) -> None:
+        """Create the bucket/container (or directory) named by ``uri``."""
+        raise UnsupportedOperationError("cannot create buckets", uri=str(uri), op="CREATE_BUCKET")
+
+    def delete_bucket(self, uri: ObjectURI) -> None:
+        """Delete the (empty) bucket/container named by ``uri``."""
+        raise UnsupportedOperationError("cannot delete buckets", uri=str(uri), op="DELETE_BUCKET")
+
+    def list_containers(self, uri: ObjectURI) -> list[ObjectURI]:
+        """The buckets/containers visible through ``uri``'s account or endpoint."""
+        raise UnsupportedOperationError("cannot list buckets", uri=str(uri), op="LIST_BUCKETS")
+
+    def bucket_exists(self, uri: ObjectURI) -> bool:
+        """Whether the bucket/container of ``uri`` exists."""
+        return True
+
+    def mkdir(self, uri: ObjectURI) -> None:
+        """Make ``uri`` usable as a directory prefix (object stores need nothing)."""
+
+    def remove_empty_dirs(self, uri: ObjectURI) -> None:
+        """After a recursive delete: drop directories left empty (local backends only)."""
+
+
+# -- registry ----------------------------------------------------------------------------------
+
+_REGISTRY: dict[str, str] = {
+    "file": "s3dlio.io.backends.file:FileStore",
+    "direct": "s3dlio.io.backends.direct:DirectStore",
+    "s3": "s3dlio.io.backends.s3:S3Store",
+    "az": "s3dlio.io.backends.azure:AzureStore",
+    "gs": "s3dlio.io.backends.gcs:GCSStore",
+}
+_EXTRAS = {"s3": "s3", "az": "azure", "gs": "gcs"}
+_instances: dict[str, ObjectStore] = {}
+_lock = threading.Lock()
+
+
+def register_backend(scheme: str, target: str | type[ObjectStore]) -> None:
+    """Register (or replace) the backend for ``scheme``.
+
+    Args:
+        scheme: The URI scheme, e.g. ``"myfs"``.
+        target: An :class:`ObjectStore` subclass, or ``"package.module:ClassName"`` to import
+            lazily on first use.
+    """
+    from .uri import SCHEMES
+
+    if not isinstance(target, str):
+        target = f"{target.__module__}:{target.__qualname__}"
+    with _lock:
+        SCHEMES.setdefault(scheme, scheme)
+        _REGISTRY[SCHEMES[scheme]] = target
+        _instances.pop(SCHEMES[scheme], None)
+
+
+def backend_for(uri: str | ObjectURI) -> ObjectStore:
+    """The backend instance serving ``uri``'s scheme (one per scheme per process).
+
+    Raises:
+        InvalidURIError: no backend is registered for the scheme.
+        ImportError: the backend's SDK is missing, with the ``pip install`` line that adds it.
+    """
+    scheme = parse_uri(uri).scheme
+    store = _instances.get(scheme)
+    if store is not None:
+        return store
+    with _lock:
+        store = _instances.get(scheme)
+        if store is None:
+            store = _load(scheme)()
+            _instances[scheme] = store
+    return store
+
+
+def _load(scheme: str) -> type[ObjectStore]:
+    target = _REGISTRY.get(scheme)
+    if target is None:
+        raise InvalidURIError(f"no backend registered for scheme {scheme!r}")
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = _EXTRAS.get(scheme)
+        hint = f"; install it with: pip install 's3dlio[{extra}]'" if extra else ""
+        raise ImportError(f"the {scheme}:// backend needs {exc.name or exc}{hint}") from exc
+    cls = getattr(module, class_name)
+    if not (isinstance(cls, type) and issubclass(cls, ObjectStore)):
+        raise TypeError(f"{target} is not an ObjectStore subclass")
+    return cls
+
+
+def reset_backends() -> None:
+    """Forget backend instances (they are rebuilt on next use, e.g. after reconfiguration)."""
+    with _lock:
+        _instances.clear()

@@ -1,0 +1,293 @@
+"""Many-object transfers: ``get_many``, ``put_many``, ``copy`` (any backend to any), ``upload``,
+``download`` and recursive delete.
+
+Work runs on the shared pool with a bounded number of objects in flight, pulling from streamed
+listings, so memory does not grow with the number of objects. A failure of one object does not
+stop the others; the call then raises :class:`~s3dlio.errors.BatchError` naming each failed
+object and the ones that succeeded.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from ..errors import BatchError, InvalidURIError, NotFoundError, S3DlioError
+from . import ops
+from .buffers import BytesView, as_readonly_view
+from .config import MiB
+from .executor import bounded_map
+from .listing import Selection, has_glob, select
+from .range_engine import fetch
+from .store import ObjectMeta, backend_for
+from .uri import ObjectURI, parse_uri
+from .writer import ObjectWriter, WriterOptions
+
+__all__ = [
+    "copy_object",
+    "delete_recursive",
+    "download",
+    "expand_local_sources",
+    "get_many",
+    "put_many",
+    "run_batch",
+    "upload",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Objects up to this size are copied with one GET and one PUT; larger ones are streamed.
+STREAM_COPY_ABOVE = 16 * MiB
+
+
+def run_batch(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    max_in_flight: int,
+    *,
+    what: str,
+    name: Callable[[T], str] = str,
+    ordered: bool = True,
+) -> list[R]:
+    """Apply ``fn`` to every item concurrently; raise ``BatchError`` if any failed."""
+    results: list[R] = []
+    failures: list[tuple[str, BaseException]] = []
+    for item, fut in bounded_map(fn, items, max_in_flight, ordered=ordered):
+        exc = fut.exception()
+        if exc is None:
+            results.append(fut.result())
+        elif isinstance(exc, (S3DlioError, OSError, ValueError)):
+            failures.append((name(item), exc))
+        else:
+            raise exc
+    if failures:
+        raise BatchError(what, failures=failures, succeeded=len(results))
+    return results
+
+
+def get_many(uris: Iterable[str | ObjectURI], max_in_flight: int = 64) -> list[tuple[str, BytesView]]:
+    """Fetch many objects concurrently; ``[(uri, data), ...]`` in input order."""
+
+    def one(uri: str | ObjectURI) -> tuple[str, BytesView]:
+        return str(uri), ops.get(parse_uri(uri))
+
+    return run_batch(one, uris, max_in_flight, what="GET")
+
+
+def put_many(items: Iterable[tuple[str | ObjectURI, Any]], max_in_flight: int = 64) -> None:
+    """Store many ``(uri, data)`` pairs concurrently (data: any buffer)."""
+
+    def one(item: tuple[str | ObjectURI, Any]) -> None:
+        uri, data = item
+        ops.put(parse_uri(uri), as_readonly_view(data))
+
+    run_batch(one, _pairs(items), max_in_flight, what="PUT", name=lambda item: str(item[0]))
+
+
+def _pairs(items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
+    source = items.items() if isinstance(items, dict) else items
+    for item in source:
+        if not (isinstance(item, tuple) and len(item) == 2):
+            raise InvalidURIError(f"put_many wants (uri, data) pairs, got {type(item).__name__}")
+        yield item
+
+
+def copy_object(
+    src: ObjectURI, dst: ObjectURI, *, part_size: int = 16 * MiB, size: int | None = None
+) -> int:
+    """Copy one object between any two backends; returns the bytes copied.
+
+    Objects up to :data:`STREAM_COPY_ABOVE` bytes take one GET and one PUT. Larger ones stream
+    through a writer part by part, each part read with a version-checked range GET, so memory
+    stays at a few parts and a source replaced mid-copy fails instead of mixing versions.
+    """
+    backend = backend_for(src)
+    if size is None or size <= STREAM_COPY_ABOVE:
+        first = fetch(backend, src, 0, STREAM_COPY_ABOVE)
+        if first.size <= STREAM_COPY_ABOVE:
+            ops.put(dst, memoryview(first.data))
+            return first.size
+        return _stream_copy(src, dst, first.size, first.etag, part_size, memoryview(first.data))
+    meta = ops.stat(src)
+    return _stream_copy(src, dst, meta.size, meta.etag, part_size, None)
+
+
+def _stream_copy(
+    src: ObjectURI, dst: ObjectURI, size: int, etag: str | None, part_size: int,
+    head: memoryview | None,
+) -> int:  # fmt: skip
+    backend = backend_for(src)
+    offset = 0
+    with ObjectWriter(dst, WriterOptions(part_size=part_size)) as writer:
+        if head is not None:
+            writer.write(head)
+            offset = len(head)
+        buf = bytearray(part_size)
+        view = memoryview(buf)
+        while offset < size:
+            got = fetch(backend, src, offset, part_size, into=view, if_match=etag, op="GET_RANGE")
+            if got.nbytes == 0:
+                raise NotFoundError("source shrank during copy", uri=str(src), op="GET")
+            writer.write(view[: got.nbytes])
+            offset += got.nbytes
+    return size
+
+
+def delete_recursive(
+    uri: ObjectURI, *, pattern: str | None = None, max_in_flight: int = 64, batch: int = 1000
+) -> int:
+    """Delete every object ``uri`` selects (recursively); returns how many were deleted."""
+    backend = backend_for(uri)
+    objects = (m.uri for m in select(uri, recursive=True, pattern=pattern) if not m.is_prefix)
+
+    def chunks() -> Iterator[list[ObjectURI]]:
+        group: list[ObjectURI] = []
+        for item in objects:
+            group.append(item)
+            if len(group) >= batch:
+                yield group
+                group = []
+        if group:
+            yield group
+
+    def delete_group(group: list[ObjectURI]) -> int:
+        failed = ops.call(
+            "DELETE", backend, group[0], lambda: backend.delete_many(group), n_objects=len(group)
+        )
+        if failed:
+            raise BatchError("DELETE", failures=[(str(u), e) for u, e in failed],
+                             succeeded=len(group) - len(failed))  # fmt: skip
+        return len(group)
+
+    counts = run_batch(delete_group, chunks(), max(1, max_in_flight // 16) or 1, what="DELETE",
+                       name=lambda g: str(g[0]))  # fmt: skip
+    if not uri.key or uri.key.endswith("/"):
+        backend.remove_empty_dirs(uri)
+    elif backend.local:
+        backend.remove_empty_dirs(uri.with_key(uri.key + "/"))
+    return sum(counts)
+
+
+# -- upload / download -------------------------------------------------------------------------
+
+_REGEX_ONLY = re.compile(r"\.\*|\.\+|[$^+\\(){}|]")
+
+
+def expand_local_sources(patterns: str | Iterable[str]) -> Iterator[tuple[str, str]]:
+    """Local files named by paths, globs or regexes, as ``(path, relative_name)`` pairs.
+
+    * a file: itself, named by its base name;
+    * a directory: every file below it, relative to it;
+    * a glob (``*``, ``?``, ``[...]``, ``**``): matches, relative to the directory before the
+      first glob component (so ``dir/**`` keeps the tree below ``dir/``);
+    * a regex in the last component (``/logs/.*\\.log$``): files in that directory whose name
+      it matches.
+
+    Raises:
+        NotFoundError: a pattern matched nothing.
+    """
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [os.fspath(patterns)]
+    for pattern in patterns:
+        found = False
+        for path, rel in _expand_one(os.path.expanduser(os.fspath(pattern))):
+            found = True
+            yield path, rel
+        if not found:
+            raise NotFoundError("matches no local file", uri=pattern, op="UPLOAD")
+
+
+def _expand_one(pattern: str) -> Iterator[tuple[str, str]]:
+    if pattern.startswith("file://"):
+        pattern = pattern[len("file://") :]
+    if os.path.isfile(pattern):
+        yield pattern, os.path.basename(pattern)
+        return
+    if os.path.isdir(pattern):
+        yield from _walk_files(pattern)
+        return
+    directory, name = os.path.split(pattern)
+    if _REGEX_ONLY.search(name) and not has_glob(directory):
+        regex = re.compile(name)
+        try:
+            names = sorted(os.listdir(directory or "."))
+        except OSError:
+            return
+        for entry in names:
+            path = os.path.join(directory, entry)
+            if regex.fullmatch(entry) and os.path.isfile(path):
+                yield path, entry
+        return
+    if has_glob(pattern):
+        parts = pattern.split(os.sep)
+        first = next(i for i, part in enumerate(parts) if has_glob(part))
+        base = os.sep.join(parts[:first]) or ("/" if pattern.startswith("/") else ".")
+        for path in sorted(globlib.iglob(pattern, recursive=True)):
+            if os.path.isfile(path):
+                yield path, os.path.relpath(path, base)
+
+
+def _walk_files(top: str) -> Iterator[tuple[str, str]]:
+    for directory, dirs, files in os.walk(top):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(directory, name)
+            yield path, os.path.relpath(path, top)
+
+
+def upload(
+    src_patterns: str | Iterable[str],
+    dest_prefix: str | ObjectURI,
+    max_in_flight: int = 32,
+    create_bucket: bool = False,
+) -> list[str]:
+    """Upload local files (paths, globs, regexes) below ``dest_prefix``; returns the URIs."""
+    dest = parse_uri(dest_prefix)
+    if create_bucket and not dest.is_local:
+        backend = backend_for(dest)
+        if not backend.bucket_exists(dest):
+            backend.create_bucket(dest)
+
+    def one(pair: tuple[str, str]) -> str:
+        path, rel = pair
+        target = dest.join(rel.replace(os.sep, "/"))
+        copy_object(ObjectURI("file", "", os.path.abspath(path)), target,
+                    size=os.path.getsize(path))  # fmt: skip
+        return str(target)
+
+    return run_batch(one, expand_local_sources(src_patterns), max_in_flight, what="UPLOAD",
+                     name=lambda pair: pair[0])  # fmt: skip
+
+
+def download(
+    src_uri: str | ObjectURI,
+    dest_dir: str | os.PathLike[str],
+    max_in_flight: int = 64,
+    recursive: bool = True,
+    pattern: str | None = None,
+) -> list[str]:
+    """Download what ``src_uri`` selects into ``dest_dir``, keeping the key layout.
+
+    Keys that would land outside ``dest_dir`` (``..`` segments, absolute keys) are refused and
+    reported in the ``BatchError``; the rest are downloaded. Returns the local paths written.
+    """
+    src = parse_uri(src_uri)
+    root = os.path.abspath(os.fspath(dest_dir))
+    selection = Selection.of(src.key, recursive)
+
+    def one(meta: ObjectMeta) -> str:
+        rel = selection.relative(meta.key)
+        target = os.path.normpath(os.path.join(root, rel))
+        if rel.startswith("/") or os.path.commonpath([root, target]) != root or target == root:
+            raise InvalidURIError(
+                f"key would be written outside {root}", uri=str(meta.uri), op="DOWNLOAD"
+            )
+        copy_object(meta.uri, ObjectURI("file", "", target), size=meta.size)
+        return target
+
+    entries = (m for m in select(src, recursive=recursive, pattern=pattern) if not m.is_prefix)
+    return run_batch(one, entries, max_in_flight, what="DOWNLOAD", name=lambda m: str(m.uri))
