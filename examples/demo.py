@@ -26,7 +26,7 @@ def run(root: str, num: int = 64, size: int = 1 << 20) -> None:
     got = s3dlio.get_many(listed, max_in_flight=16)
     get_s = time.perf_counter() - started
     total = sum(len(data) for _, data in got)
-    assert all(bytes(data) == bytes(src) for (_, data), (_, src) in zip(got, items))
+    assert all(bytes(data) == bytes(src) for (_, data), (_, src) in zip(got, items, strict=True))
     print(
         f"{root:<40} {num} x {size >> 10} KiB   put {total / put_s / 1e6:8.1f} MB/s"
         f"   get {total / get_s / 1e6:8.1f} MB/s"

@@ -152,9 +152,7 @@ def delete(
     if recursive or pattern is not None:
         return transfer.delete_recursive(parsed, pattern=pattern)
     if parsed.is_local and os.path.isdir(parsed.key):
-        raise IsDirectoryError(
-            "is a directory; use recursive=True", uri=str(parsed), op="DELETE"
-        )
+        raise IsDirectoryError("is a directory; use recursive=True", uri=str(parsed), op="DELETE")
     ops.delete(parsed, missing_ok=missing_ok)
     return 1
 
@@ -199,7 +197,9 @@ def list_containers(uri: URI = "s3://") -> builtins.list[str]:
 list_buckets = list_containers
 
 
-def copy(src: URI, dst: URI, recursive: bool = False, max_in_flight: int = 32) -> builtins.list[str]:
+def copy(
+    src: URI, dst: URI, recursive: bool = False, max_in_flight: int = 32
+) -> builtins.list[str]:
     """Copy between any two backends, streamed (no temp files, bounded memory).
 
     ``dst`` ending in ``/`` receives the source's name below it. With ``recursive=True`` (or a
@@ -303,7 +303,9 @@ async def put_many_async(items: Iterable[tuple[URI, Any]], max_in_flight: int = 
     await asyncio.gather(*(one(u, d) for u, d in pairs))
 
 
-async def stat_many_async(uris: Iterable[URI], max_in_flight: int = 64) -> builtins.list[dict[str, Any]]:
+async def stat_many_async(
+    uris: Iterable[URI], max_in_flight: int = 64
+) -> builtins.list[dict[str, Any]]:
     """Async :func:`stat_many`."""
     gate = asyncio.Semaphore(max_in_flight)
 

@@ -93,7 +93,9 @@ def generate_data(
     return out
 
 
-def generate_into_buffer(buffer: Any, dedup: int = 1, compress: int = 1, seed: int | None = None) -> int:
+def generate_into_buffer(
+    buffer: Any, dedup: int = 1, compress: int = 1, seed: int | None = None
+) -> int:
     """Fill a writable buffer with synthetic data; returns its length."""
     view = memoryview(buffer).cast("B") if memoryview(buffer).format != "B" else memoryview(buffer)
     if view.readonly:

@@ -135,10 +135,7 @@ def delete(uri: ObjectURI, *, missing_ok: bool = False) -> None:
 
 
 def _has_children(backend: ObjectStore, uri: ObjectURI) -> bool:
-    for page in list_pages(uri.with_key(uri.key + "/"), recursive=True):
-        if page:
-            return True
-    return False
+    return any(page for page in list_pages(uri.with_key(uri.key + "/"), recursive=True))
 
 
 def list_pages(prefix: ObjectURI, *, recursive: bool) -> Iterator[list[ObjectMeta]]:
@@ -153,6 +150,6 @@ def list_pages(prefix: ObjectURI, *, recursive: bool) -> Iterator[list[ObjectMet
             return
         except S3DlioError as exc:
             _record("LIST", backend, prefix, start, nbytes=0, n_objects=0, error=str(exc))
-            raise exc.with_context(uri=str(prefix), op="LIST")
+            raise exc.with_context(uri=str(prefix), op="LIST") from exc.__cause__
         _record("LIST", backend, prefix, start, nbytes=0, n_objects=len(page))
         yield page

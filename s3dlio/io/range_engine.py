@@ -203,9 +203,7 @@ def fetch(
         else:
 
             def attempt() -> int:
-                return _logged_read(
-                    backend, uri, piece_off, target, if_match=guard, op="GET_RANGE"
-                )
+                return _logged_read(backend, uri, piece_off, target, if_match=guard, op="GET_RANGE")
 
         retry.call(
             attempt, op=op if index == 0 else "GET_RANGE", uri=str(uri),

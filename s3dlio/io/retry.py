@@ -71,14 +71,14 @@ def call(
                 with _stats_lock:
                     _stats["gave_up"] += 1
                 exc.attempts = attempt
-                raise exc.with_context(uri=uri, op=op, byte_range=byte_range)
+                raise exc.with_context(uri=uri, op=op, byte_range=byte_range) from exc.__cause__
             with _stats_lock:
                 _stats["retries"] += 1
                 _stats["throttled"] += throttled
             time.sleep(delay)
         except S3DlioError as exc:
             exc.attempts = exc.attempts or attempt
-            raise exc.with_context(uri=uri, op=op, byte_range=byte_range)
+            raise exc.with_context(uri=uri, op=op, byte_range=byte_range) from exc.__cause__
 
 
 def retry_stats() -> dict[str, int]:

@@ -262,19 +262,26 @@ _instances: dict[str, ObjectStore] = {}
 _lock = threading.Lock()
 
 
-def register_backend(scheme: str, target: str | type[ObjectStore]) -> None:
+def register_backend(
+    scheme: str, target: str | type[ObjectStore], *, local: bool | None = None
+) -> None:
     """Register (or replace) the backend for ``scheme``.
 
     Args:
         scheme: The URI scheme, e.g. ``"myfs"``.
         target: An :class:`ObjectStore` subclass, or ``"package.module:ClassName"`` to import
             lazily on first use.
+        local: Whether URIs of this scheme hold a local path (``myfs:///abs/path``) rather than
+            ``bucket/key``; taken from the class's ``local`` attribute when a class is given.
     """
-    from .uri import SCHEMES
+    from .uri import LOCAL_SCHEMES, SCHEMES
 
     if not isinstance(target, str):
+        local = target.local if local is None else local
         target = f"{target.__module__}:{target.__qualname__}"
     with _lock:
+        if local:
+            LOCAL_SCHEMES.add(scheme)
         SCHEMES.setdefault(scheme, scheme)
         _REGISTRY[SCHEMES[scheme]] = target
         _instances.pop(SCHEMES[scheme], None)

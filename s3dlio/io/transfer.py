@@ -69,7 +69,9 @@ def run_batch(
     return results
 
 
-def get_many(uris: Iterable[str | ObjectURI], max_in_flight: int = 64) -> list[tuple[str, BytesView]]:
+def get_many(
+    uris: Iterable[str | ObjectURI], max_in_flight: int = 64
+) -> list[tuple[str, BytesView]]:
     """Fetch many objects concurrently; ``[(uri, data), ...]`` in input order."""
 
     def one(uri: str | ObjectURI) -> tuple[str, BytesView]:

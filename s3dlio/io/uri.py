@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import InvalidURIError
 
-__all__ = ["ObjectURI", "parse_uri", "SCHEMES"]
+__all__ = ["LOCAL_SCHEMES", "SCHEMES", "ObjectURI", "parse_uri"]
 
 #: Canonical scheme for every accepted spelling.
 SCHEMES: dict[str, str] = {
@@ -28,7 +28,8 @@ SCHEMES: dict[str, str] = {
     "direct": "direct",
 }
 
-_LOCAL = ("file", "direct")
+#: Schemes whose "key" is a local path (``register_backend`` adds local third-party schemes).
+LOCAL_SCHEMES: set[str] = {"file", "direct"}
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.S)
 _ENDPOINT_RE = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
 
@@ -57,7 +58,7 @@ class ObjectURI:
     @property
     def is_local(self) -> bool:
         """True for ``file://`` and ``direct://``."""
-        return self.scheme in _LOCAL
+        return self.scheme in LOCAL_SCHEMES
 
     @property
     def root(self) -> str:
@@ -125,7 +126,7 @@ def parse_uri(uri: str | ObjectURI | os.PathLike[str], *, allow_bare: bool = Fal
     if scheme is None:
         raise InvalidURIError(f"unsupported scheme {spelled!r}", uri=uri)
     alias = spelled.lower() if spelled.lower() != scheme else None
-    if scheme in _LOCAL:
+    if scheme in LOCAL_SCHEMES:
         if not rest:
             raise InvalidURIError("missing path", uri=uri)
         return _local(scheme, alias, rest)
@@ -165,9 +166,7 @@ def _split_azure(first: str, tail: str) -> tuple[str, str, str | None]:
 
 def azure_account_from_env() -> str | None:
     """The storage account named by ``AZURE_STORAGE_ACCOUNT_NAME`` or the connection string."""
-    name = os.environ.get("AZURE_STORAGE_ACCOUNT_NAME") or os.environ.get(
-        "AZURE_STORAGE_ACCOUNT"
-    )
+    name = os.environ.get("AZURE_STORAGE_ACCOUNT_NAME") or os.environ.get("AZURE_STORAGE_ACCOUNT")
     if name:
         return name
     conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING", "")

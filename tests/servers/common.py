@@ -17,8 +17,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 60.0,
-                  log: Path | None = None) -> None:
+def wait_for_port(
+    port: int, proc: subprocess.Popen | None = None, timeout: float = 60.0, log: Path | None = None
+) -> None:
     """Block until something accepts connections on ``127.0.0.1:port``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -33,12 +34,16 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def start_server(cmd: list[str], port: int, log: Path, env: dict[str, str] | None = None,
-                 timeout: float = 60.0) -> subprocess.Popen:
+def start_server(
+    cmd: list[str], port: int, log: Path, env: dict[str, str] | None = None, timeout: float = 60.0
+) -> subprocess.Popen:
     """Start ``cmd`` in its own process group, logging to ``log``; wait for ``port``."""
     handle = open(log, "wb")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(
-        cmd, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        cmd,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
         start_new_session=True,
     )
     handle.close()
