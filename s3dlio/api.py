@@ -60,7 +60,7 @@ def put_bytes(uri: URI, data: Any) -> None:
 
 def put_many(items: Iterable[tuple[URI, Any]], max_in_flight: int = 64) -> None:
     """Store many ``(uri, data)`` pairs concurrently (a dict ``{uri: data}`` also works)."""
-    transfer.put_many(items, max_in_flight)  # type: ignore[arg-type]
+    transfer.put_many(items, max_in_flight)
 
 
 def get(uri: URI) -> BytesView:

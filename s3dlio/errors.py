@@ -68,7 +68,7 @@ class S3DlioError(Exception):
             text += f" after {self.attempts} attempts"
         return text
 
-    def __reduce__(self):  # keep errors picklable across DataLoader worker processes
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across DataLoader workers
         return (
             _rebuild,
             (type(self), self.message, self.uri, self.op, self.byte_range, self.attempts),
@@ -86,7 +86,14 @@ class S3DlioError(Exception):
         return self
 
 
-def _rebuild(cls, message, uri, op, byte_range, attempts):  # type: ignore[no-untyped-def]
+def _rebuild(
+    cls: type[S3DlioError],
+    message: str,
+    uri: str | None,
+    op: str | None,
+    byte_range: tuple[int, int | None] | None,
+    attempts: int | None,
+) -> S3DlioError:
     err = cls.__new__(cls)
     S3DlioError.__init__(err, message, uri=uri, op=op, byte_range=byte_range, attempts=attempts)
     return err
@@ -150,9 +157,11 @@ class BatchError(S3DlioError):
         total = len(failures) + succeeded
         super().__init__(f"{len(failures)} of {total} objects failed: {shown}{more}", op=op)
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[object, ...]:
         return (_rebuild_batch, (self.op, self.failures, self.succeeded))
 
 
-def _rebuild_batch(op, failures, succeeded):  # type: ignore[no-untyped-def]
+def _rebuild_batch(
+    op: str, failures: list[tuple[str, BaseException]], succeeded: int
+) -> BatchError:
     return BatchError(op, failures=failures, succeeded=succeeded)

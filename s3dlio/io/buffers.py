@@ -19,6 +19,7 @@ __all__ = ["ALIGN", "BytesView", "aligned_buffer", "as_readonly_view", "buffer_a
 #: Alignment O_DIRECT requires of buffers, offsets and lengths.
 ALIGN = 4096
 
+_resize: Any
 try:  # CPython: grow a bytearray without zero-filling it (the C API's PyByteArray_Resize)
     _resize = ctypes.pythonapi.PyByteArray_Resize
     _resize.argtypes = [ctypes.py_object, ctypes.c_ssize_t]

@@ -130,7 +130,7 @@ class ObjectWriter(io.RawIOBase):
         self.options = opts
         self.backend: ObjectStore = backend_for(uri)
         b = self.backend
-        part = max(opts.part_size, b.min_part_size)
+        part = max(parse_size(opts.part_size), b.min_part_size)
         self.part_size = -(-part // b.part_multiple) * b.part_multiple
         self.max_in_flight = max(1, min(opts.max_in_flight, b.max_parallel_parts))
         self._crc = 0
@@ -157,7 +157,7 @@ class ObjectWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: Any) -> int:  # type: ignore[override]
+    def write(self, data: Any) -> int:
         """Append ``data`` (any buffer); returns its length."""
         view = as_readonly_view(data)
         self._check_open()
