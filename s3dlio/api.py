@@ -14,7 +14,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, ParamSpec, TypeVar
 
-from .errors import IsDirectoryError, NotFoundError
+from .errors import BatchError, IsDirectoryError, NotFoundError
 from .io import ops, transfer
 from .io.buffers import BytesView, as_readonly_view
 from .io.executor import get_executor
@@ -278,42 +278,62 @@ upload_async = _async_on_thread(upload)
 download_async = _async_on_thread(download)
 
 
+async def _gather_bounded(
+    fn: Callable[[Any], Awaitable[R]],
+    items: Iterable[Any],
+    max_in_flight: int,
+    *,
+    what: str,
+    name: Callable[[Any], str] = str,
+) -> builtins.list[R]:
+    """Await ``fn(item)`` for every item, ``max_in_flight`` at a time, in input order.
+
+    Like the synchronous batch functions, a failure of some items raises ``BatchError`` after
+    the others are done.
+    """
+    gate = asyncio.Semaphore(max_in_flight)
+
+    async def one(item: Any) -> R:
+        async with gate:
+            return await fn(item)
+
+    items = builtins.list(items)
+    outcomes = await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
+    failures: builtins.list[tuple[str, BaseException]] = [
+        (name(item), out) for item, out in zip(items, outcomes, strict=True)
+        if isinstance(out, Exception)
+    ]  # fmt: skip
+    if failures:
+        raise BatchError(what, failures=failures, succeeded=len(items) - len(failures))
+    return builtins.list(outcomes)  # type: ignore[arg-type]
+
+
 async def get_many_async(
     uris: Iterable[URI], max_in_flight: int = 64
 ) -> builtins.list[tuple[str, BytesView]]:
     """Async :func:`get_many`: at most ``max_in_flight`` GETs at once, results in input order."""
-    gate = asyncio.Semaphore(max_in_flight)
 
     async def one(uri: URI) -> tuple[str, BytesView]:
-        async with gate:
-            return str(uri), await get_async(uri)
+        return str(uri), await get_async(uri)
 
-    return builtins.list(await asyncio.gather(*(one(u) for u in uris)))
+    return await _gather_bounded(one, uris, max_in_flight, what="GET")
 
 
 async def put_many_async(items: Iterable[tuple[URI, Any]], max_in_flight: int = 64) -> None:
     """Async :func:`put_many`."""
-    gate = asyncio.Semaphore(max_in_flight)
     pairs = items.items() if isinstance(items, dict) else items
 
-    async def one(uri: URI, data: Any) -> None:
-        async with gate:
-            await put_bytes_async(uri, data)
+    async def one(pair: tuple[URI, Any]) -> None:
+        await put_bytes_async(*pair)
 
-    await asyncio.gather(*(one(u, d) for u, d in pairs))
+    await _gather_bounded(one, pairs, max_in_flight, what="PUT", name=lambda p: str(p[0]))
 
 
 async def stat_many_async(
     uris: Iterable[URI], max_in_flight: int = 64
 ) -> builtins.list[dict[str, Any]]:
     """Async :func:`stat_many`."""
-    gate = asyncio.Semaphore(max_in_flight)
-
-    async def one(uri: URI) -> dict[str, Any]:
-        async with gate:
-            return await stat_async(uri)
-
-    return builtins.list(await asyncio.gather(*(one(u) for u in uris)))
+    return await _gather_bounded(stat_async, uris, max_in_flight, what="HEAD")
 
 
 __all__ += [
