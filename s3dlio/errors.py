@@ -11,6 +11,8 @@ maps its provider's errors onto these classes in one table.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "BatchError",
     "CancelledError",
@@ -24,6 +26,21 @@ __all__ = [
     "TransientError",
     "UnsupportedOperationError",
 ]
+
+
+_SECRET_RE = re.compile(
+    r"(?i)\b(sig|signature|accountkey|sharedaccesssignature|access_token|token|"
+    r"x-amz-security-token|x-amz-signature|x-goog-signature|key)=([^&;\s'\"]+)"
+)
+_BEARER_RE = re.compile(r"(?i)\b(bearer|sharedkey)\s+[^\s'\"]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with credential-looking values (signatures, account keys, tokens) masked.
+
+    Backends pass provider messages through this before putting them in an error.
+    """
+    return _BEARER_RE.sub(r"\1 ***", _SECRET_RE.sub(r"\1=***", text))
 
 
 class S3DlioError(Exception):
