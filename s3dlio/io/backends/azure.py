@@ -50,8 +50,6 @@ from azure.storage.blob import (
     ContentSettings,
 )
 from requests import Session
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from ...errors import (
     IntegrityError,
@@ -67,6 +65,7 @@ from ..config import settings
 from ..executor import PerProcess
 from ..store import ObjectMeta, ObjectStore, ReadStream, Upload
 from ..uri import ObjectURI, azure_account_from_env
+from ._http import tune_session
 
 __all__ = ["AzureStore", "map_azure_error"]
 
@@ -175,18 +174,11 @@ def _strip_query(url: str) -> str:
 
 
 class _Clients:
-    """One HTTP session and one service client per account, for this process."""
+    """One service client (with its own HTTP session) per account, for this process."""
 
     def __init__(self) -> None:
         cfg = settings()
-        self.session = Session()
-        adapter = HTTPAdapter(
-            pool_connections=4,
-            pool_maxsize=cfg.connections,
-            max_retries=Retry(total=False, redirect=False, raise_on_status=False),
-        )
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.pool_size = cfg.connections
         self.options: dict[str, Any] = {
             "retry_total": 0,
             "max_single_get_size": SINGLE_GET,
@@ -197,9 +189,9 @@ class _Clients:
         self.containers: dict[tuple[str, str], ContainerClient] = {}
         self.lock = threading.Lock()
 
-    def _transport(self) -> RequestsTransport:
+    def _transport(self, session: Session) -> RequestsTransport:
         return RequestsTransport(
-            session=self.session,
+            session=session,
             session_owner=False,
             connection_timeout=self.options["connection_timeout"],
             read_timeout=self.options["read_timeout"],
@@ -211,12 +203,14 @@ class _Clients:
             with self.lock:
                 svc = self.services.get(account)
                 if svc is None:
-                    svc = self._build(account)
+                    session = Session()
+                    svc = self._build(account, session)
+                    tune_session(session, _strip_query(svc.url), self.pool_size)
                     self.services[account] = svc
         return svc
 
-    def _build(self, account: str) -> BlobServiceClient:
-        opts = {**self.options, "transport": self._transport()}
+    def _build(self, account: str, session: Session) -> BlobServiceClient:
+        opts = {**self.options, "transport": self._transport(session)}
         conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING", "")
         if conn and _connection_string_fields(conn).get("accountname") == account:
             return BlobServiceClient.from_connection_string(conn, **opts)

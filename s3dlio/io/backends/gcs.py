@@ -31,7 +31,6 @@ from urllib.parse import quote
 import requests
 import urllib3
 from google.auth import exceptions as auth_errors
-from requests.adapters import HTTPAdapter
 
 from ...errors import (
     IntegrityError,
@@ -46,6 +45,7 @@ from ..config import MiB, settings
 from ..executor import PerProcess, run_claimed
 from ..store import ObjectMeta, ObjectStore, ReadStream, Upload
 from ..uri import ObjectURI
+from ._http import tune_session
 
 __all__ = ["GCSStore", "map_gcs_error"]
 
@@ -139,10 +139,7 @@ class _Session:
         self.emulator = bool(emulator)
         self.project = client.project
         self.base = client._connection.API_BASE_URL.rstrip("/")
-        self.http: requests.Session = client._http
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=cfg.connections, max_retries=0)
-        self.http.mount("http://", adapter)
-        self.http.mount("https://", adapter)
+        self.http: requests.Session = tune_session(client._http, self.base, cfg.connections)
         self.timeout = (cfg.connect_timeout, cfg.operation_timeout)
 
     def request(
