@@ -247,6 +247,14 @@ class ObjectStore(ABC):
     def remove_empty_dirs(self, uri: ObjectURI) -> None:
         """After a recursive delete: drop directories left empty (local backends only)."""
 
+    def discard_incomplete(self, prefix: ObjectURI) -> int:
+        """Remove what interrupted uploads (a killed process) left below ``prefix``.
+
+        Call it only when no upload below ``prefix`` can still be running. The default does
+        nothing; ``file://`` removes its hidden temp files. Returns how many were removed.
+        """
+        return 0
+
 
 # -- registry ----------------------------------------------------------------------------------
 

@@ -152,6 +152,8 @@ class ObjectWriter(io.RawIOBase):
         self._state = "open"
         self._started = time.time_ns()
         self._result: tuple[int, int] | None = None
+        #: The stored object's version token once finalized (``None`` if the store gives none).
+        self.etag: str | None = None
 
     # -- io.RawIOBase ------------------------------------------------------------------------
     def writable(self) -> bool:
@@ -291,7 +293,9 @@ class ObjectWriter(io.RawIOBase):
             if self._upload is None:
                 data = memoryview(self._buf)[: self._fill]
                 o = self.options
-                ops.put(self.uri, data, content_type=o.content_type, metadata=o.metadata)
+                self.etag = ops.put(
+                    self.uri, data, content_type=o.content_type, metadata=o.metadata
+                )
                 self._out = self._fill
                 self._fill = 0
             else:
@@ -301,7 +305,9 @@ class ObjectWriter(io.RawIOBase):
                     raise self._wrap(self._error)
                 upload = self._upload
                 start = time.time_ns()
-                ops.call("PUT_COMPLETE", self.backend, self.uri, upload.commit, retries=False)
+                self.etag = ops.call(
+                    "PUT_COMPLETE", self.backend, self.uri, upload.commit, retries=False
+                )
                 self._log_put(start)
         except BaseException:
             self.abort()

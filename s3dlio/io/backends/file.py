@@ -306,6 +306,18 @@ class FileStore(ObjectStore):
         except OSError as exc:
             raise map_os_error(exc, uri, "MKDIR") from exc
 
+    def discard_incomplete(self, prefix: ObjectURI) -> int:
+        removed = 0
+        for directory, _, files in os.walk(prefix.key.rstrip("/") or "/"):
+            for name in files:
+                if name.startswith(TEMP_MARK):
+                    try:
+                        os.unlink(os.path.join(directory, name))
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
+        return removed
+
     def remove_empty_dirs(self, uri: ObjectURI) -> None:
         top = uri.key.rstrip("/")
         if not os.path.isdir(top):

@@ -1,0 +1,346 @@
+"""Tensor trees (PyTorch ``state_dict``, JAX/NumPy pytrees) as a streamable shard format.
+
+A shard holding a tree is laid out so that it can be written in one pass and read back
+without copying tensor data::
+
+    0   magic  b"S3DLTREE"            8 bytes
+    8   version (u32 LE) = 1, flags (u32 LE) = 0
+    16  index length I (u64 LE), skeleton length K (u64 LE), data start D (u64 LE)
+    40  index: UTF-8 JSON {"tensors": [{"kind", "dtype", "shape", "offset", "nbytes"}, ...]}
+    40+I  skeleton: the tree pickled with every tensor replaced by a reference to its index entry
+    D   tensor bytes, each starting on a 64-byte boundary (``offset`` is relative to D)
+
+Writing streams each tensor's memory straight into the writer (the tree is never pickled into
+one big ``bytes``). Reading maps each tensor onto the shard's buffer with ``torch.frombuffer`` /
+``np.frombuffer``: no copy, and the buffer stays alive as long as any tensor does. Tensors that
+share storage with the same shape (tied weights) are stored once and come back shared.
+
+The skeleton is loaded with a restricted unpickler by default (``weights_only=True``, as
+``torch.load`` does): containers, scalars, strings, ``OrderedDict``, ``set`` and torch dtypes
+only. Pass ``weights_only=False`` for trees holding other objects, from sources you trust.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import struct
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import IntegrityError
+
+__all__ = ["MAGIC", "dump", "is_bytes_like", "is_tree_shard", "load"]
+
+MAGIC = b"S3DLTREE"
+VERSION = 1
+ALIGN = 64
+_PREFIX = struct.Struct("<8sIIQQQ")
+_PAD = bytes(ALIGN)
+
+#: Globals the restricted unpickler resolves (besides torch dtypes).
+_SAFE_GLOBALS = {
+    ("collections", "OrderedDict"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "complex"),
+    ("builtins", "slice"),
+    ("builtins", "range"),
+    ("torch", "Size"),
+    ("torch", "device"),
+}
+
+
+def is_bytes_like(data: Any) -> bool:
+    """Whether ``data`` is stored as-is (a buffer: bytes, bytearray, memoryview...).
+
+    NumPy arrays are buffers too, but are tensors to a checkpoint: they are stored as a tree
+    so that dtype and shape come back.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return True
+    if isinstance(data, (np.ndarray, np.generic, str)) or _is_torch(data) or _is_jax(data):
+        return False
+    try:
+        memoryview(data)
+    except TypeError:
+        return False
+    return True
+
+
+def is_tree_shard(buf: Any) -> bool:
+    """Whether ``buf`` starts like a shard written by :func:`dump`."""
+    view = memoryview(buf)
+    return len(view) >= _PREFIX.size and view[:8] == MAGIC
+
+
+# -- leaves -------------------------------------------------------------------------------------
+
+
+def _is_torch(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def _is_jax(obj: Any) -> bool:
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(obj, jax.Array)
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    kind: str  # "torch" | "numpy" | "numpy_scalar" | "jax"
+    dtype: str
+    shape: tuple[int, ...]
+    data: memoryview
+    extra: dict[str, Any]
+
+
+def _numpy_dtype_name(dtype: np.dtype) -> str:
+    # ml_dtypes (bfloat16, float8_*) have no portable ``str``; they are found by name.
+    return dtype.name if dtype.kind == "V" or dtype.type.__module__ != "numpy" else dtype.str
+
+
+def _numpy_leaf(arr: np.ndarray, kind: str) -> _Leaf:
+    arr = np.ascontiguousarray(arr)
+    raw = arr.reshape(-1).view(np.uint8) if arr.size else np.empty(0, np.uint8)
+    return _Leaf(kind, _numpy_dtype_name(arr.dtype), tuple(arr.shape), memoryview(raw), {})
+
+
+def _torch_leaf(tensor: Any) -> _Leaf:
+    import torch
+
+    t = tensor.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    t = t.resolve_conj().resolve_neg().contiguous()
+    flat = t.reshape(-1)
+    raw = flat.view(torch.uint8).numpy() if flat.numel() else np.empty(0, np.uint8)
+    extra: dict[str, Any] = {}
+    if isinstance(tensor, torch.nn.Parameter):
+        extra["parameter"] = True
+        extra["requires_grad"] = bool(tensor.requires_grad)
+    return _Leaf("torch", str(t.dtype).removeprefix("torch."), tuple(t.shape), memoryview(raw), extra)
+
+
+def _torch_identity(tensor: Any) -> tuple[Any, ...] | None:
+    if tensor.layout.__repr__() != "torch.strided" or tensor.is_quantized:
+        return None
+    storage = tensor.untyped_storage()
+    return (
+        tensor.device.type, storage.data_ptr(), tensor.storage_offset(),
+        tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype,
+    )  # fmt: skip
+
+
+class _TreePickler(pickle.Pickler):
+    """Pickles the skeleton; tensors become persistent ids pointing into the index."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=5)
+        self.leaves: list[_Leaf] = []
+        self._seen: dict[Any, int] = {}
+        self._keep: list[Any] = []  # keep leaf sources alive while their memory is referenced
+
+    def _add(self, key: Any, make: Callable[[], _Leaf], source: Any) -> int:
+        if key is not None and key in self._seen:
+            return self._seen[key]
+        self.leaves.append(make())
+        self._keep.append(source)
+        index = len(self.leaves) - 1
+        if key is not None:
+            self._seen[key] = index
+        return index
+
+    def persistent_id(self, obj: Any) -> Any:
+        if isinstance(obj, np.ndarray):
+            if obj.dtype.hasobject:
+                return None
+            key = ("np", obj.__array_interface__["data"][0], obj.shape, obj.strides, obj.dtype)
+            return self._add(key, lambda: _numpy_leaf(obj, "numpy"), obj)
+        if isinstance(obj, np.generic) and not isinstance(obj, np.object_):
+            return self._add(None, lambda: _numpy_leaf(np.asarray(obj), "numpy_scalar"), obj)
+        if _is_torch(obj):
+            ident = _torch_identity(obj)
+            if ident is None:  # sparse / quantized: pickled by torch itself
+                return None
+            return self._add(ident, lambda: _torch_leaf(obj), obj)
+        if _is_jax(obj):
+            host = np.asarray(obj)
+            return self._add(("jax", id(obj)), lambda: _numpy_leaf(host, "jax"), obj)
+        return None
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def dump(tree: Any, write: Callable[[Any], Any]) -> int:
+    """Stream ``tree`` into ``write`` (a writer's ``write``), tensor by tensor.
+
+    Args:
+        tree: Nested dicts/lists/tuples of tensors (torch, NumPy, JAX) and plain values.
+        write: Called with each piece, in order (header, skeleton, then every tensor's memory).
+
+    Returns:
+        Bytes written.
+    """
+    skeleton = io.BytesIO()
+    pickler = _TreePickler(skeleton)
+    pickler.dump(tree)
+    entries = []
+    offset = 0
+    for leaf in pickler.leaves:
+        entry: dict[str, Any] = {
+            "kind": leaf.kind, "dtype": leaf.dtype, "shape": list(leaf.shape),
+            "offset": offset, "nbytes": len(leaf.data),
+        }  # fmt: skip
+        entry.update(leaf.extra)
+        entries.append(entry)
+        offset = _aligned(offset + len(leaf.data))
+    index = json.dumps({"tensors": entries}, separators=(",", ":")).encode()
+    body = skeleton.getbuffer()
+    head_len = _PREFIX.size + len(index) + len(body)
+    data_start = _aligned(head_len)
+    write(_PREFIX.pack(MAGIC, VERSION, 0, len(index), len(body), data_start))
+    write(index)
+    write(body)
+    write(_PAD[: data_start - head_len])
+    total = data_start
+    for leaf in pickler.leaves:
+        write(leaf.data)
+        pad = _aligned(len(leaf.data)) - len(leaf.data)
+        if pad:
+            write(_PAD[:pad])
+        total += len(leaf.data) + pad
+    body.release()
+    return total
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+class _TreeUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, leaf: Callable[[int], Any], weights_only: bool) -> None:
+        super().__init__(file)
+        self._leaf = leaf
+        self._weights_only = weights_only
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._leaf(int(pid))
+
+    def find_class(self, module: str, name: str) -> Any:
+        if not self._weights_only or (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        if module == "torch":
+            import torch
+
+            found = getattr(torch, name, None)
+            if isinstance(found, torch.dtype):
+                return found
+        raise pickle.UnpicklingError(
+            f"checkpoint tree holds {module}.{name}, which weights_only=True does not load; "
+            "pass weights_only=False if you trust the source"
+        )
+
+
+def _numpy_dtype(name: str) -> np.dtype:
+    try:
+        return np.dtype(name)
+    except TypeError:
+        import ml_dtypes  # noqa: F401 - registers bfloat16, float8_* with NumPy
+
+        return np.dtype(getattr(ml_dtypes, name))
+
+
+class _Builder:
+    def __init__(self, buf: Any, entries: list[dict[str, Any]], data_start: int) -> None:
+        self.buf = buf
+        self.entries = entries
+        self.start = data_start
+        self.cache: dict[int, Any] = {}
+
+    def __call__(self, index: int) -> Any:
+        if index in self.cache:
+            return self.cache[index]
+        try:
+            entry = self.entries[index]
+            kind, dtype, shape = entry["kind"], entry["dtype"], tuple(entry["shape"])
+            offset, nbytes = self.start + int(entry["offset"]), int(entry["nbytes"])
+        except (IndexError, KeyError, TypeError, ValueError):
+            raise IntegrityError(f"checkpoint tree: bad tensor index entry {index}") from None
+        if offset + nbytes > len(self.buf):
+            raise IntegrityError(f"checkpoint tree: tensor {index} runs past the end of the shard")
+        if kind == "torch":
+            value = self._torch(entry, dtype, shape, offset, nbytes)
+        else:
+            dt = _numpy_dtype(dtype)
+            count = nbytes // dt.itemsize if dt.itemsize else 0
+            arr = np.frombuffer(self.buf, dtype=dt, count=count, offset=offset).reshape(shape)
+            if kind == "numpy_scalar":
+                value = arr[()]
+            elif kind == "jax":
+                import jax.numpy as jnp
+
+                value = jnp.asarray(arr)
+            else:
+                value = arr
+        self.cache[index] = value
+        return value
+
+    def _torch(
+        self, entry: dict[str, Any], dtype: str, shape: tuple[int, ...], offset: int, nbytes: int
+    ) -> Any:
+        import torch
+
+        dt = getattr(torch, dtype, None)
+        if not isinstance(dt, torch.dtype):
+            raise IntegrityError(f"checkpoint tree: unknown torch dtype {dtype!r}")
+        itemsize = torch.empty((), dtype=dt).element_size()
+        numel = nbytes // itemsize
+        if numel == 0:
+            tensor = torch.empty(shape, dtype=dt)
+        else:
+            tensor = torch.frombuffer(self.buf, dtype=dt, count=numel, offset=offset).view(shape)
+        if entry.get("parameter"):
+            tensor = torch.nn.Parameter(tensor, requires_grad=bool(entry.get("requires_grad")))
+        return tensor
+
+
+def load(buf: Any, *, weights_only: bool = True) -> Any:
+    """Rebuild the tree :func:`dump` wrote, sharing ``buf``'s memory (no tensor copies).
+
+    Args:
+        buf: The whole shard, a writable buffer (a ``BytesView`` or ``bytearray``); read-only
+            input is copied once.
+        weights_only: Restrict the skeleton to plain containers and values (see module doc).
+
+    Raises:
+        IntegrityError: ``buf`` is not a tree shard, or its header is inconsistent.
+        pickle.UnpicklingError: the tree holds an object ``weights_only`` refuses.
+    """
+    view = memoryview(buf)
+    if view.readonly:
+        buf = bytearray(view)
+        view = memoryview(buf)
+    if not is_tree_shard(view):
+        raise IntegrityError("not a checkpoint tree shard (bad magic)")
+    magic, version, _flags, index_len, skeleton_len, data_start = _PREFIX.unpack_from(view)
+    if version != VERSION:
+        raise IntegrityError(f"checkpoint tree version {version} is not supported")
+    head = _PREFIX.size
+    if head + index_len + skeleton_len > data_start or data_start > len(view):
+        raise IntegrityError("checkpoint tree: inconsistent header lengths")
+    try:
+        index = json.loads(bytes(view[head : head + index_len]))
+        entries = index["tensors"]
+    except (ValueError, KeyError, TypeError):
+        raise IntegrityError("checkpoint tree: unreadable tensor index") from None
+    skeleton = io.BytesIO(view[head + index_len : head + index_len + skeleton_len])
+    builder = _Builder(buf, entries, data_start)
+    return _TreeUnpickler(skeleton, builder, weights_only).load()
