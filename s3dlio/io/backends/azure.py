@@ -317,6 +317,8 @@ class AzureBlockUpload(Upload):
         return f"{self._prefix}-{number:08d}"
 
     def write_part(self, number: int, offset: int, data: memoryview, last: bool) -> None:
+        if not len(data):
+            return  # an empty final part: the block list ends with the previous block
         with _mapped(self.uri, "PUT_PART"):
             self.blob.stage_block(self.block_id(number), data, length=len(data))
         with self._lock:

@@ -1,0 +1,214 @@
+"""What only ``az://`` has: cross-checks with the official SDK on Azurite, staged-block writers,
+both URI forms, containers, error mapping, and faults injected by a proxy in front of Azurite.
+
+The backend-agnostic behaviour is in ``tests/contract/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+import s3dlio
+from s3dlio import IntegrityError, NotFoundError, PermissionDeniedError, RangeEngineConfig
+from s3dlio.io.config import Settings, reset_settings, settings
+from s3dlio.io.store import backend_for, reset_backends
+from s3dlio.io.uri import parse_uri
+from tests.servers.azurite import ACCOUNT, Azurite
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def sdk(azurite: Azurite) -> Iterator[ContainerClient]:
+    """The official client of the session container."""
+    with BlobServiceClient.from_connection_string(azurite.connection_string) as service:
+        yield service.get_container_client(azurite.container)
+
+
+def _key(root: str, name: str) -> str:
+    """The blob name of ``root + name``."""
+    return parse_uri(root + name).key
+
+
+def _payload(size: int, seed: int) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
+
+
+def _ops(log: Path) -> list[str]:
+    with open(log, "rb") as fh:
+        text = zstandard.ZstdDecompressor().stream_reader(fh).read().decode()
+    return [line.split("\t")[2] for line in text.splitlines()[1:]]
+
+
+@pytest.fixture
+def split_ranges() -> Iterator[None]:
+    """Split GETs above 1 MiB into 1 MiB ranges."""
+    old = settings()
+    reset_settings(Settings(range=RangeEngineConfig(threshold="1MiB", chunk_size="1MiB")))
+    yield
+    reset_settings(old)
+
+
+# -- cross-checks with the official client -----------------------------------------------------
+
+
+def test_what_we_write_the_sdk_reads(az_root: str, sdk: ContainerClient) -> None:
+    small, big = _payload(1000, 1), _payload(3 * MiB + 5, 2)
+    s3dlio.put_bytes(az_root + "small.bin", small)
+    opts = s3dlio.WriterOptions(part_size="1MiB", content_type="application/x-test")
+    with s3dlio.open_writer(az_root + "big.bin", opts) as writer:
+        for start in range(0, len(big), 300_000):
+            writer.write(big[start : start + 300_000])
+    assert sdk.download_blob(_key(az_root, "small.bin")).readall() == small
+    blob = sdk.get_blob_client(_key(az_root, "big.bin"))
+    assert blob.download_blob().readall() == big
+    assert blob.get_blob_properties().content_settings.content_type == "application/x-test"
+    committed, _ = blob.get_block_list("committed")
+    assert [b.size for b in committed] == [MiB, MiB, MiB, 5]
+
+
+def test_what_the_sdk_writes_we_read(az_root: str, sdk: ContainerClient) -> None:
+    payload = _payload(100_000, 3)
+    sdk.upload_blob(_key(az_root, "dir/sdk.bin"), payload, metadata={"k": "v"})
+    assert s3dlio.get(az_root + "dir/sdk.bin") == payload
+    assert s3dlio.get_range(az_root + "dir/sdk.bin", 99_990, 100) == payload[99_990:]
+    info = s3dlio.stat(az_root + "dir/sdk.bin")
+    assert info["size"] == 100_000 and info["metadata"] == {"k": "v"}
+    assert (
+        info["etag"] == sdk.get_blob_client(_key(az_root, "dir/sdk.bin")).get_blob_properties().etag
+    )
+    assert s3dlio.list(az_root) == [az_root + "dir/"]
+
+
+def test_streamed_40mib_write_and_split_read(
+    az_root: str, sdk: ContainerClient, split_ranges: None, tmp_path: Path
+) -> None:
+    uri = az_root + "stream/40mib.bin"
+    payload = _payload(40 * MiB, 4)
+    writer = s3dlio.open_writer(uri, s3dlio.WriterOptions(part_size="8MiB"))
+    for start in range(0, len(payload), MiB):
+        writer.write(payload[start : start + MiB])
+        if start == 20 * MiB:
+            assert not s3dlio.exists(uri)  # staged blocks are not a blob
+    assert writer.finalize() == (40 * MiB, 40 * MiB)
+    blob = sdk.get_blob_client(_key(az_root, "stream/40mib.bin"))
+    assert len(blob.get_block_list("committed")[0]) == 5
+    digest = hashlib.sha256(payload).hexdigest()
+    assert hashlib.sha256(blob.download_blob().readall()).hexdigest() == digest
+
+    s3dlio.init_op_log(tmp_path / "ops.zst")
+    got = s3dlio.get(uri)
+    s3dlio.finalize_op_log()
+    assert hashlib.sha256(got).hexdigest() == digest
+    ops = _ops(tmp_path / "ops.zst")
+    assert ops.count("GET") == 1 and ops.count("GET_RANGE") == 39
+
+
+def test_writer_abort_leaves_no_blob_and_no_committed_blocks(
+    az_root: str, sdk: ContainerClient
+) -> None:
+    uri = az_root + "aborted.bin"
+    with pytest.raises(RuntimeError, match="stop"):
+        with s3dlio.open_writer(uri, s3dlio.WriterOptions(part_size="1MiB")) as writer:
+            writer.write(_payload(3 * MiB, 5))
+            raise RuntimeError("stop")
+    assert not s3dlio.exists(uri)
+    blob = sdk.get_blob_client(_key(az_root, "aborted.bin"))
+    with pytest.raises(ResourceNotFoundError):
+        blob.get_blob_properties()
+    try:
+        committed, uncommitted = blob.get_block_list("all")
+    except ResourceNotFoundError:  # no block was staged before the abort
+        committed, uncommitted = [], []
+    assert committed == []
+    assert {b.size for b in uncommitted} <= {MiB}  # left for the service to discard
+
+
+def test_abort_keeps_the_previous_version(az_root: str) -> None:
+    uri = az_root + "kept.bin"
+    s3dlio.put_bytes(uri, b"old")
+    writer = s3dlio.open_writer(uri, s3dlio.WriterOptions(part_size="1MiB"))
+    writer.write(_payload(2 * MiB + 1, 6))
+    writer.abort()
+    assert s3dlio.get(uri) == b"old"
+
+
+# -- URIs, containers, errors ------------------------------------------------------------------
+
+
+def test_both_uri_forms_name_the_same_blob(az_root: str, azurite: Azurite) -> None:
+    explicit = az_root + "forms.bin"
+    implicit = "az://" + explicit[len(f"az://{ACCOUNT}/") :]
+    assert parse_uri(implicit).account is None
+    s3dlio.put_bytes(implicit, b"one blob")
+    assert s3dlio.get(explicit) == b"one blob"
+    assert s3dlio.list(implicit) == [implicit]
+    assert s3dlio.list(explicit) == [explicit]
+
+
+def test_containers(azurite: Azurite) -> None:
+    name = f"c{uuid.uuid4().hex[:10]}"
+    root = f"az://{ACCOUNT}/{name}/"
+    s3dlio.create_bucket(root)
+    s3dlio.create_bucket(root)  # idempotent
+    assert root in s3dlio.list_containers("az://")
+    assert root in s3dlio.list_containers(f"az://{ACCOUNT}/")
+    assert backend_for(root).bucket_exists(parse_uri(root))
+    s3dlio.put_bytes(root + "x", b"x")
+    with pytest.raises(s3dlio.S3DlioError, match="not empty"):
+        s3dlio.delete_bucket(root)
+    s3dlio.delete(root + "x")
+    s3dlio.delete_bucket(root)
+    assert root not in s3dlio.list_containers("az://")
+    with pytest.raises(NotFoundError):
+        s3dlio.get(root + "x")
+    with pytest.raises(NotFoundError):
+        s3dlio.delete_bucket(root)
+
+
+def test_batch_delete(az_root: str) -> None:
+    uris = [f"{az_root}b/{i:03d}" for i in range(260)]  # two batches of at most 256
+    s3dlio.put_many([(u, b"x") for u in uris], max_in_flight=32)
+    assert s3dlio.delete(az_root + "b/", recursive=True) == 260
+    assert s3dlio.list(az_root, recursive=True) == []
+    failed = backend_for(az_root).delete_many(
+        [parse_uri(az_root + "gone1"), parse_uri(az_root + "gone2")]
+    )
+    assert [type(exc) for _, exc in failed] == [NotFoundError, NotFoundError]
+
+
+def test_changed_blob_fails_a_conditional_read(az_root: str) -> None:
+    uri = parse_uri(az_root + "cond.bin")
+    s3dlio.put_bytes(uri, b"first")
+    stale = s3dlio.stat(uri)["etag"]
+    s3dlio.put_bytes(uri, b"second")
+    with pytest.raises(IntegrityError):
+        backend_for(uri).open_read(uri, 0, 3, if_match=stale)
+
+
+def test_bad_key_is_permission_denied_and_not_leaked(
+    az_root: str, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk="
+    key = azurite.connection_string.split("AccountKey=")[1].split(";")[0]
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string.replace(key, wrong)
+    )
+    reset_backends()
+    try:
+        with pytest.raises(PermissionDeniedError) as info:
+            s3dlio.get(az_root + "anything")
+        text = str(info.value) + repr(info.value.__cause__) + repr(info.value.__context__)
+        assert wrong not in text and key not in text
+    finally:
+        monkeypatch.undo()
+        reset_backends()

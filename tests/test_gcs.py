@@ -1,0 +1,192 @@
+"""What only ``gs://`` has: cross-checks with the official client on fake-gcs-server, resumable
+writers, the ``gcs://`` alias, buckets, generation checks, and faults injected by a proxy.
+
+The backend-agnostic behaviour is in ``tests/contract/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+import s3dlio
+from s3dlio import IntegrityError, NotFoundError, RangeEngineConfig
+from s3dlio.io.config import Settings, reset_settings, settings
+from s3dlio.io.store import backend_for
+from s3dlio.io.uri import parse_uri
+from tests.servers.gcs import FakeGCS
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def bucket(fake_gcs: FakeGCS) -> storage.Bucket:
+    """The official client's handle on the session bucket."""
+    client = storage.Client(project="test", credentials=AnonymousCredentials())
+    return client.bucket(fake_gcs.bucket)
+
+
+def _key(root: str, name: str) -> str:
+    return parse_uri(root + name).key
+
+
+def _payload(size: int, seed: int) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
+
+
+def _ops(log: Path) -> list[str]:
+    with open(log, "rb") as fh:
+        text = zstandard.ZstdDecompressor().stream_reader(fh).read().decode()
+    return [line.split("\t")[2] for line in text.splitlines()[1:]]
+
+
+@pytest.fixture
+def split_ranges() -> Iterator[None]:
+    """Split GETs above 1 MiB into 1 MiB ranges."""
+    old = settings()
+    reset_settings(Settings(range=RangeEngineConfig(threshold="1MiB", chunk_size="1MiB")))
+    yield
+    reset_settings(old)
+
+
+# -- cross-checks with the official client -----------------------------------------------------
+
+
+def test_what_we_write_the_client_reads(gs_root: str, bucket: storage.Bucket) -> None:
+    small, big = _payload(1000, 1), _payload(MiB + 5, 2)
+    s3dlio.put_bytes(gs_root + "small.bin", small)
+    opts = s3dlio.WriterOptions(part_size="256KiB", content_type="application/x-test",
+                                metadata={"team": "ml"})  # fmt: skip
+    with s3dlio.open_writer(gs_root + "big.bin", opts) as writer:
+        for start in range(0, len(big), 100_000):
+            writer.write(big[start : start + 100_000])
+    assert bucket.blob(_key(gs_root, "small.bin")).download_as_bytes() == small
+    blob = bucket.get_blob(_key(gs_root, "big.bin"))
+    assert blob.download_as_bytes() == big
+    assert blob.content_type == "application/x-test" and blob.metadata == {"team": "ml"}
+    assert s3dlio.stat(gs_root + "big.bin")["etag"] == str(blob.generation)
+
+
+def test_what_the_client_writes_we_read(gs_root: str, bucket: storage.Bucket) -> None:
+    payload = _payload(100_000, 3)
+    blob = bucket.blob(_key(gs_root, "dir/client.bin"))
+    blob.metadata = {"k": "v"}
+    blob.upload_from_string(payload, content_type="image/png")
+    assert s3dlio.get(gs_root + "dir/client.bin") == payload
+    assert s3dlio.get_range(gs_root + "dir/client.bin", 99_990, 100) == payload[99_990:]
+    info = s3dlio.stat(gs_root + "dir/client.bin")
+    assert info["size"] == 100_000 and info["metadata"] == {"k": "v"}
+    assert info["content_type"] == "image/png"
+    assert s3dlio.list(gs_root) == [gs_root + "dir/"]
+
+
+def test_put_with_metadata_is_one_multipart_request(gs_root: str, bucket: storage.Bucket) -> None:
+    uri = parse_uri(gs_root + "meta.bin")
+    backend_for(uri).put(
+        uri, memoryview(b"\r\n--x--\r\n"), content_type="text/x", metadata={"a": "b"}
+    )
+    blob = bucket.get_blob(uri.key)
+    assert blob.download_as_bytes() == b"\r\n--x--\r\n"
+    assert (blob.content_type, blob.metadata) == ("text/x", {"a": "b"})
+
+
+def test_streamed_40mib_write_and_split_read(
+    gs_root: str, bucket: storage.Bucket, split_ranges: None, tmp_path: Path
+) -> None:
+    uri = gs_root + "stream/40mib.bin"
+    payload = _payload(40 * MiB, 4)
+    writer = s3dlio.open_writer(uri, s3dlio.WriterOptions(part_size="8MiB"))
+    assert writer.max_in_flight == 1 and writer.part_size % (256 * 1024) == 0
+    for start in range(0, len(payload), MiB):
+        writer.write(payload[start : start + MiB])
+        if start == 20 * MiB:  # two chunks are in the session by now
+            assert not s3dlio.exists(uri)
+    assert writer.finalize() == (40 * MiB, 40 * MiB)
+    digest = hashlib.sha256(payload).hexdigest()
+    assert (
+        hashlib.sha256(
+            bucket.blob(_key(gs_root, "stream/40mib.bin")).download_as_bytes()
+        ).hexdigest()
+        == digest
+    )
+
+    s3dlio.init_op_log(tmp_path / "ops.zst")
+    got = s3dlio.get(uri)
+    s3dlio.finalize_op_log()
+    assert hashlib.sha256(got).hexdigest() == digest
+    ops = _ops(tmp_path / "ops.zst")
+    assert ops.count("GET") == 1 and ops.count("GET_RANGE") == 39
+
+
+def test_writer_abort_leaves_nothing(gs_root: str, bucket: storage.Bucket) -> None:
+    uri = gs_root + "aborted.bin"
+    with pytest.raises(RuntimeError, match="stop"):
+        with s3dlio.open_writer(uri, s3dlio.WriterOptions(part_size="256KiB")) as writer:
+            writer.write(_payload(MiB, 5))
+            raise RuntimeError("stop")
+    assert not s3dlio.exists(uri)
+    assert bucket.get_blob(_key(gs_root, "aborted.bin")) is None
+    assert s3dlio.list(gs_root, recursive=True) == []
+
+
+def test_exact_multiple_of_the_part_size(gs_root: str) -> None:
+    payload = _payload(MiB, 6)  # four whole chunks, then an empty final one
+    with s3dlio.open_writer(gs_root + "exact.bin", s3dlio.WriterOptions(part_size="256KiB")) as w:
+        w.write(payload)
+    assert s3dlio.get(gs_root + "exact.bin") == payload
+
+
+# -- URIs, buckets, errors ---------------------------------------------------------------------
+
+
+def test_gcs_alias_is_kept_for_display(gs_root: str) -> None:
+    alias_root = "gcs://" + gs_root[len("gs://") :]
+    s3dlio.put_bytes(alias_root + "a/x.bin", b"alias")
+    assert s3dlio.get(gs_root + "a/x.bin") == b"alias"
+    assert s3dlio.list(alias_root) == [alias_root + "a/"]
+    assert s3dlio.list(alias_root, recursive=True) == [alias_root + "a/x.bin"]
+    assert s3dlio.stat(alias_root + "a/x.bin")["uri"] == alias_root + "a/x.bin"
+
+
+def test_buckets(fake_gcs: FakeGCS) -> None:
+    root = f"gs://b-{uuid.uuid4().hex[:12]}/"
+    s3dlio.create_bucket(root)
+    s3dlio.create_bucket(root)  # idempotent for a bucket we can see
+    assert root in s3dlio.list_containers("gs://")
+    assert "gcs://" + root[5:] in s3dlio.list_containers("gcs://")
+    assert backend_for(root).bucket_exists(parse_uri(root))
+    s3dlio.put_bytes(root + "x", b"x")
+    with pytest.raises(s3dlio.S3DlioError, match="not empty"):
+        s3dlio.delete_bucket(root)
+    s3dlio.delete(root + "x")
+    s3dlio.delete_bucket(root)
+    assert root not in s3dlio.list_containers("gs://")
+    assert not backend_for(root).bucket_exists(parse_uri(root))
+    with pytest.raises(NotFoundError):
+        s3dlio.delete_bucket(root)
+
+
+def test_changed_object_fails_a_generation_checked_read(gs_root: str) -> None:
+    uri = parse_uri(gs_root + "gen.bin")
+    s3dlio.put_bytes(uri, b"first")
+    stale = s3dlio.stat(uri)["etag"]
+    s3dlio.put_bytes(uri, b"second")
+    with pytest.raises(IntegrityError):
+        backend_for(uri).open_read(uri, 0, 3, if_match=stale)
+    with pytest.raises(IntegrityError):
+        backend_for(uri).open_read(uri, 0, 0, if_match=stale)
+
+
+def test_missing_bucket_is_not_found(fake_gcs: FakeGCS) -> None:
+    missing = f"gs://nobucket-{uuid.uuid4().hex[:8]}/k"
+    for call in (s3dlio.get, s3dlio.stat, lambda u: s3dlio.put_bytes(u, b"x")):
+        with pytest.raises(NotFoundError):
+            call(missing)
