@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.servers.azurite", "tests.servers.gcs"]
 
 #: Backends the contract suite runs over.
-BACKENDS = ["file", "direct"]
+BACKENDS = ["file", "direct", "az", "gs"]
 
 #: O_DIRECT needs a real disk (tmpfs accepts unaligned O_DIRECT on this kernel).
 DISK_TMP = Path(os.environ.get("S3DLIO_TEST_DISK_DIR", "/tmp"))
