@@ -74,6 +74,9 @@ PAGE = 5000
 BATCH = 256
 #: A ranged GET up to this size is one request (the RangeEngine does the splitting).
 SINGLE_GET = 1 << 32
+#: Bytes the transport reads from the socket at a time (its default, without the SDK's own
+#: transport, is 4 KiB).
+READ_BLOCK = 1 << 20
 
 # -- errors ------------------------------------------------------------------------------------
 
@@ -193,6 +196,7 @@ class _Clients:
         return RequestsTransport(
             session=session,
             session_owner=False,
+            connection_data_block_size=READ_BLOCK,
             connection_timeout=self.options["connection_timeout"],
             read_timeout=self.options["read_timeout"],
         )
