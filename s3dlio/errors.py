@@ -20,6 +20,7 @@ __all__ = [
     "InvalidURIError",
     "IsDirectoryError",
     "NotFoundError",
+    "OperationTimeoutError",
     "PermissionDeniedError",
     "S3DlioError",
     "ThrottledError",
@@ -146,6 +147,10 @@ class IntegrityError(S3DlioError):
 
 class CancelledError(S3DlioError):
     """The operation or loader was cancelled through a :class:`CancellationToken`."""
+
+
+class OperationTimeoutError(S3DlioError, TimeoutError):
+    """Nothing arrived within a configured time limit (e.g. a loader's ``timeout``)."""
 
 
 class UnsupportedOperationError(S3DlioError, NotImplementedError):

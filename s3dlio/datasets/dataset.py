@@ -1,0 +1,165 @@
+"""The object dataset: the objects a URI selects, in key order, fetched one by one.
+
+:func:`create_dataset` lists once (streamed, paginated) and keeps only the URIs and sizes, so
+the dataset pickles cheaply into DataLoader workers; each process creates its own storage
+clients on first use (the core's per-process clients).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidURIError, NotFoundError
+from ..io.buffers import BytesView
+from ..io.config import RangeEngineConfig
+from ..io.listing import Selection, select
+from ..io.range_engine import fetch
+from ..io.store import backend_for
+from ..io.uri import ObjectURI, parse_uri
+from .options import LoaderOptions, PyLoaderOptions, coerce_options
+
+__all__ = ["ObjectDataset", "create_dataset", "fetch_object"]
+
+#: Range-engine settings for one request that must not be split again.
+NO_SPLIT = RangeEngineConfig(enabled=False)
+
+
+def fetch_object(
+    uri: str | ObjectURI,
+    options: LoaderOptions,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+) -> BytesView:
+    """Fetch one whole object the way ``options.reader_mode`` says.
+
+    ``"sequential"`` makes one GET (the storage layer splits only objects above its range
+    threshold); ``"range"`` reads ``part_size`` ranges, ``max_inflight_parts`` at a time.
+    """
+    parsed = parse_uri(uri)
+    config = None
+    if options.reader_mode == "range":
+        config = RangeEngineConfig(
+            threshold=options.part_size,
+            chunk_size=options.part_size,
+            concurrency=options.max_inflight_parts,
+        )
+    result = fetch(backend_for(parsed), parsed, config=config, should_stop=should_stop)
+    return result.data  # type: ignore[return-value]
+
+
+class ObjectDataset:
+    """A map-style dataset of whole objects (the original's ``PyDataset``).
+
+    ``len(ds)`` objects, ``ds[i]`` is the ``i``-th object's bytes as a zero-copy
+    :class:`~s3dlio.BytesView`. Objects are in key order.
+
+    Args:
+        uri: A prefix (``s3://b/train/``), an exact object, or a ``*``/``**`` glob.
+        opts: Loader options (``reader_mode``, ``part_size``... are used by ``ds[i]``).
+        recursive: List below sub-"directories" too.
+        pattern: Keep only keys (relative to the listed directory) that this regex matches.
+
+    Raises:
+        NotFoundError: nothing matches ``uri``.
+    """
+
+    def __init__(
+        self,
+        uri: str | ObjectURI,
+        opts: LoaderOptions | PyLoaderOptions | Mapping[str, Any] | None = None,
+        *,
+        recursive: bool = True,
+        pattern: str | None = None,
+    ) -> None:
+        parsed = parse_uri(uri)
+        selection = Selection.of(parsed.key, recursive)
+        uris: list[str] = []
+        keys: list[str] = []
+        sizes: list[int] = []
+        for meta in select(parsed, recursive=recursive, pattern=pattern):
+            if meta.is_prefix:
+                continue
+            uris.append(str(meta.uri))
+            keys.append(selection.relative(meta.key))
+            sizes.append(meta.size)
+        if not uris:
+            raise NotFoundError("selects no objects", uri=str(parsed), op="LIST")
+        self._init(str(parsed), uris, keys, sizes, coerce_options(opts))
+
+    def _init(
+        self, uri: str, uris: list[str], keys: list[str], sizes: list[int],
+        options: LoaderOptions,
+    ) -> None:  # fmt: skip
+        self.uri = uri
+        self._uris = uris
+        self._keys = keys
+        self.sizes = np.asarray(sizes, dtype=np.int64)  # -1 = unknown
+        self.options = options
+
+    @classmethod
+    def from_uris(
+        cls,
+        uris: Iterable[str | ObjectURI],
+        opts: LoaderOptions | PyLoaderOptions | Mapping[str, Any] | None = None,
+    ) -> ObjectDataset:
+        """A dataset of exactly these objects, in this order (no listing).
+
+        Raises:
+            InvalidURIError: ``uris`` is empty or holds an unparsable URI.
+        """
+        parsed = [parse_uri(u) for u in uris]
+        if not parsed:
+            raise InvalidURIError("from_uris needs at least one URI")
+        ds = cls.__new__(cls)
+        texts = [str(p) for p in parsed]
+        ds._init(texts[0], texts, [p.key for p in parsed], [-1] * len(parsed),
+                 coerce_options(opts))  # fmt: skip
+        return ds
+
+    def __len__(self) -> int:
+        return len(self._uris)
+
+    def __getitem__(self, index: int) -> BytesView:
+        """The bytes of object ``index`` (negative indices count from the end)."""
+        return fetch_object(self._uris[self._check(index)], self.options)
+
+    def _check(self, index: int) -> int:
+        n = len(self._uris)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} objects")
+        return index % n
+
+    def get_item(self, index: int) -> BytesView:
+        """``ds[index]`` (the original's spelling)."""
+        return self[index]
+
+    def uri_of(self, index: int) -> str:
+        """The URI of object ``index``."""
+        return self._uris[self._check(index)]
+
+    def size_of(self, index: int) -> int | None:
+        """The listed size of object ``index`` (``None`` when built ``from_uris``)."""
+        size = int(self.sizes[self._check(index)])
+        return None if size < 0 else size
+
+    def keys(self) -> list[str]:
+        """Keys relative to the dataset URI, in dataset order."""
+        return list(self._keys)
+
+    def uris(self) -> list[str]:
+        """Full URIs, in dataset order."""
+        return list(self._uris)
+
+    def __repr__(self) -> str:
+        return f"ObjectDataset({self.uri!r}, {len(self)} objects)"
+
+
+def create_dataset(
+    uri: str | ObjectURI,
+    opts: LoaderOptions | PyLoaderOptions | Mapping[str, Any] | None = None,
+) -> ObjectDataset:
+    """The objects ``uri`` selects (recursively, in key order) as an :class:`ObjectDataset`."""
+    return ObjectDataset(uri, opts)
