@@ -67,6 +67,13 @@ from .checkpoint import (
     save_checkpoint,
     save_distributed_shard,
 )
+from .datasets import (
+    CancellationToken,
+    LoaderOptions,
+    PyLoaderOptions,
+    create_async_loader,
+    create_dataset,
+)
 from .errors import (
     BatchError,
     CancelledError,
@@ -74,6 +81,7 @@ from .errors import (
     InvalidURIError,
     IsDirectoryError,
     NotFoundError,
+    OperationTimeoutError,
     PermissionDeniedError,
     S3DlioError,
     ThrottledError,
@@ -103,6 +111,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchError",
     "BytesView",
+    "CancellationToken",
     "CancelledError",
     "CheckpointConfig",
     "CheckpointStore",
@@ -110,16 +119,19 @@ __all__ = [
     "IntegrityError",
     "InvalidURIError",
     "IsDirectoryError",
+    "LoaderOptions",
     "NotFoundError",
     "ObjectMeta",
     "ObjectStore",
     "ObjectURI",
     "ObjectWriter",
+    "OperationTimeoutError",
     "PermissionDeniedError",
     "PyCheckpointInfo",
     "PyCheckpointReader",
     "PyCheckpointStore",
     "PyCheckpointWriter",
+    "PyLoaderOptions",
     "PyWriterOptions",
     "RangeEngineConfig",
     "RetryConfig",
@@ -131,9 +143,11 @@ __all__ = [
     "WriterOptions",
     "copy",
     "copy_async",
+    "create_async_loader",
     "create_azure_writer",
     "create_bucket",
     "create_bucket_async",
+    "create_dataset",
     "create_direct_filesystem_writer",
     "create_filesystem_writer",
     "create_gcs_writer",
@@ -189,3 +203,24 @@ __all__ = [
     "upload",
     "upload_async",
 ]
+
+
+#: Names of the original's top level that live in modules importing PyTorch or JAX: resolved on
+#: first access, so ``import s3dlio`` imports neither.
+_LAZY = {
+    "ObjectStoreIterableDataset": "torch",
+    "ObjectStoreMapDataset": "torch",
+    "S3IterableDataset": "torch",
+    "S3MapDataset": "torch",
+    "JaxIterable": "jax",
+    "S3JaxIterable": "jax",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{module}", __name__), name)

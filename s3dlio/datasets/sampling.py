@@ -229,8 +229,8 @@ class EpochSampler:
         delivered so that :meth:`state_dict` knows the position.
         """
         lay = self.layout()
-        offset, skip = self._resume_point(lay)
-        self._offset, self._seen = offset, skip
+        offset, skip = self.position(lay)
+        self.set_position(offset, skip)
         rest = self.rank_sequence(lay, offset=offset)[skip:]
         if lay.num_workers == 1:
             return rest
@@ -248,15 +248,32 @@ class EpochSampler:
             yield index
 
     # -- resume ------------------------------------------------------------------------------
-    def _resume_point(self, lay: WorldLayout) -> tuple[int, int]:
-        state, self._pending = self._pending, None
+    def position(self, layout: WorldLayout | None = None) -> tuple[int, int]:
+        """``(global_offset, samples_seen)`` where the current (or next) pass stands.
+
+        ``samples_seen`` counts items of this rank's sequence (from ``global_offset``) that
+        were consumed, including those a resume skips.
+        """
+        state = self._pending
         if state is None:
-            return 0, 0
+            return self._offset, self._seen
+        lay = layout or self.layout()
         offset, seen = int(state["global_offset"]), int(state["samples_seen"])
         if int(state["world_size"]) == lay.world_size and int(state["rank"]) == lay.rank:
             return offset, seen
-        # A different layout: continue from the global position all ranks reached together.
+        # Another layout: continue from the global position all ranks reached together.
         return min(self.num_items, offset + seen * int(state["world_size"])), 0
+
+    def set_position(self, global_offset: int, samples_seen: int) -> None:
+        """Make the current pass stand at this position (a loaded resume point is used up)."""
+        self._pending = None
+        self._offset, self._seen = int(global_offset), int(samples_seen)
+
+    def remaining(self) -> int:
+        """Items of this rank's sequence not yet consumed in the current (or next) pass."""
+        offset, seen = self.position()
+        lay = self.layout()
+        return max(0, len(range(lay.rank, self.num_items - offset, lay.world_size)) - seen)
 
     def state_dict(self, samples_seen: int | None = None) -> dict[str, Any]:
         """A small, picklable, versioned dict describing the position in the epoch.
@@ -264,13 +281,11 @@ class EpochSampler:
         Args:
             samples_seen: Items of this rank consumed in this epoch, counted by the training
                 loop (needed when iteration ran in DataLoader worker processes, whose progress
-                this object cannot see). ``None`` uses the count of items delivered here.
+                this object cannot see; :class:`s3dlio.torch.ResumableDataLoader` does this
+                for you). ``None`` uses the count of items delivered in this process.
         """
-        if self._pending is not None and samples_seen is None:
-            return dict(self._pending)
         lay = self.layout()
-        seen = self._seen if samples_seen is None else int(samples_seen)
-        offset = self._offset if self._pending is None else int(self._pending["global_offset"])
+        offset, seen = self.position(lay)
         return {
             "version": STATE_VERSION,
             "num_items": self.num_items,
@@ -280,7 +295,7 @@ class EpochSampler:
             "rank": lay.rank,
             "world_size": lay.world_size,
             "global_offset": offset,
-            "samples_seen": seen,
+            "samples_seen": seen if samples_seen is None else int(samples_seen),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -303,7 +318,6 @@ class EpochSampler:
         self.seed = int(state["seed"])
         self._epoch = int(state["epoch"])
         self._pending = dict(state)
-        self._offset, self._seen = int(state["global_offset"]), int(state["samples_seen"])
 
     def __repr__(self) -> str:
         return (

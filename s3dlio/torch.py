@@ -1,0 +1,28 @@
+"""PyTorch datasets over any storage URI: see :mod:`s3dlio.datasets.torch`.
+
+Importing this module imports PyTorch; ``import s3dlio`` alone does not.
+"""
+
+from __future__ import annotations
+
+from .datasets.torch import (
+    BufferReader,
+    ObjectStoreIterableDataset,
+    ObjectStoreMapDataset,
+    ResumableDataLoader,
+    S3IterableDataset,
+    S3MapDataset,
+    ShardedSampler,
+    as_tensor,
+)
+
+__all__ = [
+    "BufferReader",
+    "ObjectStoreIterableDataset",
+    "ObjectStoreMapDataset",
+    "ResumableDataLoader",
+    "S3IterableDataset",
+    "S3MapDataset",
+    "ShardedSampler",
+    "as_tensor",
+]
