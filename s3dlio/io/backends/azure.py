@@ -213,7 +213,12 @@ class _Clients:
                 svc = self.services.get(account)
                 if svc is None:
                     session = Session()
-                    svc = self._build(account, session)
+                    try:
+                        svc = self._build(account, session)
+                    except ValueError as exc:  # a malformed connection string or URL
+                        raise InvalidURIError(
+                            redact(f"Azure settings for account {account!r}: {exc}")
+                        ) from None
                     tune_session(session, _strip_query(svc.url), self.pool_size)
                     self.services[account] = svc
         return svc
@@ -332,7 +337,7 @@ class AzureBlockUpload(Upload):
         if not len(data):
             return  # an empty final part: the block list ends with the previous block
         with _mapped(self.uri, "PUT_PART"):
-            self.blob.stage_block(self.block_id(number), data, length=len(data))
+            self.blob.stage_block(self.block_id(number), data, length=len(data))  # type: ignore[arg-type]
         with self._lock:
             self._parts.add(number)
 
@@ -343,13 +348,18 @@ class AzureBlockUpload(Upload):
             result = self.blob.commit_block_list(
                 blocks, content_settings=settings_, metadata=self.metadata
             )
-        return result.get("etag")
+        return _etag(result)
 
     def abort(self) -> None:
         # Uncommitted blocks are never visible and the service discards them; there is no
         # call that deletes them without committing a blob, so there is nothing to send.
         with self._lock:
             self._parts.clear()
+
+
+def _etag(result: dict[str, Any]) -> str | None:
+    etag = result.get("etag")
+    return etag if isinstance(etag, str) else None
 
 
 def _as_bytes(data: memoryview) -> bytes:
@@ -416,7 +426,7 @@ class AzureStore(ObjectStore):
         except HttpResponseError as exc:
             if exc.status_code != 416:  # 416: the range starts past the end
                 raise map_azure_error(exc, uri, "GET") from None
-            headers = exc.response.headers if exc.response is not None else {}
+            headers = getattr(exc.response, "headers", None) or {}
             size = _total_size(headers.get("Content-Range"))
             if size is None:
                 size = self._properties(blob, uri, "GET", {}).size
@@ -454,7 +464,7 @@ class AzureStore(ObjectStore):
                 _as_bytes(data), length=len(data), overwrite=True,
                 content_settings=settings_, metadata=metadata,
             )  # fmt: skip
-        return result.get("etag")
+        return _etag(result)
 
     def begin_upload(
         self, uri: ObjectURI, *, content_type: str | None = None,
@@ -468,6 +478,7 @@ class AzureStore(ObjectStore):
 
     def list_pages(self, prefix: ObjectURI, *, recursive: bool) -> Iterator[list[ObjectMeta]]:
         container = self.container_client(prefix)
+        pager: Any
         with _mapped(prefix, "LIST"):
             if recursive:
                 pager = container.list_blobs(name_starts_with=prefix.key or None,

@@ -113,6 +113,17 @@ def _fail(failure: requests.Response | BaseException, uri: ObjectURI | str, op: 
     raise map_gcs_error(failure, uri, op) from None
 
 
+def _json(response: requests.Response, uri: ObjectURI | str, op: str) -> dict[str, Any]:
+    """The JSON body of a successful answer (a garbled or cut body is a TransientError)."""
+    try:
+        body = response.json()
+    except Exception as exc:  # noqa: BLE001 - JSON errors and broken bodies alike
+        raise TransientError(
+            f"unreadable answer: {type(exc).__name__}", uri=str(uri), op=op
+        ) from None
+    return body if isinstance(body, dict) else {}
+
+
 # -- the session -------------------------------------------------------------------------------
 
 
@@ -320,7 +331,7 @@ class GCSResumableUpload(Upload):
             self._persisted = int(held.group(1)) + 1 if held else 0
             response.close()
         else:
-            self._generation = str(response.json().get("generation", ""))
+            self._generation = str(_json(response, self.uri, "PUT").get("generation", ""))
 
     def commit(self) -> str | None:
         if self._generation is None:
@@ -426,7 +437,7 @@ class GCSStore(ObjectStore):
             "POST", s.upload_url(uri), uri, "PUT", params=params, data=body,
             headers={"Content-Type": kind},
         )  # fmt: skip
-        generation = response.json().get("generation")
+        generation = _json(response, uri, "PUT").get("generation")
         return str(generation) if generation else None
 
     def begin_upload(
@@ -454,7 +465,7 @@ class GCSStore(ObjectStore):
         s = self.session
         params = {"ifGenerationMatch": if_match} if if_match else None
         response = s.request("GET", s.object_url(uri), uri, op, params=params)
-        meta = _meta(uri, response.json())
+        meta = _meta(uri, _json(response, uri, op))
         if if_match and meta.etag != if_match:
             raise IntegrityError("object changed during the read", uri=str(uri), op=op)
         return meta
@@ -470,7 +481,7 @@ class GCSStore(ObjectStore):
         url = f"{s.bucket_url(prefix.bucket)}/o"
         seen_prefixes: set[str] = set()
         while True:
-            body = s.request("GET", url, prefix, "LIST", params=params).json()
+            body = _json(s.request("GET", url, prefix, "LIST", params=params), prefix, "LIST")
             page = [_meta(prefix.with_key(item["name"]), item) for item in body.get("items", ())]
             for name in body.get("prefixes", ()):
                 if name not in seen_prefixes:  # a prefix may repeat across pages
@@ -529,7 +540,8 @@ class GCSStore(ObjectStore):
         params: dict[str, Any] = {"project": s.project, "fields": "items(name),nextPageToken"}
         names: list[str] = []
         while True:
-            body = s.request("GET", s.bucket_url(), uri.root, "LIST_BUCKETS", params=params).json()
+            answer = s.request("GET", s.bucket_url(), uri.root, "LIST_BUCKETS", params=params)
+            body = _json(answer, uri.root, "LIST_BUCKETS")
             names += [item["name"] for item in body.get("items", ())]
             if not body.get("nextPageToken"):
                 break
