@@ -28,6 +28,11 @@ demo: $(STAMP) $(NODE_STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest
 
+# Benchmarks (not tests): peers venv + nginx/wrk via benchmarks/setup.sh; BENCH_ARGS="--quick" or suite names.
+bench: $(STAMP)
+	bash benchmarks/setup.sh
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check s3dlio tests examples
 	$(VENV)/bin/mypy s3dlio

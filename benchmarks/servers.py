@@ -1,0 +1,200 @@
+"""Loopback servers for the S3 suites: nginx as a GET endpoint, moto under gunicorn for PUTs.
+
+* :class:`Nginx` serves a directory as ``http://127.0.0.1:P/<bucket>/<key>`` (files below
+  ``root/<bucket>/``), with Range, ``If-Match`` and HEAD from nginx's static module, sendfile,
+  keep-alive and no access log. It ignores signatures, so every S3 client can GET from it with
+  path-style addressing and dummy credentials. ``GET /<bucket>?list-type=2...`` answers a
+  ListObjectsV2 document written by :meth:`Nginx.write_listing` (the whole bucket in one page),
+  enough for datasets that list a prefix before reading it. moto is far too slow to tell clients
+  apart on GETs (it copies the object per ranged request).
+* :class:`MotoGunicorn` runs moto's S3 app under gunicorn (``-k gthread``, one worker) for PUT,
+  LIST and multipart suites; moto bounds those figures, and the tables say so.
+
+Both bind 127.0.0.1 on a free port, keep their files in a private temp directory, and are
+stopped by PID (their process group).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import tempfile
+from html import escape
+from pathlib import Path
+
+from tests.servers.common import free_port, start_server, stop_server
+
+from .harness import PEERS_PYTHON
+
+__all__ = ["DUMMY_CREDENTIALS", "MotoGunicorn", "Nginx", "nginx_binary", "s3_env"]
+
+#: Every S3 client gets these: the servers ignore signatures, the SDKs insist on having some.
+DUMMY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench-secret",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    """Environment pointing every S3 client (ours, boto3, the original) at ``endpoint``."""
+    return {
+        **DUMMY_CREDENTIALS,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_S3_ADDRESSING_STYLE": "path",
+        "S3DLIO_ADDRESSING_STYLE": "path",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+
+
+def nginx_binary() -> str | None:
+    """Path of Debian's nginx, if installed (``benchmarks/setup.sh`` installs it)."""
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+
+_NGINX_CONF = """\
+{user}worker_processes {workers};
+daemon off;
+pid {run}/nginx.pid;
+error_log {run}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 120;
+    keepalive_requests 10000000;
+    client_body_temp_path {run}/body;
+    proxy_temp_path {run}/proxy;
+    fastcgi_temp_path {run}/fastcgi;
+    uwsgi_temp_path {run}/uwsgi;
+    scgi_temp_path {run}/scgi;
+    types {{ }}
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location ~ ^/(?<bucket>[^/]+)/?$ {{
+            default_type application/xml;
+            try_files /.s3list/$bucket.xml =404;
+        }}
+        location / {{ }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    """nginx serving ``root`` (buckets are its sub-directories) on a loopback port.
+
+    Args:
+        root: The data directory; ``root/<bucket>/<key>`` is served at ``/<bucket>/<key>``.
+        workers: nginx worker processes (default: one per CPU, nginx's ``auto``).
+    """
+
+    def __init__(self, root: Path, workers: int | str = "auto") -> None:
+        binary = nginx_binary()
+        if binary is None:
+            raise RuntimeError("nginx is not installed (run benchmarks/setup.sh)")
+        self.root = Path(root)
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._run = Path(tempfile.mkdtemp(prefix="s3dlio-bench-nginx-"))
+        user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
+        conf = self._run / "nginx.conf"
+        conf.write_text(_NGINX_CONF.format(user=user, workers=workers, run=self._run,
+                                           port=self.port, root=self.root))  # fmt: skip
+        self._proc = start_server(
+            [binary, "-c", str(conf), "-p", str(self._run), "-e", str(self._run / "error.log")],
+            self.port, self._run / "stdout.log", timeout=20,
+        )  # fmt: skip
+
+    def write_listing(self, bucket: str) -> int:
+        """Write the ListObjectsV2 answer for ``bucket`` (every file below it); returns keys."""
+        top = self.root / bucket
+        keys = sorted(
+            (str(Path(d, f).relative_to(top)), os.path.getsize(os.path.join(d, f)))
+            for d, _, files in os.walk(top) for f in files
+        )  # fmt: skip
+        contents = "".join(
+            f"<Contents><Key>{escape(k)}</Key><LastModified>2024-01-01T00:00:00.000Z"
+            f"</LastModified><ETag>&quot;0&quot;</ETag><Size>{size}</Size>"
+            f"<StorageClass>STANDARD</StorageClass></Contents>"
+            for k, size in keys
+        )
+        doc = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<Name>{escape(bucket)}</Name><Prefix></Prefix><KeyCount>{len(keys)}</KeyCount>"
+            f"<MaxKeys>{max(1000, len(keys))}</MaxKeys><IsTruncated>false</IsTruncated>"
+            f"{contents}</ListBucketResult>"
+        )
+        listing = self.root / ".s3list"
+        listing.mkdir(exist_ok=True)
+        (listing / f"{bucket}.xml").write_text(doc)
+        return len(keys)
+
+    def stop(self) -> None:
+        """Stop nginx (its process group) and remove its private files."""
+        stop_server(self._proc)
+        shutil.rmtree(self._run, ignore_errors=True)
+
+    def __enter__(self) -> Nginx:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class MotoGunicorn:
+    """moto's S3 under gunicorn (``-k gthread``, one worker, ``threads`` threads).
+
+    gunicorn and moto live in the peers' venv (``benchmarks/setup.sh``); the app object is
+    ``benchmarks/moto_app.py:app``.
+    """
+
+    def __init__(self, threads: int = 8) -> None:
+        gunicorn = PEERS_PYTHON.parent / "gunicorn"
+        if not gunicorn.exists():
+            raise RuntimeError("gunicorn is not installed in benchmarks/.venv-peers")
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._run = Path(tempfile.mkdtemp(prefix="s3dlio-bench-moto-"))
+        self._proc = start_server(
+            [str(gunicorn), "-k", "gthread", "-w", "1", "--threads", str(threads),
+             "-b", f"127.0.0.1:{self.port}", "--chdir", str(Path(__file__).parent),
+             "--log-level", "warning", "--timeout", "300", "moto_app:app"],
+            self.port, self._run / "gunicorn.log", env={"MOTO_PORT": str(self.port)},
+            timeout=60,
+        )  # fmt: skip
+
+    def create_bucket(self, bucket: str) -> None:
+        """Create ``bucket`` (with boto3 from our venv: moto routes by the signature's scope)."""
+        import boto3
+        from botocore.config import Config
+
+        creds = DUMMY_CREDENTIALS
+        client = boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name=creds["AWS_REGION"],
+            aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+            config=Config(s3={"addressing_style": "path"}),
+        )  # fmt: skip
+        client.create_bucket(Bucket=bucket)
+
+    def stop(self) -> None:
+        """Stop gunicorn (its process group) and remove its log."""
+        stop_server(self._proc)
+        shutil.rmtree(self._run, ignore_errors=True)
+
+    def __enter__(self) -> MotoGunicorn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Set up what the benchmarks need; idempotent (a second run only checks).
+#   benchmarks/.venv-peers : the contenders we compare against, in their own venv so the
+#                            original s3dlio (module name "s3dlio") never shadows ours, plus the
+#                            moto S3 server under gunicorn for the PUT suites.
+#   nginx, wrk             : Debian packages (the GET endpoint and the wire-limit probe).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENV=benchmarks/.venv-peers
+STAMP="$VENV/.installed-v1"
+PEERS=(
+  "s3dlio==0.10.0"
+  "s3torchconnector"
+  "tfrecord"
+  "boto3"
+  "s3transfer"
+  "numpy"
+  "torch==2.13.0"
+  "moto[server]"
+  "gunicorn"
+)
+
+if [ ! -f "$STAMP" ]; then
+  test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
+  echo "benchmarks: installing the peers into $VENV (log: $VENV/pip.log)"
+  if ! "$VENV/bin/python" -m pip install "${PEERS[@]}" >"$VENV/pip.log" 2>&1; then
+    grep -v "is ignored" "$VENV/pip.log" | tail -30 >&2
+    exit 1
+  fi
+  touch "$STAMP"
+fi
+
+missing=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # The Debian package starts a system nginx on port 80; the benchmarks run their own.
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx 2>/dev/null || true; fi
+  else
+    echo "benchmarks: missing ${missing[*]} (install them, or the suites that need them say so)" >&2
+  fi
+fi

@@ -1,0 +1,86 @@
+"""One contender's process: set up once, then run timed rounds on request.
+
+The harness starts this script with the Python of the contender's venv (ours: ``.venv``; the
+peers: ``benchmarks/.venv-peers``, started from a neutral directory so our ``s3dlio`` package
+never shadows the original's). It is stdlib-only and imports nothing from the benchmarks
+package, so the peers' venv can run it.
+
+Protocol, one JSON document per line:
+
+* argv: ``worker.py FILE FUNCTION PARAMS_JSON`` — ``FILE`` is a Python file, ``FUNCTION`` a
+  factory in it called as ``FUNCTION(params)``; it prepares everything untimed (clients, data
+  lists, warm connections) and returns a zero-argument callable that performs one round and
+  returns a dict with at least ``bytes`` and ``objects`` (anything else is kept as extra).
+* stdout: ``{"ready": true}`` once set up (or ``{"error": "..."}`` and exit 1).
+* stdin ``run`` -> stdout ``{"seconds": wall, "cpu": seconds, "bytes": n, "objects": k, ...}``;
+  ``cpu`` is this process's user+system time over the round, all threads, plus any child
+  processes reaped during it (DataLoader workers). stdin closed or ``quit`` -> exit 0.
+
+A round that raises prints ``{"error": "..."}``; the harness reports that contender as failed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _load(path: str, function: str):
+    directory = os.path.dirname(os.path.abspath(path))
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    name = "_contender_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return getattr(module, function)
+
+
+def _say(doc: dict) -> None:
+    out.write(json.dumps(doc) + "\n")
+    out.flush()
+
+
+def main() -> int:
+    path, function, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    try:
+        run = _load(path, function)(params)
+    except BaseException:  # noqa: BLE001 - reported to the harness
+        _say({"error": traceback.format_exc(limit=8)})
+        return 1
+    _say({"ready": True, "pid": os.getpid()})
+    for line in sys.stdin:
+        command = line.strip()
+        if command in ("", "quit"):
+            break
+        wall, cpu = time.perf_counter(), _cpu()
+        try:
+            result = dict(run())
+        except BaseException:  # noqa: BLE001 - reported to the harness
+            _say({"error": traceback.format_exc(limit=8)})
+            continue
+        result["seconds"] = time.perf_counter() - wall
+        result["cpu"] = _cpu() - cpu
+        _say(result)
+    return 0
+
+
+if __name__ == "__main__":
+    # Contenders may print (progress bars, warnings): keep the protocol on a private copy of
+    # stdout and send everything else to stderr.
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    sys.exit(main())
