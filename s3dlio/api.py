@@ -12,7 +12,7 @@ import functools
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar, overload
 
 from .errors import BatchError, IsDirectoryError, NotFoundError
 from .io import ops, transfer
@@ -119,12 +119,37 @@ def exists(uri: URI) -> bool:
     return True
 
 
+@overload
 def list_iter(
-    uri: URI, recursive: bool = False, pattern: str | re.Pattern[str] | None = None
-) -> Iterator[str]:
-    """Stream the URIs ``uri`` selects (see :func:`list`), page by page, in key order."""
-    for meta in select(parse_uri(uri), recursive=recursive, pattern=pattern):
-        yield str(meta.uri)
+    uri: URI, recursive: bool = ..., pattern: str | re.Pattern[str] | None = ...,
+    *, detail: Literal[False] = ...,
+) -> Iterator[str]: ...  # fmt: skip
+
+
+@overload
+def list_iter(
+    uri: URI, recursive: bool = ..., pattern: str | re.Pattern[str] | None = ...,
+    *, detail: Literal[True],
+) -> Iterator[dict[str, Any]]: ...  # fmt: skip
+
+
+def list_iter(
+    uri: URI,
+    recursive: bool = False,
+    pattern: str | re.Pattern[str] | None = None,
+    *,
+    detail: bool = False,
+) -> Iterator[str] | Iterator[dict[str, Any]]:
+    """Stream the URIs ``uri`` selects (see :func:`list`), page by page, in key order.
+
+    With ``detail=True`` each entry is a :func:`stat`-style dict instead (``uri``, ``size``,
+    ``last_modified``, ``etag``, ``is_dir``, ...) taken from the listing itself, with no extra
+    request per object.
+    """
+    entries = select(parse_uri(uri), recursive=recursive, pattern=pattern)
+    if detail:
+        return (meta.as_dict() for meta in entries)
+    return (str(meta.uri) for meta in entries)
 
 
 def list(  # noqa: A001 - the original's name
@@ -198,19 +223,24 @@ list_buckets = list_containers
 
 
 def copy(
-    src: URI, dst: URI, recursive: bool = False, max_in_flight: int = 32
+    src: URI,
+    dst: URI,
+    recursive: bool = False,
+    max_in_flight: int = 32,
+    progress: transfer.Progress | None = None,
 ) -> builtins.list[str]:
     """Copy between any two backends, streamed (no temp files, bounded memory).
 
     ``dst`` ending in ``/`` receives the source's name below it. With ``recursive=True`` (or a
     source ending in ``/`` or holding a glob), every selected object is copied, keeping keys
-    relative to the source directory. Returns the destination URIs.
+    relative to the source directory. Returns the destination URIs. ``progress(nbytes,
+    objects)`` is called as in :func:`upload` (it may raise to stop the copy).
     """
     source, target = parse_uri(src), parse_uri(dst)
     if not (recursive or source.key.endswith("/") or _has_glob(source.key)):
         if target.key.endswith("/") or (target.is_local and os.path.isdir(target.key)):
             target = target.join(source.name)
-        transfer.copy_object(source, target)
+        transfer.copy_reporting(source, target, None, progress)
         return [str(target)]
     from .io.listing import Selection
 
@@ -218,7 +248,7 @@ def copy(
 
     def one(meta: Any) -> str:
         dest = target.join(selection.relative(meta.key))
-        transfer.copy_object(meta.uri, dest, size=meta.size)
+        transfer.copy_reporting(meta.uri, dest, meta.size, progress)
         return str(dest)
 
     entries = (m for m in select(source, recursive=True) if not m.is_prefix)

@@ -27,7 +27,9 @@ from .uri import ObjectURI, parse_uri
 from .writer import ObjectWriter, WriterOptions
 
 __all__ = [
+    "Progress",
     "copy_object",
+    "copy_reporting",
     "delete_recursive",
     "download",
     "expand_local_sources",
@@ -39,6 +41,10 @@ __all__ = [
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: ``progress(nbytes, objects)``: increments of bytes moved and objects finished (see
+#: :func:`upload`). Called from worker threads; it may raise (e.g. ``CancelledError``) to stop.
+Progress = Callable[[int, int], None]
 
 #: Objects up to this size are copied with one GET and one PUT; larger ones are streamed.
 STREAM_COPY_ABOVE = 16 * MiB
@@ -99,28 +105,43 @@ def _pairs(items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
 
 
 def copy_object(
-    src: ObjectURI, dst: ObjectURI, *, part_size: int = 16 * MiB, size: int | None = None
+    src: ObjectURI,
+    dst: ObjectURI,
+    *,
+    part_size: int = 16 * MiB,
+    size: int | None = None,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> int:
     """Copy one object between any two backends; returns the bytes copied.
 
     Objects up to :data:`STREAM_COPY_ABOVE` bytes take one GET and one PUT. Larger ones stream
     through a writer part by part, each part read with a version-checked range GET, so memory
     stays at a few parts and a source replaced mid-copy fails instead of mixing versions.
+    ``on_bytes(n)`` is told of the bytes copied after each piece; if it raises, a streamed copy
+    is aborted (no partial object) and the exception propagates.
     """
     backend = backend_for(src)
+    report = on_bytes or _ignore
     if size is None or size <= STREAM_COPY_ABOVE:
         first = fetch(backend, src, 0, STREAM_COPY_ABOVE)
         if first.size <= STREAM_COPY_ABOVE:
             ops.put(dst, memoryview(first.data))
+            report(first.size)
             return first.size
-        return _stream_copy(src, dst, first.size, first.etag, part_size, memoryview(first.data))
+        return _stream_copy(
+            src, dst, first.size, first.etag, part_size, memoryview(first.data), report
+        )
     meta = ops.stat(src)
-    return _stream_copy(src, dst, meta.size, meta.etag, part_size, None)
+    return _stream_copy(src, dst, meta.size, meta.etag, part_size, None, report)
+
+
+def _ignore(nbytes: int) -> None:
+    pass
 
 
 def _stream_copy(
     src: ObjectURI, dst: ObjectURI, size: int, etag: str | None, part_size: int,
-    head: memoryview | None,
+    head: memoryview | None, report: Callable[[int], None],
 ) -> int:  # fmt: skip
     backend = backend_for(src)
     offset = 0
@@ -128,6 +149,7 @@ def _stream_copy(
         if head is not None:
             writer.write(head)
             offset = len(head)
+            report(offset)
         buf = bytearray(part_size)
         view = memoryview(buf)
         while offset < size:
@@ -136,7 +158,19 @@ def _stream_copy(
                 raise NotFoundError("source shrank during copy", uri=str(src), op="GET")
             writer.write(view[: got.nbytes])
             offset += got.nbytes
+            report(got.nbytes)
     return size
+
+
+def copy_reporting(
+    src: ObjectURI, dst: ObjectURI, size: int | None, progress: Progress | None
+) -> int:
+    """:func:`copy_object`, telling ``progress`` of the bytes as they move and of the object."""
+    if progress is None:
+        return copy_object(src, dst, size=size)
+    nbytes = copy_object(src, dst, size=size, on_bytes=lambda n: progress(n, 0))
+    progress(0, 1)
+    return nbytes
 
 
 def delete_recursive(
@@ -246,8 +280,15 @@ def upload(
     dest_prefix: str | ObjectURI,
     max_in_flight: int = 32,
     create_bucket: bool = False,
+    progress: Progress | None = None,
 ) -> list[str]:
-    """Upload local files (paths, globs, regexes) below ``dest_prefix``; returns the URIs."""
+    """Upload local files (paths, globs, regexes) below ``dest_prefix``; returns the URIs.
+
+    ``progress(nbytes, objects)``, if given, is called from worker threads with increments:
+    bytes as they are transferred (part by part for large objects) and ``objects=1`` when an
+    object is complete. If it raises (``CancelledError`` from a Ctrl-C handler, say), the
+    objects in flight are aborted, leaving no partial object, and are reported as failed.
+    """
     dest = parse_uri(dest_prefix)
     if create_bucket and not dest.is_local:
         backend = backend_for(dest)
@@ -257,8 +298,8 @@ def upload(
     def one(pair: tuple[str, str]) -> str:
         path, rel = pair
         target = dest.join(rel.replace(os.sep, "/"))
-        copy_object(ObjectURI("file", "", os.path.abspath(path)), target,
-                    size=os.path.getsize(path))  # fmt: skip
+        source = ObjectURI("file", "", os.path.abspath(path))
+        copy_reporting(source, target, os.path.getsize(path), progress)
         return str(target)
 
     return run_batch(one, expand_local_sources(src_patterns), max_in_flight, what="UPLOAD",
@@ -271,11 +312,13 @@ def download(
     max_in_flight: int = 64,
     recursive: bool = True,
     pattern: str | None = None,
+    progress: Progress | None = None,
 ) -> list[str]:
     """Download what ``src_uri`` selects into ``dest_dir``, keeping the key layout.
 
     Keys that would land outside ``dest_dir`` (``..`` segments, absolute keys) are refused and
     reported in the ``BatchError``; the rest are downloaded. Returns the local paths written.
+    ``progress`` is called as in :func:`upload`.
     """
     src = parse_uri(src_uri)
     root = os.path.abspath(os.fspath(dest_dir))
@@ -288,7 +331,7 @@ def download(
             raise InvalidURIError(
                 f"key would be written outside {root}", uri=str(meta.uri), op="DOWNLOAD"
             )
-        copy_object(meta.uri, ObjectURI("file", "", target), size=meta.size)
+        copy_reporting(meta.uri, ObjectURI("file", "", target), meta.size, progress)
         return target
 
     entries = (m for m in select(src, recursive=recursive, pattern=pattern) if not m.is_prefix)
