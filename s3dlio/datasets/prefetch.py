@@ -294,10 +294,15 @@ class Prefetcher:
     def add_waker(self, waker: Callable[[], None]) -> None:
         """Call ``waker()`` once at the next change of state (an item ready, a stop, ...)."""
         with self._cond:
-            if self._state != "running":
+            if self._state != "running" or self._has_news():
                 waker()
             else:
                 self._wakers.append(waker)
+
+    def _has_news(self) -> bool:
+        head_done = bool(self._slots) and self._slots[0].done
+        ready = head_done if self._ordered else bool(self._ready)
+        return ready or (self._next >= len(self._indices) and self._ahead == 0)
 
     def _notify(self) -> None:
         self._cond.notify_all()

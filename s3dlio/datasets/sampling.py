@@ -229,13 +229,21 @@ class EpochSampler:
         delivered so that :meth:`state_dict` knows the position.
         """
         lay = self.layout()
-        offset, skip = self.position(lay)
-        self.set_position(offset, skip)
-        rest = self.rank_sequence(lay, offset=offset)[skip:]
-        if lay.num_workers == 1:
+        indices = self.indices_for(lay)
+        self.set_position(*self.next_start(lay))
+        return indices
+
+    def indices_for(self, layout: WorldLayout) -> np.ndarray:
+        """The indices the rank and worker of ``layout`` deliver in the next pass.
+
+        A pure function of ``(seed, epoch, layout, resume point)``; changes nothing.
+        """
+        offset, skip = self.next_start(layout)
+        rest = self.rank_sequence(layout, offset=offset)[skip:]
+        if layout.num_workers == 1:
             return rest
         blocks = np.arange(len(rest)) // self.block_size
-        return rest[blocks % lay.num_workers == lay.worker_id]
+        return rest[blocks % layout.num_workers == layout.worker_id]
 
     def advance(self, count: int = 1) -> None:
         """Record that ``count`` more items were delivered to the consumer."""
@@ -249,14 +257,22 @@ class EpochSampler:
 
     # -- resume ------------------------------------------------------------------------------
     def position(self, layout: WorldLayout | None = None) -> tuple[int, int]:
-        """``(global_offset, samples_seen)`` where the current (or next) pass stands.
+        """``(global_offset, samples_seen)`` where the current pass stands.
 
         ``samples_seen`` counts items of this rank's sequence (from ``global_offset``) that
-        were consumed, including those a resume skips.
+        were consumed, including those a resume skipped. Before a pass that will resume, it is
+        the resume point.
         """
+        if self._pending is None:
+            return self._offset, self._seen
+        return self.next_start(layout)
+
+    def next_start(self, layout: WorldLayout | None = None) -> tuple[int, int]:
+        """``(global_offset, samples_seen)`` where the next pass starts: the loaded resume
+        point (resolved for ``layout``), else the start of the epoch."""
         state = self._pending
         if state is None:
-            return self._offset, self._seen
+            return 0, 0
         lay = layout or self.layout()
         offset, seen = int(state["global_offset"]), int(state["samples_seen"])
         if int(state["world_size"]) == lay.world_size and int(state["rank"]) == lay.rank:
@@ -269,11 +285,15 @@ class EpochSampler:
         self._pending = None
         self._offset, self._seen = int(global_offset), int(samples_seen)
 
+    def sequence_length(self, global_offset: int = 0, layout: WorldLayout | None = None) -> int:
+        """Length of this rank's sequence from ``global_offset``."""
+        lay = layout or self.layout()
+        return len(range(lay.rank, max(0, self.num_items - global_offset), lay.world_size))
+
     def remaining(self) -> int:
-        """Items of this rank's sequence not yet consumed in the current (or next) pass."""
+        """Items of this rank's sequence not yet consumed in the current pass."""
         offset, seen = self.position()
-        lay = self.layout()
-        return max(0, len(range(lay.rank, self.num_items - offset, lay.world_size)) - seen)
+        return max(0, self.sequence_length(offset) - seen)
 
     def state_dict(self, samples_seen: int | None = None) -> dict[str, Any]:
         """A small, picklable, versioned dict describing the position in the epoch.

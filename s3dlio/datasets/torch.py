@@ -378,8 +378,8 @@ class ResumableDataLoader(DataLoader):  # type: ignore[type-arg]
 
     def __iter__(self) -> Iterator[Any]:
         target = self._epoch_sampler()
-        offset, seen = target.position()
-        total = seen + target.remaining()
+        offset, seen = target.next_start()
+        total = target.sequence_length(offset)
         per_batch = self.batch_size or 1
         batches = super().__iter__()  # workers get the resume point before it is used up here
         target.set_position(offset, seen)
