@@ -72,6 +72,10 @@ class ShardStream(io.RawIOBase):
         """Append ``data`` (the original's name)."""
         self._writer.write(data)
 
+    def write_borrowed(self, data: Any) -> int:
+        """Append ``data`` without copying it; it must stay unchanged until finalized."""
+        return self._writer.write_borrowed(data)
+
     def tell(self) -> int:
         """Bytes written so far (uncompressed)."""
         return self._writer.tell()
@@ -149,9 +153,9 @@ def write_shard(stream: ShardStream, data: Any) -> ShardMeta:
     """Write ``data`` (bytes-like, or a tensor tree) through ``stream`` and finalize it."""
     with stream:
         if serializers.is_bytes_like(data):
-            stream.write(data)
+            stream.write_borrowed(data)
         else:
-            serializers.dump(data, stream.write)
+            serializers.dump(data, stream.write_borrowed)
         stream.finalize()
     return stream.meta
 

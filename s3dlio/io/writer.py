@@ -177,6 +177,36 @@ class ObjectWriter(io.RawIOBase):
         """Append ``data`` (the original's name for :meth:`write`)."""
         self.write(data)
 
+    def write_borrowed(self, data: Any) -> int:
+        """Append ``data`` like :meth:`write`, uploading its bulk without copying it.
+
+        The caller must leave ``data`` unchanged until :meth:`finalize` returns (parts upload
+        in the background straight from its memory). Buffered bytes are first topped up to
+        the smallest part the backend accepts and sent, so parts may differ in size.
+        Compressed writers copy as usual.
+        """
+        view = as_readonly_view(data)
+        if self._compressor is not None or len(view) < self.part_size:
+            return self.write(view)
+        self._check_open()
+        self._crc = crc32c.crc32c(view, self._crc)
+        self._in += len(view)
+        rest = view
+        if self._fill:
+            b = self.backend
+            target = max(self._fill, b.min_part_size)
+            target = min(-(-target // b.part_multiple) * b.part_multiple, self.part_size)
+            head = target - self._fill
+            self._buf[self._fill : target] = rest[:head]
+            self._fill = target
+            rest = rest[head:]
+            self._send_part(last=False)
+        whole = len(rest) - len(rest) % self.part_size
+        for start in range(0, whole, self.part_size):
+            self._send_part(last=False, borrowed=rest[start : start + self.part_size])
+        self._append(rest[whole:])
+        return len(view)
+
     def tell(self) -> int:
         """Uncompressed bytes written so far."""
         return self._in
@@ -223,7 +253,7 @@ class ObjectWriter(io.RawIOBase):
             if self._fill == self.part_size:
                 self._send_part(last=False)
 
-    def _send_part(self, last: bool) -> None:
+    def _send_part(self, last: bool, borrowed: memoryview | None = None) -> None:
         if self._upload is None:
             b = self.backend
             o = self.options
@@ -231,7 +261,8 @@ class ObjectWriter(io.RawIOBase):
                 "PUT_START", b, self.uri,
                 lambda: b.begin_upload(self.uri, content_type=o.content_type, metadata=o.metadata),
             )  # fmt: skip
-        buf, size = self._buf, self._fill
+        buf: bytearray | memoryview = self._buf if borrowed is None else borrowed
+        size = self._fill if borrowed is None else len(borrowed)
         number, offset = self._part_no, self._out
         self._part_no += 1
         self._out += size
@@ -239,14 +270,17 @@ class ObjectWriter(io.RawIOBase):
         if self._error is not None:
             self._slots.release()
             self._check_open()
-        self._buf = self._free.pop() if self._free else bytearray(self.part_size)
-        self._fill = 0
+        if borrowed is None:
+            self._buf = self._free.pop() if self._free else bytearray(self.part_size)
+            self._fill = 0
         self._inflight = [f for f in self._inflight if not f.done()]
         self._inflight.append(
             get_executor("parts").submit(self._upload_part, number, offset, buf, size, last)
         )
 
-    def _upload_part(self, number: int, offset: int, buf: bytearray, size: int, last: bool) -> None:
+    def _upload_part(
+        self, number: int, offset: int, buf: bytearray | memoryview, size: int, last: bool
+    ) -> None:
         upload = self._upload
         assert upload is not None
         try:
@@ -261,7 +295,8 @@ class ObjectWriter(io.RawIOBase):
             if self._error is None:
                 self._error = exc
         finally:
-            self._free.append(buf)
+            if isinstance(buf, bytearray):  # ours, not a caller's borrowed memory
+                self._free.append(buf)
             self._slots.release()
 
     def _drain(self) -> None:
