@@ -8,10 +8,12 @@ request was waiting for a free slot at most completions); when the consumer or t
 data is the bottleneck, more requests cannot help, and the tuner holds still.
 
 Each knob is hill-climbed: double while throughput improves by more than ``improvement``;
-when it stops improving, try halving from the best value; settle on the best. In ``range``
+when it stops improving, halve from the best value while throughput stays within
+``improvement / 2`` of the best (fewer requests for the same speed); settle there. In ``range``
 mode part size is tuned the same way once concurrency has settled. A settled tuner keeps
 measuring, and climbs again when throughput moves by more than ``retune_change`` for two
-probes in a row (latency or bandwidth changed).
+probes in a row (latency or bandwidth changed), and every ``explore_every`` probes (a better
+setting may have appeared elsewhere, e.g. the service scaled out).
 """
 
 from __future__ import annotations
@@ -86,14 +88,19 @@ class TuningState:
 
 
 class _HillClimb:
-    """Hill-climbs one integer knob with ×2 / ÷2 steps between ``lo`` and ``hi``."""
+    """Hill-climbs one integer knob with ×2 / ÷2 steps between ``lo`` and ``hi``.
 
-    def __init__(self, start: int, lo: int, hi: int, improvement: float) -> None:
+    ``up_only`` explores upwards from ``start`` only (a settled tuner looking for more).
+    """
+
+    def __init__(
+        self, start: int, lo: int, hi: int, improvement: float, up_only: bool = False
+    ) -> None:
         self.value = min(max(start, lo), hi)
         self.lo, self.hi = lo, hi
         self.improvement = improvement
         self.direction = 1
-        self.turned = False
+        self.turned = up_only
         self.best: tuple[float, int] | None = None
         self.measured: dict[int, float] = {}
 
@@ -102,14 +109,23 @@ class _HillClimb:
         new = min(max(new, self.lo), self.hi)
         return None if new == value else new
 
-    def _better(self, throughput: float) -> bool:
-        return self.best is None or throughput > self.best[0] * (1 + self.improvement)
+    def _accept(self, throughput: float) -> bool:
+        """Going up must pay off; going down may cost a little (fewer requests, same speed)."""
+        if self.best is None:
+            return True
+        if self.direction > 0:
+            return throughput > self.best[0] * (1 + self.improvement)
+        return throughput >= self.best[0] * (1 - self.improvement / 2)
+
+    def _take(self, throughput: float, value: int) -> None:
+        best = self.best[0] if self.best is not None else 0.0
+        self.best = (max(best, throughput), value)
 
     def decide(self, throughput: float) -> tuple[int, bool]:
         """Record the throughput of the current value; return ``(next value, settled)``."""
         self.measured[self.value] = throughput
-        if self._better(throughput):
-            self.best = (throughput, self.value)
+        if self._accept(throughput):
+            self._take(throughput, self.value)
         elif not self.turned:
             self.turned, self.direction = True, -self.direction
         else:
@@ -118,8 +134,8 @@ class _HillClimb:
         while True:
             candidate = self._step(self.best[1], self.direction)
             if candidate is not None and candidate in self.measured:
-                if self._better(self.measured[candidate]):
-                    self.best = (self.measured[candidate], candidate)
+                if self._accept(self.measured[candidate]):
+                    self._take(self.measured[candidate], candidate)
                     continue
                 candidate = None
             if candidate is not None:
@@ -150,6 +166,7 @@ class AdaptiveTuner:
         min_samples: Minimum requests per probe.
         improvement: Relative gain that counts as "better" (0.1 = 10 %).
         retune_change: Relative change of a settled throughput that restarts tuning.
+        explore_every: Valid probes after which a settled tuner climbs again (0 = never).
         clock: Monotonic time source in seconds.
     """
 
@@ -167,6 +184,7 @@ class AdaptiveTuner:
         min_samples: int = 8,
         improvement: float = 0.10,
         retune_change: float = 0.30,
+        explore_every: int = 25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 1 <= min_inflight <= max_inflight:
@@ -178,6 +196,8 @@ class AdaptiveTuner:
         self.max_part_size = max(max_part_size, part_size or max_part_size)
         self.probe_seconds, self.min_samples = probe_seconds, min_samples
         self.improvement, self.retune_change = improvement, retune_change
+        self.explore_every = explore_every
+        self._settled_probes = 0
         self._clock = clock
         self._lock = threading.Lock()
         self._inflight = min(max(inflight, min_inflight), max_inflight)
@@ -202,13 +222,13 @@ class AdaptiveTuner:
         """Range part size now (``None`` in sequential mode)."""
         return self._part_size
 
-    def _new_climb(self, knob: str) -> _HillClimb:
+    def _new_climb(self, knob: str, up_only: bool = False) -> _HillClimb:
         if knob == "inflight":
             return _HillClimb(self._inflight, self.min_inflight, self.max_inflight,
-                              self.improvement)  # fmt: skip
+                              self.improvement, up_only)  # fmt: skip
         assert self._part_size is not None
         return _HillClimb(self._part_size, self.min_part_size, self.max_part_size,
-                          self.improvement)  # fmt: skip
+                          self.improvement, up_only)  # fmt: skip
 
     def _reset_probe(self, now: float) -> None:
         self._probe_start = now
@@ -267,7 +287,7 @@ class AdaptiveTuner:
             else:
                 self._phase = "settled"
                 self._reference = self._climb.best[0] if self._climb.best else bps
-                self._strikes = 0
+                self._strikes = self._settled_probes = 0
         return changed
 
     def _apply(self, value: int) -> bool:
@@ -286,9 +306,11 @@ class AdaptiveTuner:
             self._strikes += 1
         else:
             self._strikes = 0
-        if self._strikes >= 2:
+        self._settled_probes += 1
+        explore = self.explore_every and self._settled_probes >= self.explore_every
+        if self._strikes >= 2 or explore:
             self._phase = "inflight"
-            self._climb = self._new_climb("inflight")
+            self._climb = self._new_climb("inflight", up_only=self._strikes < 2)
             self._strikes = 0
         return False
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from slowstore import SlowFileStore
@@ -33,6 +34,14 @@ def populate(prefix: str, count: int, size: int | None = None) -> str:
     root = prefix + "d/"
     s3dlio.put_many({f"{root}obj-{i:05d}.bin": payload(i, size) for i in range(count)})
     return root
+
+
+def write_files(directory: Path, count: int, size: int | None = None) -> str:
+    """Write ``count`` objects as plain files into ``directory`` (quicker for many small
+    ones); return the directory as a ``slowfile://`` prefix."""
+    for i in range(count):
+        (directory / f"obj-{i:05d}.bin").write_bytes(payload(i, size))
+    return f"slowfile://{directory}/"
 
 
 @pytest.fixture

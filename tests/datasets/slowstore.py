@@ -30,12 +30,14 @@ class SlowFileStore(FileStore):
         self.requests = 0
         self.active = 0
         self.peak_active = 0
+        self.first_request = threading.Event()
 
     def configure(self, *, latency: float, capacity: int | None) -> None:
         """Set the per-request latency (seconds) and the service slots (``None``: unlimited)."""
         self.latency = latency
         self._capacity = None if capacity is None else threading.BoundedSemaphore(capacity)
         self.requests = self.peak_active = 0
+        self.first_request = threading.Event()
 
     def open_read(
         self, uri: ObjectURI, offset: int = 0, length: int | None = None, *,
@@ -45,6 +47,7 @@ class SlowFileStore(FileStore):
             self.requests += 1
             self.active += 1
             self.peak_active = max(self.peak_active, self.active)
+        self.first_request.set()
         try:
             if self._capacity is not None:
                 with self._capacity:
