@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from .config import settings
 
-__all__ = ["PerProcess", "bounded_map", "get_executor", "run_claimed", "shutdown_executors"]
+__all__ = [
+    "Outcome",
+    "PerProcess",
+    "bounded_map",
+    "get_executor",
+    "run_claimed",
+    "shutdown_executors",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -111,48 +117,160 @@ class PerProcess(Generic[T]):
             self._value = None
 
 
+class Outcome(Generic[R]):
+    """The finished result of one :func:`bounded_map` item (``Future``-like, always done)."""
+
+    __slots__ = ("_error", "_value")
+
+    def __init__(self, value: R | None, error: BaseException | None) -> None:
+        self._value = value
+        self._error = error
+
+    def result(self) -> R:
+        """The value, or raise the item's exception."""
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+    def exception(self) -> BaseException | None:
+        """The item's exception, or ``None``."""
+        return self._error
+
+    def done(self) -> bool:
+        """Always True."""
+        return True
+
+
 def bounded_map(
     fn: Callable[[T], R],
     items: Iterable[T],
     max_in_flight: int,
     *,
     ordered: bool = True,
-) -> Iterator[tuple[T, Future[R]]]:
-    """Run ``fn`` over ``items`` on the shared pool with at most ``max_in_flight`` pending.
+) -> Iterator[tuple[T, Outcome[R]]]:
+    """Run ``fn`` over ``items`` with up to ``max_in_flight`` calls at once.
 
-    Items are pulled from ``items`` lazily, so a streamed listing of a million keys stays in
-    bounded memory. Yields ``(item, finished_future)`` pairs in input order (``ordered=True``) or
-    as they complete. Closing the generator early cancels what has not started.
+    Items are pulled from ``items`` lazily and at most ``max_in_flight`` are claimed but not yet
+    yielded, so a streamed listing of a million keys stays in bounded memory. Yields
+    ``(item, outcome)`` pairs in input order (``ordered=True``) or as they finish; an outcome has
+    ``result()`` and ``exception()`` like a finished ``Future``.
+
+    Long-lived workers on the shared pool pull items themselves (no Future or wake-up per item),
+    and the consuming thread runs items too when no worker has started yet, so a nested call
+    from inside a pool task always makes progress. Closing the generator early stops claiming;
+    calls already running finish in the background.
     """
     if max_in_flight < 1:
         raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+    run = _MapRun(fn, iter(items), max_in_flight)
+    helpers = min(max_in_flight, get_executor()._max_workers) - 1
     pool = get_executor()
-    pending: deque[tuple[T, Future[R]]] = deque()
-    source = iter(items)
-    exhausted = False
+    for _ in range(helpers):
+        pool.submit(run.work_loop)
     try:
-        while True:
-            while not exhausted and len(pending) < max_in_flight:
-                try:
-                    item = next(source)
-                except StopIteration:
-                    exhausted = True
-                    break
-                pending.append((item, pool.submit(fn, item)))
-            if not pending:
-                return
-            if ordered:
-                item, fut = pending.popleft()
-                wait([fut])
-                yield item, fut
-            else:
-                done, _ = wait([f for _, f in pending], return_when=FIRST_COMPLETED)
-                for pair in [p for p in pending if p[1] in done]:
-                    pending.remove(pair)
-                    yield pair
+        yield from run.results(ordered)
     finally:
-        for _, fut in pending:
-            fut.cancel()
+        run.stop()
+
+
+class _MapRun(Generic[T, R]):
+    """Shared state of one :func:`bounded_map` call."""
+
+    def __init__(self, fn: Callable[[T], R], source: Iterator[T], window: int) -> None:
+        self.fn = fn
+        self.source = source
+        self.window = window
+        self.cond = threading.Condition()
+        self.source_lock = threading.Lock()
+        self.done: dict[int, tuple[T, Outcome[R]]] = {}
+        self.claimed = 0  # claimed and not yet yielded
+        self.next_index = 0
+        self.running = 0
+        self.started = 0
+        self.exhausted = False
+        self.stopped = False
+        self.source_error: BaseException | None = None
+
+    def _claim(self) -> tuple[int, T] | None:
+        """Reserve a slot and take the next item (``None`` when finished or stopped)."""
+        with self.cond:
+            while not (self.stopped or self.exhausted) and self.claimed >= self.window:
+                self.cond.wait()
+            if self.stopped or self.exhausted:
+                return None
+            self.claimed += 1
+            self.running += 1
+        with self.source_lock:
+            try:
+                if not self.exhausted:
+                    item = next(self.source)
+                    index = self.next_index
+                    self.next_index += 1
+                    return index, item
+            except StopIteration:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the consumer
+                self.source_error = exc
+            self.exhausted = True
+        with self.cond:
+            self.claimed -= 1
+            self.running -= 1
+            self.cond.notify_all()
+        return None
+
+    def _run_one(self, index: int, item: T) -> None:
+        try:
+            outcome: Outcome[R] = Outcome(self.fn(item), None)
+        except BaseException as exc:  # noqa: BLE001 - delivered through the outcome
+            outcome = Outcome(None, exc)
+        with self.cond:
+            self.done[index] = (item, outcome)
+            self.running -= 1
+            self.cond.notify_all()
+
+    def work_loop(self) -> None:
+        """A pool worker: claim and run items until none are left."""
+        with self.cond:
+            self.started += 1
+        while (claim := self._claim()) is not None:
+            self._run_one(*claim)
+
+    def results(self, ordered: bool) -> Iterator[tuple[T, Outcome[R]]]:
+        """Yield finished items; run one itself when no worker has started."""
+        expected = 0
+        while True:
+            with self.cond:
+                while True:
+                    if ordered and expected in self.done:
+                        pair = self.done.pop(expected)
+                        break
+                    if not ordered and self.done:
+                        pair = self.done.pop(min(self.done))
+                        break
+                    if self.exhausted and self.running == 0 and not self.done:
+                        if self.source_error is not None:
+                            raise self.source_error
+                        return
+                    if self.started == 0 and not self.exhausted and self.claimed < self.window:
+                        pair = None
+                        break
+                    self.cond.wait()
+                if pair is not None:
+                    self.claimed -= 1
+                    expected += 1
+                    self.cond.notify_all()
+            if pair is None:  # no worker is running: make progress here
+                claim = self._claim()
+                if claim is not None:
+                    self._run_one(*claim)
+                continue
+            yield pair
+
+    def stop(self) -> None:
+        """Stop claiming new items (running calls finish in the background)."""
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
 
 
 def run_claimed(count: int, work: Callable[[int], None], concurrency: int) -> None:
