@@ -36,3 +36,51 @@ def write_files(directory: Path, count: int, size: int, *, prefix: str = "obj") 
         paths.append(path)
     os.sync()
     return paths
+
+
+def _masked_crc(data: bytes | memoryview) -> int:
+    import crc32c
+
+    crc = crc32c.crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def write_tfrecord(path: Path, payloads) -> tuple[int, int]:
+    """Frame ``payloads`` as TFRecords (masked CRC32C of length and data); ``(records, bytes)``.
+
+    ``bytes`` counts payload bytes, the figure the TFRecord cases report.
+    """
+    import struct
+
+    records = size = 0
+    with open(path, "wb") as f:
+        for payload in payloads:
+            length = struct.pack("<Q", len(payload))
+            f.write(length + struct.pack("<I", _masked_crc(length)))
+            f.write(payload)
+            f.write(struct.pack("<I", _masked_crc(payload)))
+            records += 1
+            size += len(payload)
+    os.sync()
+    return records, size
+
+
+def example_payloads(count: int, image_bytes: int, seed: int = 0):
+    """``tf.train.Example`` protos: an ``image`` bytes feature and an int64 ``label``."""
+    from tfrecord import example_pb2
+
+    image = random_block(image_bytes, seed).tobytes()
+    for i in range(count):
+        example = example_pb2.Example()
+        features = example.features.feature
+        features["image"].bytes_list.value.append(image)
+        features["label"].int64_list.value.append(i % 1000)
+        yield example.SerializeToString()
+
+
+def raw_payloads(count: int, size: int, seed: int = 0):
+    """``count`` random payloads of ``size`` bytes (the same block, stamped per record)."""
+    block = random_block(size, seed)
+    for i in range(count):
+        block[:8] = np.frombuffer(i.to_bytes(8, "little"), np.uint8)
+        yield block.tobytes()

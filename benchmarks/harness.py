@@ -260,7 +260,7 @@ def missing_modules(contender: Contender) -> list[str]:
             probe = ("import importlib, sys\n"
                      "for m in sys.argv[1:]:\n"
                      "    mod, _, attr = m.partition(':')\n"
-                     "    try: ok = not attr or hasattr(importlib.import_module(mod), attr)\n"
+                     "    try: ok = hasattr(importlib.import_module(mod), attr) if attr else bool(importlib.import_module(mod))\n"
                      "    except Exception: ok = False\n"
                      "    print(m, int(ok))\n")  # fmt: skip
             out = subprocess.run([str(PEERS_PYTHON), "-c", probe, *unknown], capture_output=True,
@@ -278,9 +278,10 @@ def missing_modules(contender: Contender) -> list[str]:
 def _importable(need: str) -> bool:
     module, _, attr = need.partition(":")
     try:
-        return not attr or hasattr(importlib.import_module(module), attr)
+        imported = importlib.import_module(module)
     except Exception:  # noqa: BLE001 - a module mid-construction may fail any way
         return False
+    return not attr or hasattr(imported, attr)
 
 
 @dataclass
@@ -298,6 +299,15 @@ class Row:
             return None
         what, scale = UNITS[unit]
         return statistics.median(s[what] / s["seconds"] / scale for s in self.samples)
+
+    def rate_per_cpu(self, unit: str) -> float | None:
+        """Median work per CPU-second of the contender's own process, in ``unit``.
+
+        Unlike the wall-clock rate this barely moves when other processes load the machine.
+        """
+        what, scale = UNITS[unit]
+        values = [s[what] / s["cpu"] / scale for s in self.samples if s.get("cpu", 0) > 0]
+        return statistics.median(values) if values else None
 
     def median(self, key: str) -> float | None:
         values = [s[key] for s in self.samples if key in s]
@@ -397,6 +407,7 @@ def case_summary(case: Case, rows: list[Row]) -> dict[str, Any]:
                 "role": row.contender.role,
                 "status": row.status,
                 "median_rate": row.rate(case.unit),
+                "median_rate_per_cpu_second": row.rate_per_cpu(case.unit),
                 "median_seconds": row.median("seconds"),
                 "median_cpu_seconds": row.median("cpu"),
                 "rounds": row.samples,
@@ -413,15 +424,17 @@ def case_markdown(summary: dict[str, Any]) -> str:
     """A Markdown table for one case."""
     unit = summary["unit"]
     lines = [f"### {summary['case']}", "",
-             f"| contender | role | {unit} (median) | range | wall s | CPU s | status |",
-             "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+             f"| contender | role | {unit} (median) | range | wall s | CPU s | {unit} per CPU-s "
+             "| status |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]  # fmt: skip
     what, scale = UNITS[unit]
     for c in summary["contenders"]:
         rates = [s[what] / s["seconds"] / scale for s in c["rounds"]]
         span = f"{_fmt(min(rates))}–{_fmt(max(rates))}" if rates else "-"
         lines.append(
             f"| {c['name']} | {c['role']} | {_fmt(c['median_rate'])} | {span} | "
-            f"{_fmt(c['median_seconds'])} | {_fmt(c['median_cpu_seconds'])} | {c['status']} |"
+            f"{_fmt(c['median_seconds'])} | {_fmt(c['median_cpu_seconds'])} | "
+            f"{_fmt(c['median_rate_per_cpu_second'])} | {c['status']} |"
         )
     if summary["ratios"]:
         lines += ["", "| ours | ÷ reference | ratio |", "|---|---|---:|"]
@@ -446,6 +459,7 @@ def machine() -> dict[str, Any]:
         "host_cpus": os.cpu_count(),
         "kernel": platform.release(),
         "python": platform.python_version(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "commit": commit,
     }
 
@@ -478,13 +492,14 @@ def run_suite(
                 mark = time.perf_counter()
         finally:
             cases.close()
+    load_before = round(os.getloadavg()[0], 2)
     doc = {
         "suite": name,
         "command": command,
         "quick": quick,
         "rounds": rounds,
         "seconds": round(time.perf_counter() - started, 1),
-        "machine": machine(),
+        "machine": {**machine(), "load_average_1m_at_start": load_before},
         "cases": summaries,
     }
     out = RESULTS / "quick" if quick else RESULTS
@@ -492,7 +507,10 @@ def run_suite(
     (out / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
     md = [f"## {name}", "", f"`{command}` — {doc['machine']['date']}, commit "
           f"{doc['machine']['commit']}, {rounds} interleaved rounds after one warm-up, "
-          f"{doc['machine']['host_cpus']} CPUs, {doc['seconds']} s.", ""]  # fmt: skip
+          f"{doc['machine']['host_cpus']} CPUs, {doc['seconds']} s, load average "
+          f"{load_before} at start / {doc['machine']['load_average_1m']} at end "
+          "(other processes share the machine: compare wall rates within a table only; "
+          "the per-CPU-second rate is steadier).", ""]  # fmt: skip
     md += [case_markdown(s) for s in summaries]
     (out / f"{name}.md").write_text("\n".join(md))
     return doc

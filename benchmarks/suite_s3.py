@@ -1,0 +1,131 @@
+"""S3 over loopback: GET throughput from nginx, PUT throughput into moto (under gunicorn).
+
+GET cases read every object once per round: 64 MiB objects (GB/s) and 64 KiB objects
+(objects/s), against boto3 threads, s3transfer, s3torchconnector and the original s3dlio, with
+the wire limit of the same endpoint measured by ``wrk`` (and ``curl --parallel`` for large
+objects). PUT cases write objects into moto, which bounds every client there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from .data import KiB, MiB, write_files
+from .harness import Case, Context, Target, ours, peer, tool
+from .servers import MotoGunicorn, Nginx, nginx_binary, s3_env
+
+FILE = "s3.py"
+S3_NEEDS = ("s3dlio.io.backends.s3",)
+
+_UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+_TIME = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+_WRK = re.compile(r"(\d+) requests in ([\d.]+)(us|ms|s|m), ([\d.]+)(B|KB|MB|GB|TB) read")
+
+
+def parse_wrk(text: str) -> dict[str, float]:
+    """wrk's summary line (binary units) as a round dict."""
+    found = _WRK.search(text)
+    if found is None:
+        raise ValueError(f"no wrk summary in: {text[-300:]}")
+    requests, secs, sunit, amount, bunit = found.groups()
+    return {"objects": int(requests), "seconds": float(secs) * _TIME[sunit],
+            "bytes": int(float(amount) * _UNITS[bunit])}  # fmt: skip
+
+
+def _wrk(url: str, seconds: int, connections: int) -> list[str]:
+    return ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url]
+
+
+def _keys_file(ctx: Context, bucket: str, paths: list[Path]) -> str:
+    out = ctx.workdir / f"{bucket}.keys"
+    out.write_text("".join(p.name + "\n" for p in paths))
+    return str(out)
+
+
+def _get_contenders(endpoint: str, bucket: str, keys: str, env: dict[str, str]) -> list:
+    common = {"endpoint": endpoint, "bucket": bucket, "keys": keys, "env": env}
+    return [
+        ours("ours get_many", FILE, "s3dlio_get_many", needs=S3_NEEDS, **common),
+        peer("original get_many", FILE, "s3dlio_get_many", needs=("s3dlio",), **common),
+        peer("boto3 8 threads", FILE, "boto3_threads", needs=("boto3",), threads=8, **common),
+        peer("s3transfer download", FILE, "s3transfer_download", needs=("s3transfer",),
+             threads=10, **common),
+        peer("s3torchconnector 8 threads", FILE, "s3torchconnector_get",
+             needs=("s3torchconnector",), threads=8, **common),
+    ]
+
+
+def suite(ctx: Context) -> Iterator[Case]:
+    """GET large, GET small (nginx), then PUT small and large (moto)."""
+    if nginx_binary() is None:
+        raise RuntimeError("nginx is not installed: run benchmarks/setup.sh")
+    www = ctx.workdir / "www"
+    large = write_files(www / "large", ctx.scale(16, 4), 64 * MiB)
+    small = write_files(www / "small", ctx.scale(4096, 512), 64 * KiB)
+    nginx = ctx.stack.enter_context(Nginx(www))
+    env = s3_env(nginx.endpoint)
+    wrk_secs = ctx.scale(3, 1)
+
+    keys = _keys_file(ctx, "large", large)
+    yield Case(
+        f"GET {len(large)} x 64 MiB objects (nginx on loopback)",
+        "GB/s",
+        [
+            *_get_contenders(nginx.endpoint, "large", keys, env),
+            tool("wrk -c8 (wire limit)", _wrk(f"{nginx.endpoint}/large/{large[0].name}",
+                                               wrk_secs, 8), parse=parse_wrk),  # fmt: skip
+            tool("curl --parallel 8", ["curl", "-s", "--parallel", "--parallel-max", "8",
+                                       *[a for p in large for a in
+                                         ("-o", "/dev/null", f"{nginx.endpoint}/large/{p.name}")]]),
+        ],  # fmt: skip
+        bytes=len(large) * 64 * MiB, objects=len(large),
+        targets=[Target("ours get_many", "original get_many", 1.1),
+                 Target("ours get_many", "wrk -c8 (wire limit)", 0.85)],
+        note="nginx (sendfile, keep-alive, no access log) serves files from the page cache; "
+        "it shares the 2 CPUs with the client, so the wire limit is what one client process "
+        "can pull while nginx sends.",
+    )
+
+    keys = _keys_file(ctx, "small", small)
+    yield Case(
+        f"GET {len(small)} x 64 KiB objects (nginx on loopback)",
+        "obj/s",
+        [
+            *_get_contenders(nginx.endpoint, "small", keys, env),
+            tool("wrk -c16 (wire limit)", _wrk(f"{nginx.endpoint}/small/{small[0].name}",
+                                                wrk_secs, 16), parse=parse_wrk),  # fmt: skip
+        ],
+        bytes=len(small) * 64 * KiB, objects=len(small),
+        targets=[Target("ours get_many", "s3torchconnector 8 threads", 1.0),
+                 Target("ours get_many", "original get_many", 1.0)],
+        note="Per-request cost dominates: the ratio to the original says how close a Python "
+        "request path gets to a Rust one.",
+    )
+    nginx.stop()
+
+    moto = ctx.stack.enter_context(MotoGunicorn(threads=8))
+    moto.create_bucket("bench-put")
+    env = s3_env(moto.endpoint)
+    for count, size, label in ((ctx.scale(256, 64), 64 * KiB, "64 KiB"),
+                               (ctx.scale(8, 2), 16 * MiB, "16 MiB")):  # fmt: skip
+        common = {"endpoint": moto.endpoint, "bucket": "bench-put", "size": size,
+                  "count": count, "env": env}  # fmt: skip
+        yield Case(
+            f"PUT {count} x {label} objects (moto under gunicorn, 1 worker, 8 threads)",
+            "obj/s" if size < MiB else "GB/s",
+            [
+                ours("ours put_many", FILE, "s3dlio_put_many", needs=S3_NEEDS, prefix="ours",
+                     **common),
+                peer("original put_many", FILE, "s3dlio_put_many", needs=("s3dlio",),
+                     prefix="orig", **common),
+                peer("boto3 8 threads", FILE, "boto3_put_threads", needs=("boto3",),
+                     prefix="boto3", threads=8, **common),
+                peer("s3transfer upload", FILE, "s3transfer_upload", needs=("s3transfer",),
+                     prefix="s3transfer", threads=10, **common),
+            ],
+            bytes=count * size, objects=count,
+            note="moto (a Python server, one process) is the bottleneck here: these figures "
+            "bound the clients from above, they do not rank them.",
+        )
