@@ -48,7 +48,7 @@ def call(
 
     if not retries:
         return attempt()
-    return retry.call(attempt, op=op, uri=str(uri))
+    return retry.call(attempt, op=op, uri=uri)
 
 
 def _record(

@@ -161,7 +161,7 @@ def fetch(
         return stream
 
     stream = retry.call(
-        first_attempt, op=op, uri=str(uri), byte_range=(offset, first_len), should_stop=should_stop
+        first_attempt, op=op, uri=uri, byte_range=(offset, first_len), should_stop=should_stop
     )
     size, etag = stream.size, stream.etag
     end = size if length is None else min(size, offset + length)
@@ -206,7 +206,7 @@ def fetch(
                 return _logged_read(backend, uri, piece_off, target, if_match=guard, op="GET_RANGE")
 
         retry.call(
-            attempt, op=op if index == 0 else "GET_RANGE", uri=str(uri),
+            attempt, op=op if index == 0 else "GET_RANGE", uri=uri,
             byte_range=(piece_off, piece_len), should_stop=should_stop,
         )  # fmt: skip
 

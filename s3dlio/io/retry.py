@@ -36,7 +36,7 @@ def call(
     fn: Callable[[], T],
     *,
     op: str,
-    uri: str,
+    uri: object,
     byte_range: tuple[int, int | None] | None = None,
     config: RetryConfig | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -46,7 +46,7 @@ def call(
     Args:
         fn: One complete attempt of a request.
         op: Operation name for the error (``"GET"``...).
-        uri: The URI for the error.
+        uri: The URI for the error (stringified only if an error is raised).
         byte_range: The range, for the error.
         config: Retry policy; defaults to the process settings.
         should_stop: Checked before each retry; when it returns True, the last error is raised
@@ -71,14 +71,14 @@ def call(
                 with _stats_lock:
                     _stats["gave_up"] += 1
                 exc.attempts = attempt
-                raise exc.with_context(uri=uri, op=op, byte_range=byte_range) from exc.__cause__
+                raise exc.with_context(uri=str(uri), op=op, byte_range=byte_range) from exc.__cause__
             with _stats_lock:
                 _stats["retries"] += 1
                 _stats["throttled"] += throttled
             time.sleep(delay)
         except S3DlioError as exc:
             exc.attempts = exc.attempts or attempt
-            raise exc.with_context(uri=uri, op=op, byte_range=byte_range) from exc.__cause__
+            raise exc.with_context(uri=str(uri), op=op, byte_range=byte_range) from exc.__cause__
 
 
 def retry_stats() -> dict[str, int]:
