@@ -150,7 +150,14 @@ class ShardStream(io.RawIOBase):
 
 
 def write_shard(stream: ShardStream, data: Any) -> ShardMeta:
-    """Write ``data`` (bytes-like, or a tensor tree) through ``stream`` and finalize it."""
+    """Write ``data`` (bytes-like, or a tensor tree) through ``stream`` and finalize it.
+
+    Raises:
+        TypeError: ``data`` is a ``str`` (encode it, or wrap it in a tree).
+    """
+    if isinstance(data, str):
+        stream.cancel()
+        raise TypeError("checkpoint data must be bytes-like or a tensor tree, not str")
     with stream:
         if serializers.is_bytes_like(data):
             stream.write_borrowed(data)

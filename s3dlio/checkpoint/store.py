@@ -188,7 +188,9 @@ class CheckpointStore:
         metas = [s if isinstance(s, ShardMeta) else ShardMeta.from_dict(s) for s in shards]
         ts = timestamp or _shard_timestamp(metas) or self.fresh_timestamp(step)
         manifest = Manifest.build(framework, step, epoch, world_size, metas, user_meta)
-        self._check_shards_stored(manifest, strict=True)
+        problems = self._shard_problems(manifest)
+        if problems:
+            raise IntegrityError("; ".join(problems), uri=self.uri, op="CHECKPOINT_COMMIT")
         name = ManifestName(ts, step)
         ops.put(self._uri(name.key), memoryview(manifest.encode()))
         self._cache[name] = manifest
@@ -237,8 +239,8 @@ class CheckpointStore:
 
         return sorted(names, key=when, reverse=True)
 
-    def _check_shards_stored(self, manifest: Manifest, *, strict: bool) -> bool:
-        """Whether every shard exists with its recorded size (HEADs run concurrently)."""
+    def _shard_problems(self, manifest: Manifest) -> list[str]:
+        """What is wrong with the stored shards: missing, or another size (concurrent HEADs)."""
 
         def check(meta: ShardMeta) -> str | None:
             try:
@@ -246,29 +248,30 @@ class CheckpointStore:
             except NotFoundError:
                 return f"shard {meta.key} (rank {meta.rank}) is missing"
             if size != meta.size:
-                return f"shard {meta.key} is {size} bytes, recorded {meta.size}"
+                return f"shard {meta.key} is {size} bytes, the manifest says {meta.size}"
             return None
 
         if len(manifest.shards) == 1:
             results = [check(manifest.shards[0])]
         else:
             results = [f.result() for _, f in bounded_map(check, manifest.shards, 16)]
-        problems = [p for p in results if p]
-        if problems and strict:
-            raise IntegrityError("; ".join(problems), uri=self.uri, op="CHECKPOINT_COMMIT")
-        for problem in problems:
-            log.warning("checkpoint step %s is unusable: %s", manifest.global_step, problem)
-        return not problems
+        return [p for p in results if p]
 
     def _committed(
-        self, names: Iterable[ManifestName], *, check_shards: bool = True
-    ) -> tuple[ManifestName, Manifest] | None:
+        self, names: Iterable[ManifestName], *, check_shards: bool = True,
+        problems: list[str] | None = None,
+    ) -> tuple[ManifestName, Manifest] | None:  # fmt: skip
+        """The newest complete manifest among ``names`` whose shards are all stored."""
         for name in self._newest_first(names):
             manifest = self.manifest(name)
             if manifest is None or not manifest.is_complete:
                 continue
-            if not check_shards or self._check_shards_stored(manifest, strict=False):
+            found = self._shard_problems(manifest) if check_shards else []
+            if not found:
                 return name, manifest
+            log.warning("skipping unusable checkpoint %s: %s", name.key, "; ".join(found))
+            if problems is not None:
+                problems.extend(found)
         return None
 
     def latest(self) -> tuple[ManifestName, Manifest] | None:
@@ -279,9 +282,17 @@ class CheckpointStore:
         """The newest committed checkpoint of ``step``.
 
         Raises:
-            NotFoundError: there is none (or none with all shards present).
+            NotFoundError: there is none.
+            IntegrityError: there is one, but a shard is missing or has another size.
         """
-        found = self._committed(n for n in self.manifest_names() if n.step == step)
+        problems: list[str] = []
+        names = [n for n in self.manifest_names() if n.step == step]
+        found = self._committed(names, problems=problems)
+        if found is None and problems:
+            raise IntegrityError(
+                f"checkpoint step {step} is damaged: " + "; ".join(problems),
+                uri=self.uri, op="CHECKPOINT_LOAD",
+            )  # fmt: skip
         if found is None:
             raise NotFoundError(f"no committed checkpoint for step {step}", uri=self.uri,
                                 op="CHECKPOINT_LOAD")  # fmt: skip
@@ -318,6 +329,7 @@ class CheckpointStore:
 
         Raises:
             NotFoundError: no committed checkpoint of that step.
+            IntegrityError: its shards are damaged (missing, wrong size or checksum).
         """
         return self._load(self.find(step)[1], rank, raw, weights_only)
 
