@@ -88,6 +88,7 @@ from .errors import (
     TransientError,
     UnsupportedOperationError,
 )
+from .io.backends.s3 import configure_s3
 from .io.buffers import BytesView
 from .io.config import RangeEngineConfig, RetryConfig, Settings, parse_size
 from .io.datagen import Generator, generate_data, generate_into_buffer
@@ -141,6 +142,7 @@ __all__ = [
     "TransientError",
     "UnsupportedOperationError",
     "WriterOptions",
+    "configure_s3",
     "copy",
     "copy_async",
     "create_async_loader",

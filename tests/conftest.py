@@ -14,10 +14,15 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins: list[str] = ["tests.servers.azurite", "tests.servers.gcs"]
+pytest_plugins: list[str] = [
+    "tests.servers.azurite",
+    "tests.servers.gcs",
+    "tests.servers.moto",
+    "tests.servers.proxy",
+]
 
 #: Backends the contract suite runs over.
-BACKENDS = ["file", "direct", "az", "gs"]
+BACKENDS = ["file", "direct", "s3", "az", "gs"]
 
 #: O_DIRECT needs a real disk (tmpfs accepts unaligned O_DIRECT on this kernel).
 DISK_TMP = Path(os.environ.get("S3DLIO_TEST_DISK_DIR", "/tmp"))

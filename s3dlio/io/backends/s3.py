@@ -1,0 +1,821 @@
+"""``s3://``: Amazon S3 and S3-compatible services (MinIO, Ceph RGW, moto, ...).
+
+Two halves, each with one code path:
+
+* **Control plane: boto3.** Credentials (the standard chain: environment, profiles and
+  ``AWS_PROFILE``, SSO, instance roles), the endpoint and region, listings
+  (ListObjectsV2, 1,000 keys a page), HEAD, deletes (DeleteObjects, 1,000 keys a request),
+  multipart create/complete/abort and buckets.
+* **Data plane: :mod:`s3dlio.io.http`.** Bodies (GET, PUT, UploadPart) are SigV4-signed with a
+  cached signing key and sent over keep-alive connections that read straight into the caller's
+  buffer. botocore spends about 1 ms of CPU per request, which caps it near 900 small GETs/s
+  per process; this path costs a small fraction of that (figures in ``docs/performance.md``).
+
+The endpoint comes from an ``s3://host:port/bucket/key`` URI (plain http), else
+:func:`configure_s3`, else ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (or the profile's
+``endpoint_url``), else AWS. Custom endpoints use path-style addressing; AWS uses
+virtual-hosted addressing for DNS-compatible bucket names. The region comes from
+:func:`configure_s3`, ``AWS_REGION``, ``AWS_DEFAULT_REGION`` or the profile, else
+``us-east-1``; a bucket that answers with another region (``x-amz-bucket-region``) is
+remembered and the request re-sent once. Clients and connections are built once per process
+(again after ``fork``), and again when :func:`configure_s3` or the settings change.
+
+All provider errors map through one table, :data:`ERROR_TABLE`; credentials never appear in
+errors or in the op-log.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import ssl
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+from ...errors import (
+    IntegrityError,
+    InvalidURIError,
+    NotFoundError,
+    PermissionDeniedError,
+    S3DlioError,
+    ThrottledError,
+    TransientError,
+    redact,
+)
+from .. import retry
+from ..config import MiB, Settings, settings
+from ..executor import PerProcess
+from ..http import (
+    EMPTY_SHA256,
+    UNSIGNED_PAYLOAD,
+    ConnectionPool,
+    Endpoint,
+    Response,
+    SigV4Signer,
+    canonical_query,
+    quote_path,
+)
+from ..store import ObjectMeta, ObjectStore, ReadStream, Upload
+from ..uri import ObjectURI
+
+__all__ = [
+    "ERROR_TABLE",
+    "S3Config",
+    "S3ReadStream",
+    "S3Store",
+    "S3Upload",
+    "configure_s3",
+    "error_for_exception",
+    "error_for_status",
+]
+
+T = TypeVar("T")
+
+#: Keys per listing page and per batch delete (the service's maxima).
+PAGE = 1000
+DELETE_BATCH = 1000
+#: Largest error body read from the data path.
+ERROR_BODY_LIMIT = 64 * 1024
+#: Scratch size for skipping the head of a body (a server that ignored ``Range``).
+SKIP_SLICE = MiB
+
+# -- errors ------------------------------------------------------------------------------------
+
+#: The one error table: ``(s3dlio class, HTTP statuses, S3 error codes)``. An error code found
+#: here wins over its status; a status found here is used when the code is unknown; anything
+#: else is a plain (not retried) :class:`S3DlioError`. A ``416`` is not an error at all: a read
+#: at or past the end of an object yields an empty stream.
+ERROR_TABLE: tuple[tuple[type[S3DlioError], tuple[int, ...], tuple[str, ...]], ...] = (
+    (NotFoundError, (404,), ("NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NoSuchVersion",
+                             "NotFound")),
+    (PermissionDeniedError, (401, 403), ("AccessDenied", "AllAccessDisabled", "AccountProblem",
+                                         "ExpiredToken", "InvalidAccessKeyId", "InvalidToken",
+                                         "SignatureDoesNotMatch", "TokenRefreshRequired")),
+    (ThrottledError, (429,), ("SlowDown", "Throttling", "ThrottlingException", "TooManyRequests",
+                              "RequestLimitExceeded", "RequestThrottled")),
+    (TransientError, (408, 500, 502, 503, 504), ("InternalError", "ServiceUnavailable",
+                                                 "RequestTimeout", "OperationAborted")),
+    (IntegrityError, (412,), ("PreconditionFailed", "BadDigest", "InvalidDigest",
+                              "XAmzContentSHA256Mismatch", "IncompleteBody")),
+    (InvalidURIError, (), ("InvalidBucketName", "KeyTooLongError", "InvalidArgument", "InvalidURI",
+                           "InvalidRequest", "MetadataTooLarge", "EntityTooSmall",
+                           "EntityTooLarge")),
+)  # fmt: skip
+_CLASS_BY_CODE = {code: cls for cls, _, codes in ERROR_TABLE for code in codes}
+_CLASS_BY_STATUS = {status: cls for cls, statuses, _ in ERROR_TABLE for status in statuses}
+
+
+@functools.cache
+def _exception_table() -> tuple[tuple[tuple[type[BaseException], ...], type[S3DlioError]], ...]:
+    """Transport and client-side exceptions -> s3dlio classes (first match wins).
+
+    Built on first use so that importing this module does not import botocore.
+    """
+    from botocore import exceptions as bx
+
+    return (
+        ((bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError,
+          bx.ProfileNotFound, bx.TokenRetrievalError), PermissionDeniedError),
+        ((bx.ParamValidationError, ValueError), InvalidURIError),
+        ((bx.SSLError, ssl.SSLCertVerificationError), S3DlioError),  # not worth retrying
+        ((bx.ConnectionError, bx.HTTPClientError, bx.IncompleteReadError,
+          bx.ResponseStreamingError, OSError), TransientError),
+    )  # fmt: skip
+
+
+def error_for_status(
+    status: int | None,
+    code: str | None,
+    message: str,
+    uri: ObjectURI | str,
+    op: str,
+    byte_range: tuple[int, int | None] | None = None,
+) -> S3DlioError:
+    """The s3dlio error for an S3 error answer (``code`` from its XML body, if any)."""
+    cls = _CLASS_BY_CODE.get(code or "") or _CLASS_BY_STATUS.get(status or 0, S3DlioError)
+    head = " ".join(str(part) for part in (status, code) if part)
+    text = f"{head}: {message}" if head and message else head or message
+    return cls(redact(text.strip()), uri=str(uri), op=op, byte_range=byte_range)
+
+
+def error_for_exception(exc: BaseException, uri: ObjectURI | str, op: str) -> S3DlioError:
+    """The s3dlio error for an exception of botocore or of the data path (messages redacted)."""
+    if isinstance(exc, S3DlioError):
+        return exc.with_context(uri=str(uri), op=op)
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:  # botocore ClientError
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        error = response["Error"]
+        code = str(error.get("Code") or "")
+        message = str(error.get("Message") or "")
+        if code.isdigit():  # HEAD answers carry no body: botocore puts the status there
+            code = ""
+        return error_for_status(status, code, message, uri, op)
+    cls = next((c for kinds, c in _exception_table() if isinstance(exc, kinds)), S3DlioError)
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return cls(redact(f"{type(exc).__name__}: {first_line[:300]}"), uri=str(uri), op=op)
+
+
+def _xml_field(body: bytes, name: str) -> str | None:
+    match = re.search(rb"<" + name.encode() + rb">([^<]*)</", body)
+    return match.group(1).decode("utf-8", "replace") if match else None
+
+
+def _raise_for(
+    response: Response, uri: ObjectURI, op: str, byte_range: tuple[int, int | None] | None = None
+) -> NoReturn:
+    """Read an error answer's body and raise the mapped error."""
+    try:
+        body = response.read(ERROR_BODY_LIMIT)
+    except OSError:
+        body = b""
+    code = _xml_field(body, "Code")
+    message = _xml_field(body, "Message") or response.reason
+    raise error_for_status(response.status, code, message, uri, op, byte_range)
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+_ADDRESSING = ("auto", "path", "virtual")
+
+
+@dataclass(frozen=True, kw_only=True)
+class S3Config:
+    """How ``s3://`` reaches its service; ``None`` fields come from the environment.
+
+    Attributes:
+        endpoint_url: ``http(s)://host[:port]`` of an S3-compatible service.
+        region: Signing region.
+        ca_bundle: PEM file of certificate authorities to trust for ``https`` endpoints
+            (default: ``AWS_CA_BUNDLE``, else the system's).
+        profile: Named profile of the shared config/credentials files (default:
+            ``AWS_PROFILE``).
+        addressing_style: ``"auto"`` (path-style for custom endpoints and for bucket names that
+            are not DNS-compatible, virtual-hosted on AWS), ``"path"`` or ``"virtual"``.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    ca_bundle: str | None = None
+    profile: str | None = None
+    addressing_style: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.addressing_style not in _ADDRESSING:
+            raise InvalidURIError(
+                f"addressing_style must be one of {_ADDRESSING}, got {self.addressing_style!r}"
+            )
+        if self.endpoint_url is not None:
+            try:
+                Endpoint.from_url(self.endpoint_url)
+            except ValueError as exc:
+                raise InvalidURIError(str(exc)) from None
+
+
+_config = S3Config()
+_config_lock = threading.Lock()
+
+
+def configure_s3(
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    ca_bundle: str | None = None,
+    *,
+    profile: str | None = None,
+    addressing_style: str = "auto",
+) -> None:
+    """Set how ``s3://`` URIs reach their service, for this process (and children forked later).
+
+    Arguments left ``None`` come from the environment (see :class:`S3Config`); calling
+    ``configure_s3()`` with none goes back to the environment entirely. Clients and connections
+    are rebuilt on the next request.
+
+    Args:
+        endpoint_url: ``http(s)://host[:port]`` of an S3-compatible service (MinIO, Ceph, a
+            local test server). Default: ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, or AWS.
+        region: Signing region. Default: ``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's
+            region, else ``us-east-1``.
+        ca_bundle: PEM file of trusted certificate authorities. Default: ``AWS_CA_BUNDLE``.
+        profile: Shared-config profile to take credentials and settings from.
+            Default: ``AWS_PROFILE``.
+        addressing_style: ``"auto"``, ``"path"`` or ``"virtual"``.
+
+    Raises:
+        InvalidURIError: a malformed endpoint URL or addressing style.
+    """
+    global _config
+    new = S3Config(
+        endpoint_url=endpoint_url, region=region, ca_bundle=ca_bundle, profile=profile,
+        addressing_style=addressing_style,
+    )  # fmt: skip
+    with _config_lock:
+        _config = new
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def _dns_bucket(bucket: str) -> bool:
+    """Whether ``bucket`` can be a host name label under TLS (virtual-hosted addressing)."""
+    return re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", bucket) is not None
+
+
+class _Service:
+    """One endpoint and signing region: the boto3 client and the data-path connection pools."""
+
+    def __init__(self, state: _State, endpoint_url: str | None, region: str) -> None:
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
+        cfg = state.settings
+        options = Config(
+            region_name=region,
+            signature_version=UNSIGNED if state.anonymous else None,
+            s3={"addressing_style": "path" if state.path_style(endpoint_url) else "auto"},
+            max_pool_connections=cfg.connections,
+            connect_timeout=cfg.connect_timeout,
+            read_timeout=cfg.operation_timeout,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            user_agent_extra="s3dlio",
+        )
+        self.client = state.session.client(
+            "s3", endpoint_url=endpoint_url, config=options, verify=state.ca_bundle
+        )
+        self.endpoint = Endpoint.from_url(self.client.meta.endpoint_url)
+        self.url = self.endpoint.url
+        self.region = region
+        self.path_style = state.path_style(self.url)
+        self._state = state
+        self._pools: dict[str, ConnectionPool] = {}
+        self._lock = threading.Lock()
+
+    def pool_for(self, bucket: str) -> tuple[ConnectionPool, str]:
+        """The pool serving ``bucket`` and the path prefix of its objects."""
+        virtual = not self.path_style and _dns_bucket(bucket)
+        host = f"{bucket}.{self.endpoint.host}" if virtual else self.endpoint.host
+        pool = self._pools.get(host)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(host)
+                if pool is None:
+                    cfg = self._state.settings
+                    pool = ConnectionPool(
+                        Endpoint(self.endpoint.scheme, host, self.endpoint.port),
+                        maxsize=cfg.connections,
+                        connect_timeout=cfg.connect_timeout,
+                        read_timeout=cfg.operation_timeout,
+                        ssl_context=self._state.ssl_context,
+                    )
+                    self._pools[host] = pool
+        return pool, ("/" if virtual else f"/{bucket}/")
+
+    def request(
+        self,
+        method: str,
+        uri: ObjectURI,
+        *,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        body: memoryview | None = None,
+    ) -> Response:
+        """Sign and send one data-path request; returns the answer whatever its status."""
+        pool, prefix = self.pool_for(uri.bucket)
+        path = quote_path(prefix + uri.key)
+        q = canonical_query(query)
+        fields = headers or {}
+        auth = self._state.signer.sign(
+            method, pool.endpoint.host_header, path, q, fields, region=self.region,
+            payload_hash=EMPTY_SHA256 if body is None else UNSIGNED_PAYLOAD,
+        )  # fmt: skip
+        target = f"{path}?{q}" if q else path
+        return pool.request(method, target, [*fields.items(), *auth], body)
+
+    def close(self) -> None:
+        """Close the idle connections of every pool."""
+        for pool in list(self._pools.values()):
+            pool.close()
+
+
+class _State:
+    """This process's boto3 session, credentials, signer and services (one per endpoint)."""
+
+    def __init__(self) -> None:
+        import boto3
+
+        self.config = config = _config
+        self.settings: Settings = settings()
+        self.session = boto3.session.Session(profile_name=config.profile)
+        credentials = self.session.get_credentials()
+        self.anonymous = credentials is None
+        self.signer = SigV4Signer(
+            (lambda: None) if credentials is None else credentials.get_frozen_credentials
+        )
+        self.region = (
+            config.region
+            or _env("AWS_REGION", "AWS_DEFAULT_REGION")
+            or self.session.region_name
+            or "us-east-1"
+        )
+        self.endpoint_url = config.endpoint_url or _env("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+        self.ca_bundle = config.ca_bundle or _env("AWS_CA_BUNDLE")
+        self.ssl_context = ssl.create_default_context(cafile=self.ca_bundle)
+        self._services: dict[tuple[str | None, str], _Service] = {}
+        self._bucket_regions: dict[tuple[str | None, str], str] = {}
+        self._lock = threading.Lock()
+
+    def path_style(self, endpoint_url: str | None) -> bool:
+        """Whether requests to ``endpoint_url`` (``None`` = AWS) use path-style addressing."""
+        style = self.config.addressing_style
+        if style != "auto":
+            return style == "path"
+        if endpoint_url is None:
+            return False
+        host = Endpoint.from_url(endpoint_url).host
+        return not host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+    def endpoint_for(self, uri: ObjectURI) -> str | None:
+        """The endpoint URL serving ``uri`` (``None``: let botocore resolve AWS's)."""
+        if uri.endpoint is None:
+            return self.endpoint_url
+        if self.endpoint_url and Endpoint.from_url(self.endpoint_url).host_header == uri.endpoint:
+            return self.endpoint_url
+        return f"http://{uri.endpoint}"
+
+    def service(self, uri: ObjectURI) -> _Service:
+        """The service for ``uri``'s endpoint and its bucket's region."""
+        region = self._bucket_regions.get((uri.endpoint, uri.bucket), self.region)
+        key = (uri.endpoint, region)
+        svc = self._services.get(key)
+        if svc is None:
+            with self._lock:
+                svc = self._services.get(key)
+                if svc is None:
+                    svc = _Service(self, self.endpoint_for(uri), region)
+                    self._services[key] = svc
+        return svc
+
+    def learn_region(self, uri: ObjectURI, region: str) -> bool:
+        """Remember that ``uri``'s bucket lives in ``region``; False if that was known."""
+        key = (uri.endpoint, uri.bucket)
+        if self._bucket_regions.get(key, self.region) == region:
+            return False
+        self._bucket_regions[key] = region
+        return True
+
+    def close(self) -> None:
+        """Close every pool's idle connections."""
+        for svc in list(self._services.values()):
+            svc.close()
+
+
+def _build_state() -> _State:
+    return _State()
+
+
+_STATE: PerProcess[_State] = PerProcess(_build_state)
+
+
+def _state() -> _State:
+    try:
+        state = _STATE.get()
+        if state.settings is not settings() or state.config is not _config:
+            _STATE.reset()
+            state.close()
+            state = _STATE.get()
+    except Exception as exc:  # noqa: BLE001 - mapped: no botocore exception leaves
+        raise error_for_exception(exc, "s3://", "CONNECT") from None
+    return state
+
+
+# -- reads -------------------------------------------------------------------------------------
+
+
+class S3ReadStream(ReadStream):
+    """The body of one (ranged) GET, read from the socket into caller buffers.
+
+    The connection returns to its pool once the body has been read to its end; closing the
+    stream earlier closes the connection.
+    """
+
+    def __init__(
+        self, response: Response | None, uri: ObjectURI, size: int, etag: str | None,
+        offset: int, length: int,
+    ) -> None:  # fmt: skip
+        self._response = response
+        self.uri = uri
+        self.size, self.etag, self.offset, self.length = size, etag, offset, length
+        self._left = length
+
+    def readinto(self, buf: memoryview) -> int:
+        left = self._left
+        response = self._response
+        if left <= 0 or response is None:
+            return 0
+        try:
+            got = response.readinto(buf if len(buf) <= left else buf[:left])
+        except OSError as exc:
+            self.close()
+            raise error_for_exception(exc, self.uri, "GET") from None
+        if not got:
+            self.close()
+            raise TransientError(
+                f"body ended with {left} of {self.length} bytes missing",
+                uri=str(self.uri), op="GET",
+            )  # fmt: skip
+        self._left = left - got
+        return got
+
+    def skip(self, count: int) -> None:
+        """Read and drop ``count`` bytes (a server that ignored the ``Range`` header)."""
+        scratch = memoryview(bytearray(min(count, SKIP_SLICE)))
+        self._left += count
+        while count:
+            count -= self.readinto(scratch[: min(count, len(scratch))])
+
+    def close(self) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            response.close()
+
+
+def _content_range_total(value: str | None) -> int | None:
+    if value and "/" in value:
+        total = value.rsplit("/", 1)[1].strip()
+        return int(total) if total.isdigit() else None
+    return None
+
+
+# -- uploads -----------------------------------------------------------------------------------
+
+
+class S3Upload(Upload):
+    """One S3 multipart upload: parts go over the data path, the bookkeeping through boto3.
+
+    Parts may arrive in any order and be re-sent (a retry replaces the part). An empty final
+    part after others is not sent (S3 accepts a short last part, not an empty one).
+    """
+
+    def __init__(self, store: S3Store, uri: ObjectURI, upload_id: str) -> None:
+        self.store = store
+        self.uri = uri
+        self.upload_id = upload_id
+        self._etags: dict[int, str] = {}
+
+    def write_part(self, number: int, offset: int, data: memoryview, last: bool) -> None:
+        if last and number and not len(data):
+            return
+        response = self.store._send(
+            "PUT", self.uri, "PUT_PART",
+            query={"partNumber": str(number + 1), "uploadId": self.upload_id},
+            headers={"content-length": str(len(data))}, body=data,
+        )  # fmt: skip
+        etag = _etag_of(response, self.uri, "PUT_PART")
+        if not etag:
+            raise TransientError("no ETag in the UploadPart answer", uri=str(self.uri), op="PUT")
+        self._etags[number + 1] = etag
+
+    @property
+    def parts(self) -> int:
+        """Parts uploaded so far."""
+        return len(self._etags)
+
+    def commit(self) -> str | None:
+        parts = [{"PartNumber": n, "ETag": etag} for n, etag in sorted(self._etags.items())]
+        answer = self.store._control(
+            self.uri, "PUT_COMPLETE",
+            lambda c: c.complete_multipart_upload(
+                Bucket=self.uri.bucket, Key=self.uri.key, UploadId=self.upload_id,
+                MultipartUpload={"Parts": parts},
+            ),
+        )  # fmt: skip
+        return answer.get("ETag")
+
+    def abort(self) -> None:
+        try:
+            self.store._control(
+                self.uri, "PUT_ABORT",
+                lambda c: c.abort_multipart_upload(
+                    Bucket=self.uri.bucket, Key=self.uri.key, UploadId=self.upload_id
+                ),
+            )  # fmt: skip
+        except NotFoundError:
+            pass  # already aborted or completed
+
+
+def _etag_of(response: Response, uri: ObjectURI, op: str) -> str | None:
+    """The ETag of a PUT answer (raising the mapped error for any other than 200)."""
+    if response.status != 200:
+        _raise_for(response, uri, op)
+    etag = response.headers.get("etag")
+    if not response.complete:
+        response.read(ERROR_BODY_LIMIT)
+    return etag
+
+
+def _object_headers(
+    uri: ObjectURI, content_type: str | None, metadata: dict[str, str] | None
+) -> dict[str, str]:
+    """``content-type`` and ``x-amz-meta-*`` headers, checked to be printable ASCII."""
+    headers: dict[str, str] = {}
+    if content_type:
+        headers["content-type"] = content_type
+    for name, value in (metadata or {}).items():
+        headers[f"x-amz-meta-{name.lower()}"] = str(value)
+    for name, value in headers.items():
+        if not (name + value).isascii() or not (name + value).isprintable():
+            raise InvalidURIError(
+                f"S3 metadata and content types must be printable ASCII: {name}={value!r}",
+                uri=str(uri), op="PUT",
+            )  # fmt: skip
+    return headers
+
+
+def _meta(uri: ObjectURI, item: dict[str, Any]) -> ObjectMeta:
+    """ObjectMeta from a HeadObject answer or a listing entry."""
+    size = item.get("ContentLength", item.get("Size", 0))
+    return ObjectMeta(
+        uri=uri,
+        size=int(size or 0),
+        last_modified=item.get("LastModified"),
+        etag=item.get("ETag"),
+        content_type=item.get("ContentType"),
+        metadata=dict(item.get("Metadata") or {}),
+        extra={
+            "storage_class": item.get("StorageClass", "STANDARD"),
+            "version_id": item.get("VersionId"),
+        },
+    )
+
+
+# -- the store ---------------------------------------------------------------------------------
+
+
+class S3Store(ObjectStore):
+    """The ``s3://`` backend."""
+
+    scheme = "s3"
+    min_part_size = 5 * MiB
+    max_parallel_parts = 32
+
+    def endpoint(self, uri: ObjectURI) -> str:
+        try:
+            return _state().service(uri).url
+        except S3DlioError:
+            return "s3://"
+
+    def _send(
+        self, method: str, uri: ObjectURI, op: str, *, query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None, body: memoryview | None = None,
+    ) -> Response:  # fmt: skip
+        """One data-path request (re-sent once to the bucket's own region if told so)."""
+        state = _state()
+        try:
+            response = state.service(uri).request(
+                method, uri, query=query, headers=headers, body=body
+            )
+            region = response.headers.get("x-amz-bucket-region")
+            if region and response.status in (301, 307, 400) and state.learn_region(uri, region):
+                response.close()
+                response = state.service(uri).request(
+                    method, uri, query=query, headers=headers, body=body
+                )
+        except Exception as exc:  # noqa: BLE001 - mapped
+            raise error_for_exception(exc, uri, op) from None
+        return response
+
+    def _control(
+        self, uri: ObjectURI, op: str, call: Callable[[Any], T], *, accept: tuple[str, ...] = ()
+    ) -> T:
+        """One boto3 call on ``uri``'s client; errors mapped (codes in ``accept`` give None)."""
+        client = _state().service(uri).client
+        try:
+            return call(client)
+        except Exception as exc:  # noqa: BLE001 - mapped: no botocore exception leaves
+            response = getattr(exc, "response", None)
+            code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+            if code is not None and code in accept:
+                return None  # type: ignore[return-value]
+            raise error_for_exception(exc, uri, op) from None
+
+    # -- data path ---------------------------------------------------------------------------
+    def open_read(
+        self, uri: ObjectURI, offset: int = 0, length: int | None = None, *,
+        if_match: str | None = None,
+    ) -> ReadStream:  # fmt: skip
+        if length == 0:
+            meta = self._head(uri, "GET", if_match)
+            return S3ReadStream(None, uri, meta.size, meta.etag, offset, 0)
+        headers: dict[str, str] = {}
+        if offset or length is not None:
+            last = "" if length is None else str(offset + length - 1)
+            headers["range"] = f"bytes={offset}-{last}"
+        if if_match:
+            headers["if-match"] = if_match
+        response = self._send("GET", uri, "GET", headers=headers)
+        status = response.status
+        fields = response.headers
+        if status == 206:
+            delivered = response.length
+            total = _content_range_total(fields.get("content-range"))
+            if delivered is None or total is None:
+                response.close()
+                raise TransientError(
+                    "206 answer without Content-Length or Content-Range", uri=str(uri), op="GET"
+                )
+            return S3ReadStream(response, uri, total, fields.get("etag"), offset, delivered)
+        if status == 200:
+            size = response.length
+            if size is None:
+                response.close()
+                raise TransientError("200 answer without Content-Length", uri=str(uri), op="GET")
+            start = min(offset, size)
+            end = size if length is None else min(size, offset + length)
+            stream = S3ReadStream(response, uri, size, fields.get("etag"), start, end - start)
+            if start:
+                stream.skip(start)  # the server ignored Range: drop the head
+            return stream
+        if status == 416:  # the range starts at or past the end
+            total = _content_range_total(fields.get("content-range"))
+            body = response.read(ERROR_BODY_LIMIT)
+            if total is None:
+                actual = _xml_field(body, "ActualObjectSize")
+                total = int(actual) if actual and actual.isdigit() else None
+            if total is None:
+                meta = self._head(uri, "GET", if_match)
+                return S3ReadStream(None, uri, meta.size, meta.etag, offset, 0)
+            return S3ReadStream(None, uri, total, fields.get("etag"), offset, 0)
+        _raise_for(response, uri, "GET", (offset, length))
+
+    def put(
+        self, uri: ObjectURI, data: memoryview, *, content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str | None:  # fmt: skip
+        headers = {"content-length": str(len(data))}
+        headers.update(_object_headers(uri, content_type, metadata))
+        response = self._send("PUT", uri, "PUT", headers=headers, body=data)
+        return _etag_of(response, uri, "PUT")
+
+    def begin_upload(
+        self, uri: ObjectURI, *, content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Upload:  # fmt: skip
+        _object_headers(uri, content_type, metadata)
+        kwargs: dict[str, Any] = {"Bucket": uri.bucket, "Key": uri.key}
+        if content_type:
+            kwargs["ContentType"] = content_type
+        if metadata:
+            kwargs["Metadata"] = {k.lower(): str(v) for k, v in metadata.items()}
+        answer = self._control(uri, "PUT_START", lambda c: c.create_multipart_upload(**kwargs))
+        return S3Upload(self, uri, answer["UploadId"])
+
+    # -- metadata ----------------------------------------------------------------------------
+    def _head(self, uri: ObjectURI, op: str, if_match: str | None = None) -> ObjectMeta:
+        kwargs = {"Bucket": uri.bucket, "Key": uri.key}
+        if if_match:
+            kwargs["IfMatch"] = if_match
+        return _meta(uri, self._control(uri, op, lambda c: c.head_object(**kwargs)))
+
+    def stat(self, uri: ObjectURI) -> ObjectMeta:
+        return self._head(uri, "HEAD")
+
+    def list_pages(self, prefix: ObjectURI, *, recursive: bool) -> Iterator[list[ObjectMeta]]:
+        params: dict[str, Any] = {"Bucket": prefix.bucket, "Prefix": prefix.key, "MaxKeys": PAGE}
+        if not recursive:
+            params["Delimiter"] = "/"
+
+        def one_page() -> dict[str, Any]:
+            return self._control(prefix, "LIST", lambda c: c.list_objects_v2(**params))
+
+        while True:
+            body = retry.call(one_page, op="LIST", uri=str(prefix))
+            page = [_meta(prefix.with_key(item["Key"]), item) for item in body.get("Contents", ())]
+            page += [
+                ObjectMeta(uri=prefix.with_key(p["Prefix"]), is_prefix=True)
+                for p in body.get("CommonPrefixes", ())
+            ]
+            page.sort(key=lambda meta: meta.key)
+            if page:
+                yield page
+            token = body.get("NextContinuationToken")
+            if not body.get("IsTruncated") or not token:
+                return
+            params["ContinuationToken"] = token
+
+    def delete(self, uri: ObjectURI) -> None:
+        self._control(uri, "DELETE", lambda c: c.delete_object(Bucket=uri.bucket, Key=uri.key))
+
+    def delete_many(self, uris: Sequence[ObjectURI]) -> list[tuple[ObjectURI, Exception]]:
+        """DeleteObjects, 1,000 keys per request (keys already gone count as deleted)."""
+        failed: list[tuple[ObjectURI, Exception]] = []
+        groups: dict[tuple[str | None, str], list[ObjectURI]] = {}
+        for uri in uris:
+            groups.setdefault((uri.endpoint, uri.bucket), []).append(uri)
+        for group in groups.values():
+            for start in range(0, len(group), DELETE_BATCH):
+                batch = group[start : start + DELETE_BATCH]
+                request = {"Objects": [{"Key": u.key} for u in batch], "Quiet": True}
+                answer = self._control(
+                    batch[0], "DELETE",
+                    lambda c, b=batch[0].bucket, r=request: c.delete_objects(Bucket=b, Delete=r),
+                )  # fmt: skip
+                by_key = {u.key: u for u in batch}
+                for error in answer.get("Errors", ()):
+                    uri = by_key.get(error.get("Key", ""), batch[0])
+                    exc = error_for_status(
+                        None, error.get("Code"), error.get("Message", ""), uri, "DELETE"
+                    )
+                    failed.append((uri, exc))
+        return failed
+
+    # -- buckets -----------------------------------------------------------------------------
+    def create_bucket(self, uri: ObjectURI) -> None:
+        """Create the bucket (in the configured region); one we already own is fine."""
+        region = _state().service(uri).region
+        kwargs: dict[str, Any] = {"Bucket": uri.bucket}
+        if region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        self._control(
+            uri.with_key(""), "CREATE_BUCKET", lambda c: c.create_bucket(**kwargs),
+            accept=("BucketAlreadyOwnedByYou",),
+        )  # fmt: skip
+
+    def delete_bucket(self, uri: ObjectURI) -> None:
+        self._control(
+            uri.with_key(""), "DELETE_BUCKET", lambda c: c.delete_bucket(Bucket=uri.bucket)
+        )
+
+    def list_containers(self, uri: ObjectURI) -> list[ObjectURI]:
+        """Every bucket the credentials own on ``uri``'s endpoint."""
+        names: list[str] = []
+        kwargs: dict[str, Any] = {}
+        while True:
+            answer = self._control(
+                uri.with_key(""), "LIST_BUCKETS", lambda c: c.list_buckets(**kwargs)
+            )
+            names += [bucket["Name"] for bucket in answer.get("Buckets", ())]
+            token = answer.get("ContinuationToken")
+            if not token:
+                break
+            kwargs["ContinuationToken"] = token
+        return [ObjectURI("s3", name, "", endpoint=uri.endpoint) for name in sorted(names)]
+
+    def bucket_exists(self, uri: ObjectURI) -> bool:
+        try:
+            self._control(
+                uri.with_key(""), "HEAD_BUCKET", lambda c: c.head_bucket(Bucket=uri.bucket)
+            )
+        except NotFoundError:
+            return False
+        except PermissionDeniedError:
+            return True  # it exists, it is just not ours to read
+        return True

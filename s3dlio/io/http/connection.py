@@ -1,0 +1,408 @@
+"""One HTTP/1.1 client connection and the response read from it, with nothing in between.
+
+The request head is formatted once and sent with the body in at most two ``sendall`` calls; the
+response head is parsed from one read-ahead buffer; the body is read with ``recv_into`` straight
+into the caller's buffer (only bytes that arrived together with the head are copied, from the
+read-ahead buffer). Bodies framed by ``Content-Length``, ``Transfer-Encoding: chunked`` or the
+end of the connection are all understood; interim ``1xx`` answers are skipped.
+
+Errors are ``OSError`` subclasses: :class:`ProtocolError` for a peer that does not speak HTTP/1.1
+or ends a body early, and the socket's own ``ConnectionResetError``, ``TimeoutError``, ...
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from .pool import ConnectionPool
+
+__all__ = ["Connection", "Endpoint", "IncompleteBody", "ProtocolError", "Response"]
+
+#: Size of a connection's read-ahead buffer (also the largest response head accepted).
+READ_AHEAD = 64 * 1024
+#: Bodies up to this size are sent in the same ``sendall`` as the head.
+COALESCE_BODY = 64 * 1024
+#: Largest error body :meth:`Response.read` keeps.
+READ_LIMIT = 1 << 20
+
+
+class ProtocolError(ConnectionError):
+    """The peer's answer is not valid HTTP/1.1 (or the connection ended inside the head)."""
+
+
+class IncompleteBody(ProtocolError):
+    """The connection ended before the body the head announced was complete."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to connect: scheme, host and port of an HTTP service.
+
+    Attributes:
+        scheme: ``"http"`` or ``"https"``.
+        host: Host name or address (IPv6 without brackets).
+        port: TCP port.
+    """
+
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def from_url(cls, url: str) -> Endpoint:
+        """Parse ``http(s)://host[:port][/...]``.
+
+        Raises:
+            ValueError: not an http(s) URL with a host.
+        """
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        default = 443 if parts.scheme == "https" else 80
+        return cls(parts.scheme, parts.hostname, parts.port or default)
+
+    @property
+    def host_header(self) -> str:
+        """The ``Host`` header value (the port only when it is not the scheme's default)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port == (443 if self.scheme == "https" else 80):
+            return host
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``scheme://host[:port]``."""
+        return f"{self.scheme}://{self.host_header}"
+
+
+class Connection:
+    """One keep-alive connection to an :class:`Endpoint`.
+
+    Args:
+        endpoint: Where to connect.
+        connect_timeout: Seconds to establish the TCP (and TLS) connection.
+        read_timeout: Seconds any single socket operation may wait afterwards.
+        ssl_context: Used for ``https`` endpoints.
+    """
+
+    __slots__ = ("_buf", "_end", "_pos", "_sock", "_view", "endpoint", "idle_since", "requests")
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if endpoint.scheme == "https":
+                context = ssl_context or ssl.create_default_context()
+                sock = context.wrap_socket(sock, server_hostname=endpoint.host)
+            sock.settimeout(read_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock: socket.socket | None = sock
+        self._buf = bytearray(READ_AHEAD)
+        self._view = memoryview(self._buf)
+        self._pos = 0
+        self._end = 0
+        #: Requests sent on this connection so far.
+        self.requests = 0
+        #: ``time.monotonic()`` when the connection last went back to its pool.
+        self.idle_since = 0.0
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (or the connection failed)."""
+        return self._sock is None
+
+    def fileno(self) -> int:
+        """The socket's file descriptor (for ``select``)."""
+        return self._sock.fileno() if self._sock is not None else -1
+
+    def send(self, head: bytes, body: memoryview | None = None) -> None:
+        """Send a request head and its body."""
+        sock = self._live()
+        self.requests += 1
+        if body is None or not len(body):
+            sock.sendall(head)
+        elif len(body) <= COALESCE_BODY:
+            sock.sendall(head + body.tobytes())
+        else:
+            sock.sendall(head)
+            sock.sendall(body)
+
+    def read_head(self) -> tuple[str, int, str, dict[str, str]]:
+        """Read one response head: ``(version, status, reason, headers)``.
+
+        Header names are lower case; repeated headers are joined with ``", "``.
+
+        Raises:
+            ProtocolError: malformed head, or the peer closed before a whole head arrived.
+        """
+        sock = self._live()
+        start = self._pos
+        scan = start
+        while True:
+            found = self._buf.find(b"\r\n\r\n", scan, self._end)
+            if found >= 0:
+                break
+            scan = max(start, self._end - 3)
+            if self._end == READ_AHEAD:
+                if start == 0:
+                    raise ProtocolError(f"response head larger than {READ_AHEAD} bytes")
+                kept = self._end - start
+                self._buf[:kept] = self._view[start : self._end]
+                scan -= start
+                start, self._end = 0, kept
+            got = sock.recv_into(self._view[self._end :])
+            if not got:
+                received = self._end - start
+                raise ProtocolError(
+                    f"connection closed after {received} bytes of a response head"
+                    if received
+                    else "connection closed before a response"
+                )
+            self._end += got
+        text = self._view[start:found].tobytes().decode("latin-1")
+        self._pos = found + 4
+        self._compact()
+        return _parse_head(text)
+
+    def readinto(self, view: memoryview) -> int:
+        """Read up to ``len(view)`` body bytes (``0`` only at the end of the connection)."""
+        avail = self._end - self._pos
+        if avail:
+            n = min(avail, len(view))
+            view[:n] = self._view[self._pos : self._pos + n]
+            self._pos += n
+            self._compact()
+            return n
+        return self._live().recv_into(view)
+
+    def readline(self) -> bytes:
+        """One line ending in ``\\n`` (with it), for chunk sizes and trailers.
+
+        Raises:
+            ProtocolError: the line is longer than the read-ahead buffer, or the peer closed.
+        """
+        sock = self._live()
+        while True:
+            found = self._buf.find(b"\n", self._pos, self._end)
+            if found >= 0:
+                line = self._view[self._pos : found + 1].tobytes()
+                self._pos = found + 1
+                self._compact()
+                return line
+            if self._end == READ_AHEAD:
+                if self._pos == 0:
+                    raise ProtocolError("line too long in a chunked body")
+                kept = self._end - self._pos
+                self._buf[:kept] = self._view[self._pos : self._end]
+                self._pos, self._end = 0, kept
+            got = sock.recv_into(self._view[self._end :])
+            if not got:
+                raise IncompleteBody("connection closed inside a chunked body")
+            self._end += got
+
+    def has_buffered_bytes(self) -> bool:
+        """Whether bytes beyond the last response were received (the connection is unusable)."""
+        return self._end > self._pos
+
+    def close(self) -> None:
+        """Close the socket (idempotent)."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _compact(self) -> None:
+        if self._pos == self._end:
+            self._pos = self._end = 0
+
+    def _live(self) -> socket.socket:
+        if self._sock is None:
+            raise ProtocolError("connection is closed")
+        return self._sock
+
+
+def _parse_head(text: str) -> tuple[str, int, str, dict[str, str]]:
+    lines = text.split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:100]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise ProtocolError(f"malformed header line: {line[:100]!r}")
+        name = name.strip().lower()
+        value = value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return version, int(code), reason, headers
+
+
+class Response:
+    """The answer to one request; the body is read with :meth:`readinto` or :meth:`read`.
+
+    The connection goes back to its pool as soon as the whole body has been read (when the
+    peer allows keep-alive); :meth:`close` before that closes the connection instead.
+
+    Attributes:
+        status: The HTTP status code.
+        reason: The reason phrase.
+        headers: Lower-case header names to values.
+        length: Body bytes still to come when the head announced a ``Content-Length``
+            (``None`` for chunked or read-to-close bodies).
+    """
+
+    __slots__ = (
+        "_chunk_left", "_chunked", "_conn", "_done", "_keep_alive", "_pool", "headers",
+        "length", "reason", "status",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        pool: ConnectionPool | None,
+        conn: Connection,
+        version: str,
+        status: int,
+        reason: str,
+        headers: dict[str, str],
+        *,
+        head_request: bool,
+    ) -> None:
+        self._pool = pool
+        self._conn: Connection | None = conn
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        connection = headers.get("connection", "").lower()
+        if version == "HTTP/1.0":
+            self._keep_alive = "keep-alive" in connection
+        else:
+            self._keep_alive = "close" not in connection
+        self._chunked = False
+        self._chunk_left = 0
+        self.length: int | None = None
+        if head_request or status in (204, 304):
+            self.length = 0
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            self._chunked = True
+        elif "content-length" in headers:
+            try:
+                self.length = int(headers["content-length"])
+            except ValueError:
+                conn.close()
+                raise ProtocolError(f"bad Content-Length {headers['content-length']!r}") from None
+        else:
+            self._keep_alive = False  # the body ends with the connection
+        self._done = False
+        if self.length == 0:
+            self._finish()
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body has been read."""
+        return self._done
+
+    def readinto(self, view: memoryview) -> int:
+        """Read up to ``len(view)`` body bytes; ``0`` once the body is complete.
+
+        Raises:
+            IncompleteBody: the connection ended before the announced body did.
+        """
+        if self._done or not len(view):
+            return 0
+        conn = self._conn
+        assert conn is not None
+        try:
+            if self._chunked:
+                return self._readinto_chunked(conn, view)
+            if self.length is None:  # until the peer closes
+                got = conn.readinto(view)
+                if not got:
+                    self._finish()
+                return got
+            got = conn.readinto(view[: self.length] if len(view) > self.length else view)
+            if not got:
+                raise IncompleteBody(f"body ended with {self.length} bytes missing")
+            self.length -= got
+            if not self.length:
+                self._finish()
+            return got
+        except BaseException:
+            self.close()
+            raise
+
+    def _readinto_chunked(self, conn: Connection, view: memoryview) -> int:
+        if not self._chunk_left:
+            line = conn.readline()
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise ProtocolError(f"bad chunk size line {line[:40]!r}") from None
+            if size == 0:
+                while conn.readline() not in (b"\r\n", b"\n"):  # trailers
+                    pass
+                self._finish()
+                return 0
+            self._chunk_left = size
+        got = conn.readinto(view[: self._chunk_left] if len(view) > self._chunk_left else view)
+        if not got:
+            raise IncompleteBody(f"chunk ended with {self._chunk_left} bytes missing")
+        self._chunk_left -= got
+        if not self._chunk_left and conn.readline() not in (b"\r\n", b"\n"):
+            raise ProtocolError("chunk not followed by CRLF")
+        return got
+
+    def read(self, limit: int = READ_LIMIT) -> bytes:
+        """The rest of the body (at most ``limit`` bytes; a longer body is cut and dropped)."""
+        out = bytearray()
+        scratch = memoryview(bytearray(min(limit, READ_AHEAD) or 1))
+        while not self._done and len(out) < limit:
+            got = self.readinto(scratch[: min(len(scratch), limit - len(out))])
+            if not got:
+                break
+            out += scratch[:got]
+        self.close()
+        return bytes(out)
+
+    def _finish(self) -> None:
+        self._done = True
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._keep_alive and self._pool is not None and not conn.has_buffered_bytes():
+            self._pool.put(conn)
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        """Stop reading: a connection whose body was not read to the end is closed (idempotent)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+        self._done = True
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"

@@ -1,0 +1,156 @@
+"""Keep-alive connections to one HTTP endpoint, reused last-in first-out.
+
+The pool never blocks: when no idle connection is left a new one is opened, and a returned
+connection beyond ``maxsize`` idle ones is closed (urllib3's non-blocking mode). A thread that
+holds one response open while it waits for other requests (the RangeEngine's first range) can
+therefore never starve the others. A connection idle for longer than :data:`STALE_AFTER`
+seconds is checked before reuse, so one the server closed meanwhile is dropped instead of
+failing a request. Requests are never retried here: the library's retry policy is the only one.
+"""
+
+from __future__ import annotations
+
+import select
+import ssl
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from .connection import Connection, Endpoint, ProtocolError, Response
+
+__all__ = ["STALE_AFTER", "ConnectionPool"]
+
+#: Idle seconds after which a connection is checked for a server-side close before reuse.
+STALE_AFTER = 1.0
+
+
+class ConnectionPool:
+    """Connections to one endpoint.
+
+    Args:
+        endpoint: The service.
+        maxsize: Idle connections kept (more may be open while requests run).
+        connect_timeout: Seconds to connect.
+        read_timeout: Seconds a socket read or write may wait.
+        ssl_context: TLS settings for ``https`` endpoints.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        maxsize: int,
+        connect_timeout: float,
+        read_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.maxsize = max(1, maxsize)
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.ssl_context = ssl_context
+        self._idle: list[Connection] = []
+        self._host_line = f"Host: {endpoint.host_header}\r\n"
+        self._closed = False
+        self._lock = threading.Lock()
+        #: Connections opened so far.
+        self.opened = 0
+
+    def request(
+        self,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, Any]] = (),
+        body: memoryview | None = None,
+    ) -> Response:
+        """Send one request and read the head of its answer.
+
+        Args:
+            method: ``GET``, ``PUT``, ``HEAD``, ...
+            target: The request target: an already percent-encoded path with its query.
+            headers: Header names and values (``Host`` is added; values must be clean ASCII).
+            body: The request body; ``Content-Length`` must be among ``headers``.
+
+        Returns:
+            The response, its body not read yet (any status: the caller interprets it).
+
+        Raises:
+            OSError: connecting, sending or reading the head failed (``ProtocolError``,
+                ``ConnectionResetError``, ``TimeoutError``, ...).
+        """
+        parts = [f"{method} {target} HTTP/1.1\r\n", self._host_line]
+        parts += [f"{name}: {value}\r\n" for name, value in headers]
+        parts.append("\r\n")
+        head = "".join(parts).encode("latin-1")
+        conn = self._get()
+        try:
+            try:
+                conn.send(head, body)
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                # The server may have answered early (an error) and closed: read that answer.
+                try:
+                    version, status, reason, fields = conn.read_head()
+                except OSError:
+                    raise exc from None
+                fields["connection"] = "close"  # what we sent is in an unknown state
+                return Response(
+                    self, conn, version, status, reason, fields, head_request=method == "HEAD"
+                )
+            while True:
+                version, status, reason, fields = conn.read_head()
+                if status >= 200 or status == 101:
+                    break
+        except BaseException:
+            conn.close()
+            raise
+        return Response(self, conn, version, status, reason, fields, head_request=method == "HEAD")
+
+    def _get(self) -> Connection:
+        while True:
+            try:
+                conn = self._idle.pop()
+            except IndexError:
+                break
+            if time.monotonic() - conn.idle_since < STALE_AFTER or not _readable(conn):
+                return conn
+            conn.close()  # closed by the server (or unexpected bytes): drop it
+        if self._closed:
+            raise ProtocolError(f"connection pool for {self.endpoint.url} is closed")
+        conn = Connection(
+            self.endpoint,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            ssl_context=self.ssl_context,
+        )
+        self.opened += 1
+        return conn
+
+    def put(self, conn: Connection) -> None:
+        """Return a connection whose last response was read completely."""
+        if self._closed or conn.closed or len(self._idle) >= self.maxsize:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        self._idle.append(conn)
+
+    @property
+    def idle(self) -> int:
+        """Idle connections held."""
+        return len(self._idle)
+
+    def close(self) -> None:
+        """Close idle connections; connections returned later are closed too."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+def _readable(conn: Connection) -> bool:
+    try:
+        ready, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(ready)
