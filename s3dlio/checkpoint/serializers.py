@@ -107,7 +107,8 @@ def _numpy_dtype_name(dtype: np.dtype) -> str:
 
 
 def _numpy_leaf(arr: np.ndarray, kind: str) -> _Leaf:
-    arr = np.ascontiguousarray(arr)
+    if not arr.flags.c_contiguous:
+        arr = arr.copy(order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
     raw = arr.reshape(-1).view(np.uint8) if arr.size else np.empty(0, np.uint8)
     return _Leaf(kind, _numpy_dtype_name(arr.dtype), tuple(arr.shape), memoryview(raw), {})
 
