@@ -88,6 +88,14 @@ from .errors import (
     TransientError,
     UnsupportedOperationError,
 )
+from .formats.generate import put
+from .formats.npz import generate_npz_bytes, read_npz
+from .formats.tfrecord_index import (
+    create_tfrecord_index,
+    get_tfrecord_index_entries,
+    index_tfrecord_bytes,
+    read_tfrecord_index,
+)
 from .io.backends.s3 import configure_s3
 from .io.buffers import BytesView
 from .io.config import RangeEngineConfig, RetryConfig, Settings, parse_size
@@ -154,6 +162,7 @@ __all__ = [
     "create_filesystem_writer",
     "create_gcs_writer",
     "create_s3_writer",
+    "create_tfrecord_index",
     "delete",
     "delete_async",
     "delete_bucket",
@@ -166,6 +175,7 @@ __all__ = [
     "finalize_op_log",
     "generate_data",
     "generate_into_buffer",
+    "generate_npz_bytes",
     "get",
     "get_async",
     "get_into",
@@ -174,6 +184,8 @@ __all__ = [
     "get_many_async",
     "get_range",
     "get_range_async",
+    "get_tfrecord_index_entries",
+    "index_tfrecord_bytes",
     "init_op_log",
     "is_op_log_active",
     "list",
@@ -191,10 +203,13 @@ __all__ = [
     "open_writer",
     "parse_size",
     "parse_uri",
+    "put",
     "put_bytes",
     "put_bytes_async",
     "put_many",
     "put_many_async",
+    "read_npz",
+    "read_tfrecord_index",
     "register_backend",
     "save_checkpoint",
     "save_distributed_shard",

@@ -1,0 +1,202 @@
+"""Synthetic datasets: ``put()`` generates and uploads raw, NPZ, TFRecord or HDF5 objects.
+
+Every object is a valid file of its type: ``numpy.load`` reads the NPZ objects (arrays ``x``
+and ``y``), the ``tfrecord`` package (or TensorFlow) reads the TFRecord objects
+(``tf.train.Example`` records with a bytes feature ``data`` and an int64 feature ``label``) and
+h5py reads the HDF5 objects (a chunked ``uint8`` dataset ``data``). The bytes inside come from
+:func:`s3dlio.generate_data`, so ``dedup_factor`` and ``compress_factor`` shape them as they
+shape raw objects.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import InvalidURIError
+from ..io import ops
+from ..io.buffers import BytesView
+from ..io.config import KiB, MiB, parse_size
+from ..io.datagen import Generator, generate_data
+from ..io.store import backend_for
+from ..io.transfer import run_batch
+from ..io.uri import ObjectURI, parse_uri
+from ..io.writer import ObjectWriter
+from .example import encode_example
+from .framing import frame_header, masked_crc
+from .npz import generate_npz_bytes
+
+__all__ = ["DEFAULT_SIZE", "OBJECT_TYPES", "generate_object", "put"]
+
+#: Object types :func:`put` generates (``"zeros"``, the original's default name, means raw).
+OBJECT_TYPES = ("raw", "npz", "tfrecord", "hdf5")
+_ALIASES = {"zeros": "raw", "bin": "raw", "tfrecords": "tfrecord", "h5": "hdf5"}
+_MODES = ("streaming", "single-pass")
+DEFAULT_SIZE = 20 * MiB  # the original's default object size
+DEFAULT_RECORD_SIZE = 64 * KiB
+
+
+def _object_type(value: str) -> str:
+    kind = _ALIASES.get(value.lower(), value.lower())
+    if kind not in OBJECT_TYPES:
+        raise InvalidURIError(f"object_type must be one of {OBJECT_TYPES}, got {value!r}")
+    return kind
+
+
+def generate_object(
+    object_type: str,
+    size: int,
+    *,
+    dedup: int = 1,
+    compress: int = 1,
+    seed: int | None = None,
+    record_size: int = DEFAULT_RECORD_SIZE,
+) -> BytesView | bytes:
+    """One synthetic object of ``object_type`` holding about ``size`` bytes of data.
+
+    Raw objects are exactly ``size`` bytes; the others add their format's framing.
+    """
+    kind = _object_type(object_type)
+    if kind == "raw":
+        return generate_data(size, dedup=dedup, compress=compress, seed=seed)
+    if kind == "npz":
+        return generate_npz_bytes([size], "|u1", 1, dedup=dedup, compress=compress, seed=seed)
+    data = generate_data(size, dedup=dedup, compress=compress, seed=seed)
+    if kind == "tfrecord":
+        return _tfrecord_bytes(data, record_size)
+    return _hdf5_bytes(data)
+
+
+def _tfrecord_bytes(data: BytesView, record_size: int) -> bytes:
+    """Examples ``{"data": bytes, "label": int64}`` holding ``data`` in ``record_size`` pieces."""
+    view = memoryview(data)
+    out = io.BytesIO()
+    step = max(1, record_size)
+    for label, at in enumerate(range(0, max(1, len(view)), step)):
+        payload = encode_example({"data": view[at : at + step], "label": label})
+        out.write(frame_header(len(payload)))
+        out.write(payload)
+        out.write(masked_crc(payload).to_bytes(4, "little"))
+    return out.getvalue()
+
+
+def _hdf5_bytes(data: BytesView) -> bytes:
+    """An HDF5 file image with a chunked ``uint8`` dataset ``data``."""
+    from .hdf5 import _h5py
+
+    h5py = _h5py()
+    array = np.frombuffer(data, np.uint8)
+    chunk = (max(1, min(len(array), MiB)),)
+    name = f"s3dlio-{uuid.uuid4().hex}.h5"  # in memory only: never touches the disk
+    with h5py.File(name, "w", driver="core", backing_store=False) as f:
+        f.create_dataset("data", data=array, chunks=chunk if len(array) else None)
+        f.flush()
+        return bytes(f.id.get_file_image())
+
+
+def _stream_raw(
+    uri: ObjectURI, size: int, dedup: int, compress: int, seed: int | None, chunk: int
+) -> None:  # fmt: skip
+    """A raw object generated and uploaded chunk by chunk (memory bounded by the writer)."""
+    source = Generator(size, dedup=dedup, compress=compress, seed=seed)
+    buf = BytesView.allocate(min(size, chunk))
+    with ObjectWriter(uri) as writer:
+        while True:
+            n = source.fill_chunk(buf)
+            if not n:
+                break
+            writer.write(memoryview(buf)[:n])
+        writer.finalize()
+
+
+def put(
+    prefix: str | ObjectURI,
+    num: int,
+    template: str | None = "object_{}_of_{}.dat",
+    max_in_flight: int = 64,
+    size: int | str | None = None,
+    should_create_bucket: bool = False,
+    object_type: str = "raw",
+    dedup_factor: int = 1,
+    compress_factor: int = 1,
+    data_gen_algorithm: str = "random",
+    data_gen_mode: str = "streaming",
+    chunk_size: int | str = 256 * KiB,
+    *,
+    record_size: int | str = DEFAULT_RECORD_SIZE,
+    seed: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Generate ``num`` synthetic objects of one type and upload them below ``prefix``.
+
+    Args:
+        prefix: Where the objects go (a URI ending in ``/``; one is added if missing).
+        num: How many objects.
+        template: Object name, formatted with ``(index, num)``:
+            ``"object_{}_of_{}.dat"`` gives ``object_0_of_8.dat``...
+        max_in_flight: Objects generated/uploaded at once.
+        size: Bytes of data per object (``"4MiB"`` accepted; default 20 MiB, as the
+            original).
+        should_create_bucket: Create the bucket/container first (no error if it exists).
+        object_type: ``"raw"`` (alias ``"zeros"``), ``"npz"``, ``"tfrecord"`` or ``"hdf5"``.
+        dedup_factor: Deduplication factor of the data (see :func:`s3dlio.generate_data`).
+        compress_factor: Compression factor of the data.
+        data_gen_algorithm: Accepted for compatibility (``"random"``); the generator is
+            always the block generator of :mod:`s3dlio.io.datagen`.
+        data_gen_mode: ``"streaming"`` (raw objects larger than ``chunk_size`` are generated
+            and uploaded piece by piece, bounded memory) or ``"single-pass"`` (each object is
+            built whole, then uploaded). Formatted objects are always built whole.
+        chunk_size: Generation chunk in streaming mode.
+        record_size: TFRecord payload bytes per record.
+        seed: Make the data reproducible (object ``i`` uses ``seed + i``).
+        progress: Called as ``progress(bytes, 1)`` after each object is stored.
+
+    Returns:
+        The number of objects written.
+
+    Raises:
+        BatchError: some objects failed (the others were written).
+    """
+    kind = _object_type(object_type)
+    mode = data_gen_mode.lower().replace("_", "-")
+    if mode not in _MODES:
+        raise InvalidURIError(f"data_gen_mode must be one of {_MODES}, got {data_gen_mode!r}")
+    if num < 0:
+        raise InvalidURIError(f"num must be >= 0, got {num}")
+    nbytes = DEFAULT_SIZE if size is None else parse_size(size)
+    chunk = max(1, parse_size(chunk_size))
+    records = parse_size(record_size)
+    root = parse_uri(prefix, allow_bare=True)
+    if not root.key.endswith("/") and root.key:
+        root = root.with_key(root.key + "/")
+    if should_create_bucket:
+        backend = backend_for(root)
+        if not backend.bucket_exists(root):
+            ops.call("CREATE_BUCKET", backend, root, lambda: backend.create_bucket(root))
+    name = template or "object_{}_of_{}.dat"
+
+    def target(index: int) -> ObjectURI:
+        return root.join(name.format(index, num))
+
+    def one(index: int) -> int:
+        uri = target(index)
+        obj_seed = None if seed is None else seed + index
+        if kind == "raw" and mode == "streaming" and nbytes > chunk:
+            _stream_raw(uri, nbytes, dedup_factor, compress_factor, obj_seed, max(chunk, MiB))
+            stored = nbytes
+        else:
+            data = generate_object(
+                kind, nbytes, dedup=dedup_factor, compress=compress_factor, seed=obj_seed,
+                record_size=records,
+            )  # fmt: skip
+            ops.put(uri, memoryview(data))
+            stored = len(data)
+        if progress is not None:
+            progress(stored, 1)
+        return stored
+
+    run_batch(one, range(num), max_in_flight, what="PUT", name=lambda i: str(target(i)))
+    return num
