@@ -2,8 +2,8 @@
 
 A :class:`Prefetcher` walks a list of dataset indices, keeping at most ``prefetch`` items
 requested ahead of the consumer (in flight or ready) and at most ``tuner.inflight`` requests
-running, on threads of its own (named ``s3dlio-loader-N-*``). It is event driven: a finished
-request starts the next one, so the window refills while the consumer is busy. Items are
+running, on worker threads of its own (named ``s3dlio-loader-N_k``) that pull the next request
+as soon as they finish one, so the window refills while the consumer is busy. Items are
 delivered in index order or in completion order.
 
 In ``range`` mode an object is read as ``part_size`` range requests into one preallocated
@@ -23,7 +23,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..errors import CancelledError, OperationTimeoutError
 from ..io.buffers import BytesView
@@ -95,39 +94,69 @@ class Prefetcher:
         self._range = options.reader_mode == "range"
         self._max_parts = options.max_inflight_parts
         self._part_default = options.part_size
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # workers wait here for something to do
+        self._items = threading.Condition(self._lock)  # the consumer waits here for an item
         self._next = 0
         self._slots: deque[Slot] = deque()  # ordered: every undelivered item, in order
         self._ready: deque[Slot] = deque()  # unordered: finished items
-        self._part_slots: deque[Slot] = deque()  # items with ranges waiting for a slot
-        self._active = 0
-        self._ahead = 0
+        self._part_slots: deque[Slot] = deque()  # items with ranges waiting for a worker
+        self._active = 0  # requests running
+        self._ahead = 0  # items started and not yet delivered
         self._state = "running"  # running | done | closed | cancelled
         self._reason = ""
         self._wakers: list[Callable[[], None]] = []
-        self._futures: dict[Future[None], Slot] = {}
+        self._threads: list[threading.Thread] = []
+        self._live = 0  # worker threads not yet exited
         self.name = f"s3dlio-loader-{next(_ids)}"
-        self._pool = ThreadPoolExecutor(max_workers=tuner.max_inflight,
-                                        thread_name_prefix=self.name)  # fmt: skip
         self.stats = {"requests": 0, "bytes": 0, "max_ahead": 0, "max_active": 0}
-        with self._cond:
+        with self._lock:
             if not self._indices:
                 self._stop("done")
             else:
-                self._pump()
+                self._spawn()
 
-    # -- producer side (runs under the lock) -------------------------------------------------
-    def _pump(self) -> None:
-        while self._state == "running" and self._active < self._tuner.inflight:
-            job = self._next_part() or self._next_item()
-            if job is None:
-                return
-            slot, part = job
+    # -- producer side (worker threads) ------------------------------------------------------
+    def _spawn(self) -> None:
+        """Start worker threads up to the tuner's concurrency (under the lock)."""
+        while self._state == "running" and self._live < self._tuner.inflight:
+            thread = threading.Thread(target=self._worker, name=f"{self.name}_{len(self._threads)}",
+                                      daemon=True)  # fmt: skip
+            self._threads.append(thread)
+            self._live += 1
+            thread.start()
+
+    def _worker(self) -> None:
+        exited = False
+        try:
+            while True:
+                with self._lock:
+                    job = self._claim()
+                    while job is None:
+                        if self._state != "running" or self._live > self._tuner.inflight:
+                            self._live -= 1  # decided under the lock: no two leave for one
+                            exited = True
+                            self._items.notify_all()
+                            return
+                        self._work.wait()
+                        job = self._claim()
+                self._run(*job)
+        finally:
+            if not exited:
+                with self._lock:
+                    self._live -= 1
+                    self._items.notify_all()
+
+    def _claim(self) -> tuple[Slot, tuple[int, int] | None] | None:
+        """The next request to make, if any may start now (under the lock)."""
+        if self._state != "running" or self._active >= self._tuner.inflight:
+            return None
+        job = self._next_part() or self._next_item()
+        if job is not None:
             self._active += 1
-            slot.active += 1
+            job[0].active += 1
             self.stats["max_active"] = max(self.stats["max_active"], self._active)
-            future = self._pool.submit(self._run, slot, part)
-            self._futures[future] = slot
+        return job
 
     def _next_part(self) -> tuple[Slot, tuple[int, int]] | None:
         for slot in list(self._part_slots):
@@ -161,7 +190,6 @@ class Prefetcher:
             self._ahead < self._window and self._next < len(self._indices)
         )
 
-    # -- requests (worker threads) -----------------------------------------------------------
     def _stopping(self) -> bool:
         return self._state != "running"
 
@@ -175,27 +203,29 @@ class Prefetcher:
         except Exception as exc:  # noqa: BLE001 - delivered to the consumer at the item
             error = exc
         finished = time.monotonic()
-        with self._cond:
+        with self._lock:
             self._active -= 1
             slot.active -= 1
-            self._futures = {f: s for f, s in self._futures.items() if not f.done()}
             if self._state != "running":
-                self._cond.notify_all()
+                self._items.notify_all()
                 return
             self.stats["requests"] += 1
             self.stats["bytes"] += nbytes
-            limited = self._waiting_work()
-            if self._tuner.observe(nbytes, started, finished, limited):
-                self._cond.notify_all()
+            if self._tuner.observe(nbytes, started, finished, self._waiting_work()):
+                self._spawn()
+                self._work.notify_all()
             if error is not None:
                 slot.error = slot.error or error
                 slot.queued.clear()
+            elif slot.queued:
+                self._work.notify(min(len(slot.queued), self._max_parts))
             if slot.active == 0 and not slot.queued:
                 slot.done = True
                 if not self._ordered:
                     self._ready.append(slot)
-            self._pump()
-            self._notify()
+                    self._notify()
+                elif self._slots and self._slots[0] is slot:
+                    self._notify()  # in order, only the head can be delivered
 
     def _request(self, slot: Slot, part: tuple[int, int] | None) -> int:
         backend = backend_for(slot.parsed)
@@ -223,7 +253,7 @@ class Prefetcher:
         slot.data, slot.etag, slot.size = buf, result.etag, result.size
         rest = plan_ranges(result.nbytes, result.size, slot.part_size)
         if rest:
-            with self._cond:
+            with self._lock:
                 slot.queued.extend(rest)
                 self._part_slots.append(slot)
         return result.nbytes
@@ -248,7 +278,7 @@ class Prefetcher:
                 raise StopIteration
             return None
         self._ahead -= 1
-        self._pump()
+        self._work.notify()  # room in the window: a worker may start the next item
         return slot
 
     def _deliver(self, slot: Slot) -> Slot:
@@ -266,7 +296,7 @@ class Prefetcher:
             CancelledError: the prefetcher was cancelled.
             S3DlioError: the item's fetch failed (the next call continues with the next item).
         """
-        with self._cond:
+        with self._lock:
             slot = self._poll()
         return None if slot is None else self._deliver(slot)
 
@@ -278,7 +308,7 @@ class Prefetcher:
             StopIteration, CancelledError, S3DlioError: as :meth:`poll`.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while True:
                 slot = self._poll()
                 if slot is not None:
@@ -288,12 +318,12 @@ class Prefetcher:
                     raise OperationTimeoutError(
                         f"no item within {timeout} s", op="LOAD", uri=self._dataset.uri
                     )
-                self._cond.wait(remaining)
+                self._items.wait(remaining)
         return self._deliver(slot)
 
     def add_waker(self, waker: Callable[[], None]) -> None:
         """Call ``waker()`` once at the next change of state (an item ready, a stop, ...)."""
-        with self._cond:
+        with self._lock:
             if self._state != "running" or self._has_news():
                 waker()
             else:
@@ -305,7 +335,7 @@ class Prefetcher:
         return ready or (self._next >= len(self._indices) and self._ahead == 0)
 
     def _notify(self) -> None:
-        self._cond.notify_all()
+        self._items.notify_all()
         wakers, self._wakers = self._wakers, []
         for waker in wakers:
             waker()
@@ -315,12 +345,7 @@ class Prefetcher:
         if self._state != "running":
             return
         self._state, self._reason = state, reason
-        for future, slot in self._futures.items():
-            if future.cancel():  # queued, never started: nothing will decrement for it
-                self._active -= 1
-                slot.active -= 1
-        self._futures.clear()
-        self._pool.shutdown(wait=False)
+        self._work.notify_all()  # idle workers leave; busy ones leave after their request
         self._slots.clear()
         self._ready.clear()
         self._part_slots.clear()
@@ -328,12 +353,12 @@ class Prefetcher:
 
     def cancel(self, reason: str = "") -> None:
         """Stop now: waiting and later calls raise :class:`~s3dlio.errors.CancelledError`."""
-        with self._cond:
+        with self._lock:
             self._stop("cancelled", reason)
 
     def close(self) -> None:
         """Stop now: waiting and later calls end the iteration (idempotent)."""
-        with self._cond:
+        with self._lock:
             self._stop("closed")
 
     @property
@@ -342,12 +367,12 @@ class Prefetcher:
         return self._state
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until no request is running (after a stop); return whether that happened."""
+        """After a stop: wait until every worker thread has exited; return whether they have."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while self._active > 0 and self._state != "running":
+        with self._lock:
+            while self._live > 0 and self._state != "running":
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._cond.wait(remaining)
-            return self._active == 0
+                self._items.wait(remaining)
+            return self._live == 0

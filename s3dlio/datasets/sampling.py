@@ -100,6 +100,11 @@ def _jax_world() -> tuple[int, int] | None:
     jax = sys.modules.get("jax")
     if jax is None:
         return None
+    bridge = sys.modules.get("jax._src.xla_bridge")
+    started = getattr(bridge, "backends_are_initialized", lambda: True)()
+    distributed = getattr(jax.distributed, "is_initialized", lambda: True)()
+    if not (started or distributed):
+        return None  # one process that has not used JAX yet: asking would start its runtime
     count = int(jax.process_count())
     return (int(jax.process_index()), count) if count > 1 else None
 

@@ -23,6 +23,10 @@ from s3dlio.torch import (
 )
 from tests.servers.common import free_port
 
+# JAX, once another test has started its runtime in this process, warns at every fork; the
+# DataLoader workers forked here never use JAX.
+pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+
 
 def ids(batches: Any) -> list[int]:
     return [ident(item) for batch in batches for item in batch]
