@@ -7,8 +7,9 @@ The backend-agnostic behaviour is in ``tests/contract/``.
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,19 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 import s3dlio
-from s3dlio import IntegrityError, NotFoundError, PermissionDeniedError, RangeEngineConfig
+from s3dlio import (
+    IntegrityError,
+    NotFoundError,
+    PermissionDeniedError,
+    RangeEngineConfig,
+    RetryConfig,
+)
 from s3dlio.io.config import Settings, reset_settings, settings
+from s3dlio.io.retry import retry_stats
 from s3dlio.io.store import backend_for, reset_backends
 from s3dlio.io.uri import parse_uri
-from tests.servers.azurite import ACCOUNT, Azurite
+from tests.servers.azurite import ACCOUNT, Azurite, connection_string
+from tests.servers.proxy import FaultProxy
 
 MiB = 1 << 20
 
@@ -212,3 +221,82 @@ def test_bad_key_is_permission_denied_and_not_leaked(
     finally:
         monkeypatch.undo()
         reset_backends()
+
+
+# -- faults injected by a proxy in front of Azurite --------------------------------------------
+
+SERVER_BUSY = (
+    b'<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code>'
+    b"<Message>Operations per second is over the account limit.</Message></Error>"
+)
+BUSY_HEADERS = {"Content-Type": "application/xml", "x-ms-error-code": "ServerBusy"}
+
+
+@pytest.fixture
+def proxied(azurite: Azurite, fault_proxy: Callable[..., FaultProxy]) -> Iterator[FaultProxy]:
+    """Route ``az://`` through a fault proxy in front of Azurite, with fast retries."""
+    proxy = fault_proxy(azurite.port)
+    old_settings = settings()
+    reset_settings(Settings(retry=RetryConfig(max_attempts=4, base_delay=0.001, max_delay=0.01)))
+    os.environ["AZURE_STORAGE_CONNECTION_STRING"] = connection_string("127.0.0.1", proxy.port)
+    reset_backends()
+    try:
+        yield proxy
+    finally:
+        backend_for("az://x/y").close()  # type: ignore[attr-defined]
+        os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
+        reset_backends()
+        reset_settings(old_settings)
+
+
+def _blob_path(root: str, name: str) -> str:
+    uri = parse_uri(root + name)
+    return f"/{ACCOUNT}/{uri.bucket}/{uri.key}"
+
+
+def test_server_busy_is_retried(az_root: str, proxied: FaultProxy, sdk: ContainerClient) -> None:
+    payload = _payload(200_000, 7)
+    sdk.upload_blob(_key(az_root, "busy.bin"), payload)
+    path = _blob_path(az_root, "busy.bin")
+    proxied.add_fault("status", count=2, match=f"GET {path}", status=503, body=SERVER_BUSY,
+                      headers=BUSY_HEADERS)  # fmt: skip
+    before = retry_stats()
+    assert s3dlio.get(az_root + "busy.bin") == payload
+    assert retry_stats()["throttled"] - before["throttled"] == 2
+    assert len(proxied.requests_matching(f"GET {path}")) == 3
+
+    proxied.add_fault("status", count=2, match=f"PUT {path}", status=500, body=SERVER_BUSY,
+                      headers=BUSY_HEADERS)  # fmt: skip
+    before = retry_stats()
+    s3dlio.put_bytes(az_root + "busy.bin", b"replaced")  # 500 ServerBusy: throttled, retried
+    assert retry_stats()["throttled"] - before["throttled"] == 2
+    assert sdk.download_blob(_key(az_root, "busy.bin")).readall() == b"replaced"
+
+    proxied.add_fault("status", count=None, match=f"GET {path}", status=503, body=SERVER_BUSY,
+                      headers=BUSY_HEADERS)  # fmt: skip
+    with pytest.raises(s3dlio.ThrottledError, match="503 ServerBusy") as info:
+        s3dlio.get(az_root + "busy.bin")
+    assert info.value.attempts == 4
+
+
+def test_truncated_body_is_fetched_again(
+    az_root: str, proxied: FaultProxy, sdk: ContainerClient
+) -> None:
+    payload = _payload(300_000, 8)
+    sdk.upload_blob(_key(az_root, "cut.bin"), payload)
+    path = _blob_path(az_root, "cut.bin")
+    proxied.add_fault("truncate", match=f"GET {path}", after=100_000)
+    assert s3dlio.get(az_root + "cut.bin") == payload
+    assert len(proxied.requests_matching(f"GET {path}")) == 2
+
+
+def test_staged_block_rejected_once_is_sent_again(
+    az_root: str, proxied: FaultProxy, sdk: ContainerClient
+) -> None:
+    payload = _payload(3 * MiB, 9)
+    proxied.add_fault("status", match="comp=block&", status=503, body=SERVER_BUSY,
+                      headers=BUSY_HEADERS)  # fmt: skip
+    with s3dlio.open_writer(az_root + "w.bin", s3dlio.WriterOptions(part_size="1MiB")) as w:
+        w.write(payload)
+    assert sdk.download_blob(_key(az_root, "w.bin")).readall() == payload
+    assert len(proxied.requests_matching("comp=block&")) == 4

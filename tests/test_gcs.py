@@ -7,9 +7,12 @@ The backend-agnostic behaviour is in ``tests/contract/``.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -18,11 +21,13 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 import s3dlio
-from s3dlio import IntegrityError, NotFoundError, RangeEngineConfig
+from s3dlio import IntegrityError, NotFoundError, RangeEngineConfig, RetryConfig
 from s3dlio.io.config import Settings, reset_settings, settings
-from s3dlio.io.store import backend_for
+from s3dlio.io.retry import retry_stats
+from s3dlio.io.store import backend_for, reset_backends
 from s3dlio.io.uri import parse_uri
 from tests.servers.gcs import FakeGCS
+from tests.servers.proxy import FaultProxy
 
 MiB = 1 << 20
 
@@ -190,3 +195,93 @@ def test_missing_bucket_is_not_found(fake_gcs: FakeGCS) -> None:
     for call in (s3dlio.get, s3dlio.stat, lambda u: s3dlio.put_bytes(u, b"x")):
         with pytest.raises(NotFoundError):
             call(missing)
+
+
+# -- faults injected by a proxy in front of fake-gcs-server ------------------------------------
+
+
+def _error(code: int, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def proxied(fake_gcs: FakeGCS, fault_proxy: Callable[..., FaultProxy]) -> Iterator[FaultProxy]:
+    """Route ``gs://`` through a fault proxy in front of the emulator, with fast retries."""
+    proxy = fault_proxy(fake_gcs.port)
+    old_settings = settings()
+    reset_settings(Settings(retry=RetryConfig(max_attempts=4, base_delay=0.001, max_delay=0.01)))
+    os.environ["STORAGE_EMULATOR_HOST"] = proxy.url
+    reset_backends()
+    try:
+        yield proxy
+    finally:
+        backend_for("gs://x/y").close()  # type: ignore[attr-defined]
+        os.environ["STORAGE_EMULATOR_HOST"] = fake_gcs.url
+        reset_backends()
+        reset_settings(old_settings)
+
+
+def _media_path(root: str, name: str) -> str:
+    uri = parse_uri(root + name)
+    return f"/download/storage/v1/b/{uri.bucket}/o/{quote(uri.key, safe='')}"
+
+
+def test_429_and_503_are_retried(gs_root: str, proxied: FaultProxy, bucket: storage.Bucket) -> None:
+    payload = _payload(200_000, 7)
+    bucket.blob(_key(gs_root, "busy.bin")).upload_from_string(payload)
+    path = _media_path(gs_root, "busy.bin")
+    proxied.add_fault("status", match=f"GET {path}", status=429, body=_error(429, "rate"),
+                      headers=JSON)  # fmt: skip
+    proxied.add_fault("status", match=f"GET {path}", status=503, body=_error(503, "backend"),
+                      headers=JSON)  # fmt: skip
+    before = retry_stats()
+    assert s3dlio.get(gs_root + "busy.bin") == payload
+    assert retry_stats()["throttled"] - before["throttled"] == 2
+    assert len(proxied.requests_matching(f"GET {path}")) == 3
+
+    proxied.add_fault("status", count=None, match=f"GET {path}", status=429,
+                      body=_error(429, "rate"), headers=JSON)  # fmt: skip
+    with pytest.raises(s3dlio.ThrottledError, match="429 rate") as info:
+        s3dlio.get(gs_root + "busy.bin")
+    assert info.value.attempts == 4
+
+
+def test_truncated_body_is_fetched_again(
+    gs_root: str, proxied: FaultProxy, bucket: storage.Bucket, tmp_path: Path
+) -> None:
+    payload = _payload(300_000, 8)
+    bucket.blob(_key(gs_root, "cut.bin")).upload_from_string(payload)
+    path = _media_path(gs_root, "cut.bin")
+    proxied.add_fault("truncate", match=f"GET {path}", after=100_000)
+    s3dlio.init_op_log(tmp_path / "ops.zst")
+    assert s3dlio.get(gs_root + "cut.bin") == payload
+    s3dlio.finalize_op_log()
+    assert len(proxied.requests_matching(f"GET {path}")) == 2
+    assert _ops(tmp_path / "ops.zst") == ["GET", "GET"]  # the cut attempt is logged too
+
+
+def test_resumable_chunk_rejected_once_is_sent_again(
+    gs_root: str, proxied: FaultProxy, bucket: storage.Bucket
+) -> None:
+    payload = _payload(MiB + 10, 9)
+    proxied.add_fault("status", count=2, match="PUT /upload/", status=503,
+                      body=_error(503, "backend"), headers=JSON)  # fmt: skip
+    with s3dlio.open_writer(gs_root + "w.bin", s3dlio.WriterOptions(part_size="256KiB")) as w:
+        w.write(payload)
+    assert bucket.blob(_key(gs_root, "w.bin")).download_as_bytes() == payload
+    assert len(proxied.requests_matching("PUT /upload/")) == 5 + 2
+
+
+def test_chunk_with_unknown_outcome_fails_the_upload_on_the_emulator(
+    gs_root: str, proxied: FaultProxy
+) -> None:
+    # The emulator applied the chunk but the answer was lost; it cannot tell how much it holds,
+    # so re-sending could duplicate bytes: the upload fails and nothing becomes visible.
+    proxied.add_fault("reset", match="PUT /upload/", forward=True)
+    with pytest.raises(s3dlio.S3DlioError, match="outcome unknown"):
+        with s3dlio.open_writer(gs_root + "u.bin", s3dlio.WriterOptions(part_size="256KiB")) as w:
+            w.write(_payload(MiB, 10))
+    assert not s3dlio.exists(gs_root + "u.bin")

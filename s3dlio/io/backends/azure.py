@@ -122,8 +122,8 @@ def map_azure_error(exc: AzureError, uri: ObjectURI | str, op: str) -> S3DlioErr
     redacted so no key or SAS signature reaches an error.
     """
     status = getattr(exc, "status_code", None)
-    code = str(getattr(exc, "error_code", None) or "")
-    code = code.rsplit(".", 1)[-1] if code.startswith("StorageErrorCode.") else code
+    raw_code = getattr(exc, "error_code", None) or ""
+    code = str(getattr(raw_code, "value", raw_code))  # StorageErrorCode members hold the name
     cls: type[S3DlioError]
     if code in _BY_CODE:
         cls = _BY_CODE[code]
@@ -192,6 +192,7 @@ class _Clients:
             "read_timeout": cfg.operation_timeout,
         }
         self.services: dict[str, BlobServiceClient] = {}
+        self.sessions: list[Session] = []
         self.containers: dict[tuple[str, str], ContainerClient] = {}
         self.lock = threading.Lock()
         # Building a BlobClient costs ~0.2 ms; a GET split into ranges asks for one many times.
@@ -220,8 +221,14 @@ class _Clients:
                             redact(f"Azure settings for account {account!r}: {exc}")
                         ) from None
                     tune_session(session, _strip_query(svc.url), self.pool_size)
+                    self.sessions.append(session)
                     self.services[account] = svc
         return svc
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        for session in self.sessions:
+            session.close()
 
     def _build(self, account: str, session: Session) -> BlobServiceClient:
         opts = {**self.options, "transport": self._transport(session)}
@@ -402,6 +409,11 @@ class AzureStore(ObjectStore):
     def blob_client(self, uri: ObjectURI) -> BlobClient:
         """The SDK client of ``uri``'s blob."""
         return self._clients.get().blob(self.account(uri), uri.bucket, uri.key)
+
+    def close(self) -> None:
+        """Close this process's pooled connections (clients are rebuilt on next use)."""
+        self._clients.get().close()
+        self._clients.reset()
 
     def endpoint(self, uri: ObjectURI) -> str:
         try:

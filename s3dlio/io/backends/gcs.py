@@ -108,9 +108,10 @@ def _error_message(response: requests.Response) -> str:
 
 
 def _fail(failure: requests.Response | BaseException, uri: ObjectURI | str, op: str) -> NoReturn:
+    error = map_gcs_error(failure, uri, op)  # reads an error body before closing
     if isinstance(failure, requests.Response):
         failure.close()
-    raise map_gcs_error(failure, uri, op) from None
+    raise error from None
 
 
 def _json(response: requests.Response, uri: ObjectURI | str, op: str) -> dict[str, Any]:
@@ -364,6 +365,11 @@ class GCSStore(ObjectStore):
     def session(self) -> _Session:
         """This process's authorized session."""
         return self._session.get()
+
+    def close(self) -> None:
+        """Close this process's pooled connections (the session is rebuilt on next use)."""
+        self.session.http.close()
+        self._session.reset()
 
     def endpoint(self, uri: ObjectURI) -> str:
         try:
