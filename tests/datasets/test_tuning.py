@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Callable
 
 import pytest
 from conftest import write_files
 
+import s3dlio
 from s3dlio import LoaderOptions, create_async_loader
 from s3dlio.datasets.tuning import AdaptiveTuner
 
@@ -138,3 +140,20 @@ def test_range_mode_reports_part_size(local_objects, mode):
     assert len(list(loader)) == n
     state = loader.tuning
     assert state.auto_tune and state.part_size is not None and 1 <= state.inflight <= 8
+
+
+def test_loader_raises_concurrency_behind_a_slow_s3_proxy(moto_s3, fault_proxy):
+    """Real S3 requests through a loopback proxy that delays every object GET by 100 ms."""
+    proxy = fault_proxy(moto_s3.port)
+    prefix = f"{moto_s3.bucket}/{uuid.uuid4().hex[:12]}/"
+    s3dlio.put_many({f"s3://{prefix}o{i:04d}": b"x" * 512 for i in range(300)})
+    proxy.add_fault("latency", match=f"GET /{prefix}o", seconds=0.1)
+    opts = LoaderOptions(auto_tune=True, num_workers=2, prefetch=32)
+    with create_async_loader(f"s3://{proxy.endpoint}/{prefix}", opts) as loader:
+        count = sum(1 for _ in loader)
+        state = loader.tuning
+    assert count == 300
+    climbed = [p.inflight for p in state.history if p.valid]
+    assert climbed[0] == 2 and state.inflight >= 8, state
+    assert state.adjustments >= 2
+    assert len(proxy.requests_matching(f"GET /{prefix}o")) == 300
