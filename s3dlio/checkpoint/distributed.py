@@ -14,11 +14,14 @@ Two ways to use it:
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import InvalidURIError, S3DlioError
+from ..io import ops
+from ..io.store import backend_for
 from ..io.uri import ObjectURI
 from .shards import ShardStream, write_shard
 from .store import CheckpointStore
@@ -30,6 +33,8 @@ __all__ = [
     "finalize_distributed_checkpoint",
     "save_distributed_shard",
 ]
+
+log = logging.getLogger("s3dlio.checkpoint")
 
 
 def dist_rank_world() -> tuple[int, int] | None:
@@ -153,6 +158,7 @@ class CheckpointWriter:
         if failure is not None:
             raise failure
         if errors:
+            self._discard(payload[1])
             raise S3DlioError("checkpoint not committed: " + "; ".join(errors),
                               uri=self.store.uri, op="CHECKPOINT_SAVE")  # fmt: skip
         result: list[Any] = [None]
@@ -172,6 +178,16 @@ class CheckpointWriter:
             raise S3DlioError(f"rank 0 failed to commit: {value}", uri=self.store.uri,
                               op="CHECKPOINT_SAVE")  # fmt: skip
         return str(value)
+
+
+    def _discard(self, meta: Mapping[str, Any]) -> None:
+        """Delete this rank's shard of a checkpoint that will never be committed."""
+        uri = self.store.base.join(meta["key"])
+        try:
+            ops.delete(uri, missing_ok=True)
+            backend_for(uri).remove_empty_dirs(uri.with_key(uri.key.rsplit("/", 1)[0] + "/"))
+        except S3DlioError as exc:  # the next commit's sweep removes it anyway
+            log.warning("could not delete uncommitted shard %s: %s", meta["key"], exc)
 
 
 PyCheckpointWriter = CheckpointWriter

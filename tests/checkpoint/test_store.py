@@ -135,15 +135,23 @@ def test_same_step_twice_keeps_both_intact(store_root: str) -> None:
     assert load_checkpoint_with_validation(shard_uri(store_root, a)) == b"first"
 
 
-@pytest.mark.parametrize("strategy", ["flat", "round_robin", "binary"])
-def test_retention_keeps_the_newest(store_root: str, strategy: str) -> None:
-    store = CheckpointStore(store_root, strategy=strategy, keep_last=2)
+def check_retention(root: str, strategy: str) -> None:
+    store = CheckpointStore(root, strategy=strategy, keep_last=2)
     for step in range(1, 5):
         store.save(step, 0, "torch", f"step {step}".encode())
     assert [i.step for i in store.list_checkpoints()] == [3, 4]
-    shards = [k for k in keys(store_root) if k.startswith("shards/")]
+    shards = [k for k in keys(root) if k.startswith("shards/")]
     assert len(shards) == 2 and all("ckpt-3-" in k or "ckpt-4-" in k for k in shards)
     assert bytes(store.load(3)) == b"step 3"
+
+
+def test_retention_keeps_the_newest(store_root: str) -> None:
+    check_retention(store_root, "round_robin")
+
+
+@pytest.mark.parametrize("strategy", ["flat", "binary"])
+def test_retention_with_other_layouts(file_root: str, strategy: str) -> None:
+    check_retention(file_root, strategy)
 
 
 def test_delete_checkpoint_repoints_latest(store_root: str) -> None:
