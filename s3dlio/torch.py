@@ -7,22 +7,28 @@ from __future__ import annotations
 
 from .datasets.torch import (
     BufferReader,
+    HDF5Dataset,
+    NPZDataset,
     ObjectStoreIterableDataset,
     ObjectStoreMapDataset,
     ResumableDataLoader,
     S3IterableDataset,
     S3MapDataset,
     ShardedSampler,
+    TFRecordDataset,
     as_tensor,
 )
 
 __all__ = [
     "BufferReader",
+    "HDF5Dataset",
+    "NPZDataset",
     "ObjectStoreIterableDataset",
     "ObjectStoreMapDataset",
     "ResumableDataLoader",
     "S3IterableDataset",
     "S3MapDataset",
     "ShardedSampler",
+    "TFRecordDataset",
     "as_tensor",
 ]

@@ -12,8 +12,8 @@
 Items are 1-D ``uint8`` tensors sharing the fetched buffer (``torch.frombuffer``: no copy),
 or what ``transform`` makes of them. Storage clients are created per process, so the datasets
 work with ``DataLoader(num_workers>0)`` under ``fork``, ``spawn`` and ``forkserver``.
-The format-aware datasets (TFRecord, HDF5, NPZ) are in :mod:`s3dlio.datasets.formats_torch`
-and re-exported here.
+The format-aware datasets (:class:`TFRecordDataset`, :class:`HDF5Dataset`,
+:class:`NPZDataset`) are in :mod:`s3dlio.datasets.records` and re-exported here.
 """
 
 from __future__ import annotations
@@ -35,12 +35,15 @@ from .sampling import EpochSampler
 
 __all__ = [
     "BufferReader",
+    "HDF5Dataset",
+    "NPZDataset",
     "ObjectStoreIterableDataset",
     "ObjectStoreMapDataset",
     "ResumableDataLoader",
     "S3IterableDataset",
     "S3MapDataset",
     "ShardedSampler",
+    "TFRecordDataset",
     "as_tensor",
 ]
 
@@ -403,3 +406,5 @@ class ResumableDataLoader(DataLoader):  # type: ignore[type-arg]
 
 ObjectStoreIterableDataset = S3IterableDataset
 ObjectStoreMapDataset = S3MapDataset
+
+from .records import HDF5Dataset, NPZDataset, TFRecordDataset  # noqa: E402 - uses this module
