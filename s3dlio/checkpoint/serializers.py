@@ -109,7 +109,7 @@ def _numpy_dtype_name(dtype: np.dtype) -> str:
 def _numpy_leaf(arr: np.ndarray, kind: str) -> _Leaf:
     if not arr.flags.c_contiguous:
         arr = arr.copy(order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
-    raw = arr.reshape(-1).view(np.uint8) if arr.size else np.empty(0, np.uint8)
+    raw: Any = arr.reshape(-1).view(np.uint8) if arr.size else np.empty(0, np.uint8)
     return _Leaf(kind, _numpy_dtype_name(arr.dtype), tuple(arr.shape), memoryview(raw), {})
 
 
@@ -121,7 +121,7 @@ def _torch_leaf(tensor: Any) -> _Leaf:
         t = t.cpu()
     t = t.resolve_conj().resolve_neg().contiguous()
     flat = t.reshape(-1)
-    raw = flat.view(torch.uint8).numpy() if flat.numel() else np.empty(0, np.uint8)
+    raw: Any = flat.view(torch.uint8).numpy() if flat.numel() else np.empty(0, np.uint8)
     extra: dict[str, Any] = {}
     if isinstance(tensor, torch.nn.Parameter):
         extra["parameter"] = True
@@ -130,7 +130,10 @@ def _torch_leaf(tensor: Any) -> _Leaf:
 
 
 def _torch_identity(tensor: Any) -> tuple[Any, ...] | None:
-    if tensor.layout.__repr__() != "torch.strided" or tensor.is_quantized:
+    """What makes two tensors the same stored tensor; ``None`` for non-strided layouts."""
+    import torch
+
+    if tensor.layout is not torch.strided or tensor.is_quantized:
         return None
     storage = tensor.untyped_storage()
     return (

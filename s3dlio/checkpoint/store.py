@@ -18,6 +18,7 @@ are older than the commit (left by a crashed save) are removed.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import io
 import logging
 import time
@@ -80,11 +81,12 @@ class CheckpointStore:
         config: CheckpointConfig | None = None,
     ) -> None:
         if config is None:
-            extra = {} if multipart_threshold is None else {"part_size": multipart_threshold}
             config = CheckpointConfig(
                 strategy=strategy or "flat", compression_level=compression_level,
-                keep_last=keep_last, **extra,
+                keep_last=keep_last,
             )  # fmt: skip
+            if multipart_threshold is not None:
+                config = dataclasses.replace(config, part_size=multipart_threshold)
         self.config = config
         base = parse_uri(uri, allow_bare=True)
         self.base = base.join("") if base.key else base
