@@ -26,6 +26,7 @@ from s3dlio import (
     RangeEngineConfig,
     RetryConfig,
 )
+from s3dlio.io.backends import azure as azure_backend
 from s3dlio.io.config import Settings, reset_settings, settings
 from s3dlio.io.retry import retry_stats
 from s3dlio.io.store import backend_for, reset_backends
@@ -184,15 +185,16 @@ def test_containers(azurite: Azurite) -> None:
         s3dlio.delete_bucket(root)
 
 
-def test_batch_delete(az_root: str) -> None:
-    uris = [f"{az_root}b/{i:03d}" for i in range(260)]  # two batches of at most 256
-    s3dlio.put_many([(u, b"x") for u in uris], max_in_flight=32)
-    assert s3dlio.delete(az_root + "b/", recursive=True) == 260
+def test_batch_delete(az_root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(azure_backend, "BATCH", 16)  # 40 blobs: three batch requests
+    uris = [f"{az_root}b/{i:03d}" for i in range(40)]
+    s3dlio.put_many([(u, b"x") for u in uris], max_in_flight=16)
+    assert s3dlio.delete(az_root + "b/", recursive=True) == 40
     assert s3dlio.list(az_root, recursive=True) == []
-    failed = backend_for(az_root).delete_many(
-        [parse_uri(az_root + "gone1"), parse_uri(az_root + "gone2")]
-    )
-    assert [type(exc) for _, exc in failed] == [NotFoundError, NotFoundError]
+    missing = [parse_uri(az_root + "gone1"), parse_uri(az_root + "gone2")]
+    failed = backend_for(az_root).delete_many(missing)
+    assert [(u, type(exc)) for u, exc in failed] == [(u, NotFoundError) for u in missing]
+    assert not backend_for(az_root)._batch_refused  # type: ignore[attr-defined]
 
 
 def test_changed_blob_fails_a_conditional_read(az_root: str) -> None:
