@@ -93,6 +93,7 @@ def test_what_the_sdk_writes_we_read(az_root: str, sdk: ContainerClient) -> None
     assert s3dlio.get_range(az_root + "dir/sdk.bin", 99_990, 100) == payload[99_990:]
     info = s3dlio.stat(az_root + "dir/sdk.bin")
     assert info["size"] == 100_000 and info["metadata"] == {"k": "v"}
+    assert info["blob_type"] == "BlockBlob"
     assert (
         info["etag"] == sdk.get_blob_client(_key(az_root, "dir/sdk.bin")).get_blob_properties().etag
     )

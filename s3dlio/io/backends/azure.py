@@ -463,7 +463,7 @@ class AzureStore(ObjectStore):
             etag=props.etag,
             content_type=props.content_settings.content_type,
             metadata=dict(props.metadata or {}),
-            extra={"blob_type": str(props.blob_type).rsplit(".", 1)[-1]},
+            extra={"blob_type": str(getattr(props.blob_type, "value", props.blob_type))},
         )
 
     def put(
