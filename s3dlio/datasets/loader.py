@@ -20,6 +20,7 @@ previous. Call :meth:`AsyncLoader.set_epoch` before each epoch for a new shuffle
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 import weakref
@@ -152,7 +153,7 @@ class AsyncBatchIterator:
             wake = loop.create_future()
 
             def waker(fut: asyncio.Future[None] = wake) -> None:
-                loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+                loop.call_soon_threadsafe(_resolve, fut)
 
             self._prefetcher.add_waker(waker)
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -226,12 +227,12 @@ class AsyncLoader:
         me = weakref.ref(self)
         for token in {id(t): t for t in (cancellation_token, options.cancellation_token)
                       if t is not None}.values():  # fmt: skip
-            self._unsubscribe.append(token.on_cancel(lambda t=token: _cancel_ref(me, t)))
+            self._unsubscribe.append(token.on_cancel(functools.partial(_cancel_ref, me, token)))
 
     # -- passes ------------------------------------------------------------------------------
     def _start(self) -> Prefetcher:
         self._own.raise_if_cancelled("loader")
-        indices = self.sampler.begin()
+        indices = self.sampler.begin().tolist()
         prefetcher = Prefetcher(self.dataset, indices, self.options, self._tuner,
                                 on_deliver=self.sampler.advance)  # fmt: skip
         with self._lock:
@@ -326,6 +327,11 @@ class AsyncLoader:
 
     def __repr__(self) -> str:
         return f"AsyncLoader({self.dataset.uri!r}, {len(self.dataset)} objects)"
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _cancel_ref(ref: weakref.ref[AsyncLoader], token: CancellationToken) -> None:

@@ -314,17 +314,17 @@ class PyLoaderOptions:
     @property
     def shard_rank(self) -> int | None:
         """Shard of this process."""
-        return self._values["rank"]  # type: ignore[no-any-return]
+        return self._values["rank"]  # type: ignore[no-any-return,unused-ignore]
 
     @property
     def shard_world_size(self) -> int | None:
         """Number of shards."""
-        return self._values["world_size"]  # type: ignore[no-any-return]
+        return self._values["world_size"]  # type: ignore[no-any-return,unused-ignore]
 
     @property
     def timeout_seconds(self) -> float | None:
         """Per-item timeout."""
-        return self._values["timeout"]  # type: ignore[no-any-return]
+        return self._values["timeout"]  # type: ignore[no-any-return,unused-ignore]
 
     @property
     def pin_memory_value(self) -> bool:

@@ -66,7 +66,7 @@ def expand_uris(
     return found
 
 
-class _MultiFileDataset(Dataset):  # type: ignore[type-arg]
+class _MultiFileDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
     """Items numbered across several files; per-process readers; a transform per item."""
 
     def __init__(self, uris: list[str], counts: Sequence[int],
@@ -190,7 +190,7 @@ class TFRecordDataset(_MultiFileDataset):
     def record_bytes(self, index: int) -> memoryview:
         """The raw payload of record ``index`` (no decoding, no transform)."""
         file, local = self.locate(index)
-        return self.reader(file).read_record(local)  # type: ignore[no-any-return]
+        return self.reader(file).read_record(local)  # type: ignore[no-any-return,unused-ignore]
 
 
 class HDF5Dataset(_MultiFileDataset):

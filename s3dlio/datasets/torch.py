@@ -108,7 +108,7 @@ def _converter(return_type: str, writable: bool) -> Callable[[BytesView], Any]:
     return as_tensor  # a BytesView is writable already: ``writable`` needs no copy
 
 
-class S3IterableDataset(IterableDataset):  # type: ignore[type-arg]
+class S3IterableDataset(IterableDataset):  # type: ignore[type-arg,unused-ignore]
     """Streams the objects a URI selects, sharded, shuffled per epoch and resumable.
 
     Args:
@@ -233,7 +233,7 @@ class S3IterableDataset(IterableDataset):  # type: ignore[type-arg]
         return state
 
 
-class S3MapDataset(Dataset):  # type: ignore[type-arg]
+class S3MapDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
     """``ds[i]`` is the ``i``-th object (key order) a URI selects, fetched on demand.
 
     Args:
@@ -345,7 +345,7 @@ class ShardedSampler(Sampler[int]):
         self.epoch_sampler.load_state_dict(state)
 
 
-class ResumableDataLoader(DataLoader):  # type: ignore[type-arg]
+class ResumableDataLoader(DataLoader):  # type: ignore[type-arg,unused-ignore]
     """A ``DataLoader`` whose ``state_dict()`` is exact: it counts what the loop consumed.
 
     Works with :class:`S3IterableDataset` (and the other datasets here that have an
@@ -379,7 +379,7 @@ class ResumableDataLoader(DataLoader):  # type: ignore[type-arg]
             "or a ShardedSampler"
         )
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         target = self._epoch_sampler()
         offset, seen = target.next_start()
         total = target.sequence_length(offset)
