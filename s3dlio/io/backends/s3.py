@@ -425,10 +425,20 @@ def _build_state() -> _State:
 _STATE: PerProcess[_State] = PerProcess(_build_state)
 
 
+def _network(cfg: Settings) -> tuple[int, float, float]:
+    """The settings the clients and pools are built from."""
+    return cfg.connections, cfg.connect_timeout, cfg.operation_timeout
+
+
 def _state() -> _State:
+    """This process's state, rebuilt after :func:`configure_s3` or a change of the network
+    settings (pool size, timeouts)."""
     try:
         state = _STATE.get()
-        if state.settings is not settings() or state.config is not _config:
+        current = settings()
+        if state.config is not _config or (
+            state.settings is not current and _network(state.settings) != _network(current)
+        ):
             _STATE.reset()
             state.close()
             state = _STATE.get()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -29,6 +30,8 @@ READ_AHEAD = 64 * 1024
 COALESCE_BODY = 64 * 1024
 #: Largest error body :meth:`Response.read` keeps.
 READ_LIMIT = 1 << 20
+#: What a blocking socket raises when ``SO_RCVTIMEO``/``SO_SNDTIMEO`` expire.
+_EXPIRED = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class ProtocolError(ConnectionError):
@@ -107,7 +110,7 @@ class Connection:
             if endpoint.scheme == "https":
                 context = ssl_context or ssl.create_default_context()
                 sock = context.wrap_socket(sock, server_hostname=endpoint.host)
-            sock.settimeout(read_timeout)
+            _set_io_timeout(sock, read_timeout)
         except BaseException:
             sock.close()
             raise
@@ -134,13 +137,16 @@ class Connection:
         """Send a request head and its body."""
         sock = self._live()
         self.requests += 1
-        if body is None or not len(body):
-            sock.sendall(head)
-        elif len(body) <= COALESCE_BODY:
-            sock.sendall(head + body.tobytes())
-        else:
-            sock.sendall(head)
-            sock.sendall(body)
+        try:
+            if body is None or not len(body):
+                sock.sendall(head)
+            elif len(body) <= COALESCE_BODY:
+                sock.sendall(head + body.tobytes())
+            else:
+                sock.sendall(head)
+                sock.sendall(body)
+        except _EXPIRED:
+            raise TimeoutError("timed out sending a request") from None
 
     def read_head(self) -> tuple[str, int, str, dict[str, str]]:
         """Read one response head: ``(version, status, reason, headers)``.
@@ -165,7 +171,7 @@ class Connection:
                 self._buf[:kept] = self._view[start : self._end]
                 scan -= start
                 start, self._end = 0, kept
-            got = sock.recv_into(self._view[self._end :])
+            got = _recv_into(sock, self._view[self._end :])
             if not got:
                 received = self._end - start
                 raise ProtocolError(
@@ -188,7 +194,7 @@ class Connection:
             self._pos += n
             self._compact()
             return n
-        return self._live().recv_into(view)
+        return _recv_into(self._live(), view)
 
     def readline(self) -> bytes:
         """One line ending in ``\\n`` (with it), for chunk sizes and trailers.
@@ -210,7 +216,7 @@ class Connection:
                 kept = self._end - self._pos
                 self._buf[:kept] = self._view[self._pos : self._end]
                 self._pos, self._end = 0, kept
-            got = sock.recv_into(self._view[self._end :])
+            got = _recv_into(sock, self._view[self._end :])
             if not got:
                 raise IncompleteBody("connection closed inside a chunked body")
             self._end += got
@@ -236,6 +242,26 @@ class Connection:
         if self._sock is None:
             raise ProtocolError("connection is closed")
         return self._sock
+
+
+def _set_io_timeout(sock: socket.socket, seconds: float) -> None:
+    """Block in socket calls, each limited to ``seconds`` by the kernel (0 = no limit).
+
+    ``SO_RCVTIMEO``/``SO_SNDTIMEO`` instead of ``settimeout``: a Python socket with a timeout
+    polls before every ``recv`` and ``send``, one system call more per operation.
+    """
+    sock.settimeout(None)
+    whole = int(seconds)
+    limit = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+
+
+def _recv_into(sock: socket.socket, view: memoryview) -> int:
+    try:
+        return sock.recv_into(view)
+    except _EXPIRED:
+        raise TimeoutError("timed out waiting for the server") from None
 
 
 def _parse_head(text: str) -> tuple[str, int, str, dict[str, str]]:

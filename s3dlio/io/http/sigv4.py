@@ -156,21 +156,22 @@ class SigV4Signer:
             return []
         amz_date = amz_date or self._amz_date()
         added = [("x-amz-date", amz_date), ("x-amz-content-sha256", payload_hash)]
-        if creds.token:
-            added.append(("x-amz-security-token", creds.token))
-        signed = [("host", host), *added]
-        signed += [
+        extra = [
             (name, " ".join(value.split()))
             for name, value in headers.items()
             if name.startswith("x-amz-") or name in ("content-type", "content-md5")
         ]
-        signed.sort()
-        names = ";".join(name for name, _ in signed)
-        canonical = (
-            f"{method}\n{path}\n{query}\n"
-            + "".join(f"{name}:{value}\n" for name, value in signed)
-            + f"\n{names}\n{payload_hash}"
-        )
+        if creds.token:
+            added.append(("x-amz-security-token", creds.token))
+            extra.append(("x-amz-security-token", creds.token))
+        if extra:
+            signed = sorted([("host", host), *added[:2], *extra])
+            names = ";".join(name for name, _ in signed)
+            lines = "".join(f"{name}:{value}\n" for name, value in signed)
+        else:  # the common case (GET, HEAD): a fixed layout
+            names = "host;x-amz-content-sha256;x-amz-date"
+            lines = f"host:{host}\nx-amz-content-sha256:{payload_hash}\nx-amz-date:{amz_date}\n"
+        canonical = f"{method}\n{path}\n{query}\n{lines}\n{names}\n{payload_hash}"
         day = amz_date[:8]
         scope = f"{day}/{region}/{self.service}/aws4_request"
         to_sign = (
