@@ -10,10 +10,10 @@ from typing import Any
 
 import s3dlio
 
-from ..errors import BatchError, IsDirectoryError, S3DlioError, UnsupportedOperationError
+from ..errors import BatchError, IsDirectoryError, S3DlioError
 from ..io.transfer import run_batch
 from .common import Context, UsageError, is_many, log, print_lines, to_uri, totals
-from .progress import Progress, human_bytes
+from .progress import human_bytes
 from .streams import object_to_stream
 
 __all__ = ["register"]
@@ -62,7 +62,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     p.add_argument("prefix")
     p.add_argument("-n", "--num", type=int, default=1, help="objects to create (default 1)")
-    p.add_argument("-s", "--size", default="1MiB", help="bytes per object: 4096, 64KiB, 20MiB")
+    p.add_argument("-s", "--size", default="20MiB", help="bytes per object (default 20MiB)")
     p.add_argument("-t", "--template", default="object_{}_of_{}.dat", help="object names")
     p.add_argument("-o", "--object-type", choices=OBJECT_TYPES, default="raw")
     p.add_argument("-d", "--dedup", type=int, default=1, help="deduplication factor")
@@ -218,46 +218,17 @@ def _bench(uri: str, args: argparse.Namespace, ctx: Context) -> int:
 def run_put(args: argparse.Namespace, ctx: Context) -> int:
     """``put``: generate and store synthetic objects (``s3dlio.put``)."""
     prefix = to_uri(args.prefix)
-    if not prefix.endswith("/"):
-        prefix += "/"
     size = s3dlio.parse_size(args.size)
     if args.num < 0:
         raise UsageError("-n must be >= 0")
     with ctx.transfer("put", "put", total_bytes=size * args.num, total_objects=args.num) as p:
-        put = getattr(s3dlio, "put", None)
-        if put is not None:
-            put(
-                prefix, args.num, template=args.template, size=size,
-                object_type=args.object_type, dedup_factor=args.dedup,
-                compress_factor=args.compress, data_gen_mode=args.data_gen_mode,
-                max_in_flight=ctx.jobs_or(64), should_create_bucket=args.create_bucket,
-            )  # fmt: skip
-            p(size * args.num, args.num)
-        else:
-            _put_raw(prefix, size, args, ctx, p)
+        s3dlio.put(
+            prefix, args.num, template=args.template, size=size, object_type=args.object_type,
+            dedup_factor=args.dedup, compress_factor=args.compress,
+            data_gen_mode=args.data_gen_mode, max_in_flight=ctx.jobs_or(64),
+            should_create_bucket=args.create_bucket, progress=p,
+        )  # fmt: skip
     return 0
-
-
-def _put_raw(
-    prefix: str, size: int, args: argparse.Namespace, ctx: Context, progress: Progress
-) -> None:
-    """Raw synthetic objects through the object API (until ``s3dlio.put`` exists)."""
-    if args.object_type != "raw":
-        raise UnsupportedOperationError(
-            f"object type {args.object_type!r} needs s3dlio.put (the formats package)", op="PUT"
-        )
-    if args.create_bucket:
-        s3dlio.create_bucket(prefix)
-
-    def name(index: int) -> str:
-        return prefix + args.template.format(index, args.num)
-
-    def one(index: int) -> None:
-        data = s3dlio.generate_data(size, dedup=args.dedup, compress=args.compress)
-        s3dlio.put_bytes(name(index), data)
-        progress(size, 1)
-
-    run_batch(one, range(args.num), ctx.jobs_or(64), what="PUT", name=name, ordered=False)
 
 
 # -- rm ----------------------------------------------------------------------------------------

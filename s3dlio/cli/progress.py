@@ -158,7 +158,7 @@ class Counter:
 
             out = stream or sys.stderr
             self._bar = tqdm(
-                desc="listed", unit=f" {unit}", unit_scale=True, file=out, mininterval=0.1,
+                desc="listed", unit=f" {unit}", file=out, mininterval=0.1,
                 **_width(out),
             )  # fmt: skip
 
