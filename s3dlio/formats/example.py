@@ -32,21 +32,20 @@ _F32 = struct.Struct("<f")
 _EMPTY_BYTES = np.empty(0, object)
 _EMPTY_F32 = np.empty(0, np.float32)
 _EMPTY_I64 = np.empty(0, np.int64)
+_SMALL_PACKED = 48  # packed int64 lists up to this many bytes are decoded in Python
+_KEYS: dict[bytes, str] = {}  # feature names seen, decoded once
 
 
 class ExampleDecodeError(InvalidURIError):
     """The payload is not a valid ``tf.train.Example`` message."""
 
 
-def _varint(mv: memoryview, pos: int) -> tuple[int, int]:
-    """A varint at ``pos``: ``(value, next position)``."""
+def _varint(b: bytes, pos: int) -> tuple[int, int]:
+    """The varint at ``pos``: ``(value, next position)``."""
     value = 0
     shift = 0
     while True:
-        try:
-            byte = mv[pos]
-        except IndexError:
-            raise ExampleDecodeError("truncated varint") from None
+        byte = b[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
@@ -56,30 +55,25 @@ def _varint(mv: memoryview, pos: int) -> tuple[int, int]:
             raise ExampleDecodeError("varint longer than 10 bytes")
 
 
-def _skip(mv: memoryview, pos: int, tag: int) -> int:
-    """Skip the value of a field with ``tag`` starting at ``pos``."""
+def _skip_field(b: bytes, pos: int) -> int:
+    """Skip one whole field (tag and value) that is not decoded."""
+    tag, pos = _varint(b, pos)
     wire = tag & 7
     if wire == 0:
-        return _varint(mv, pos)[1]
+        return _varint(b, pos)[1]
     if wire == 1:
         return pos + 8
     if wire == 2:
-        n, pos = _varint(mv, pos)
+        n, pos = _varint(b, pos)
         return pos + n
     if wire == 5:
         return pos + 4
     raise ExampleDecodeError(f"unsupported wire type {wire}")
 
 
-def _skip_field(mv: memoryview, pos: int) -> int:
-    """Skip a whole field (tag and value) of a field we do not decode."""
-    tag, pos = _varint(mv, pos)
-    return _skip(mv, pos, tag)
-
-
-def _packed_varints(mv: memoryview, start: int, end: int) -> np.ndarray:
-    """Packed int64 varints in ``mv[start:end]`` as an int64 array (vectorised)."""
-    raw = np.frombuffer(mv, np.uint8, end - start, start)
+def _packed_varints(b: bytes, start: int, end: int) -> np.ndarray:
+    """Packed int64 varints in ``b[start:end]`` as an int64 array (vectorised)."""
+    raw = np.frombuffer(b, np.uint8, end - start, start)
     if not (raw & 0x80).any():
         return raw.astype(np.int64)
     last = raw < 0x80
@@ -97,92 +91,103 @@ def _packed_varints(mv: memoryview, start: int, end: int) -> np.ndarray:
     return np.bitwise_or.reduceat(parts, firsts).view(np.int64)
 
 
-def _int64s(mv: memoryview, pos: int, end: int) -> np.ndarray:
-    """The values of an ``Int64List`` message in ``mv[pos:end]``."""
-    found: list[np.ndarray] = []
-    loose: list[int] = []
+def _int64_values(b: bytes, pos: int, end: int, values: list[int]) -> None:
+    """Varints in ``b[pos:end]`` appended to ``values`` as signed 64-bit ints."""
     while pos < end:
-        tag = mv[pos]
-        pos += 1
+        x = b[pos]
+        if x < 0x80:
+            values.append(x)
+            pos += 1
+            continue
+        x, pos = _varint(b, pos)
+        values.append(x - (1 << 64) if x >= 1 << 63 else x)
+    if pos != end:
+        raise ExampleDecodeError("packed varints run past their length")
+
+
+def _int64_list(b: bytes, pos: int, end: int) -> np.ndarray:
+    """An ``Int64List`` message in ``b[pos:end]``, packed or not."""
+    values: list[int] = []
+    arrays: list[np.ndarray] = []
+    while pos < end:
+        tag = b[pos]
         if tag == 0x0A:  # packed
-            n = mv[pos]
-            if n < 0x80:
-                pos += 1
+            n = b[pos + 1]
+            pos += 2
+            if n >= 0x80:
+                n, pos = _varint(b, pos - 1)
+            if n > _SMALL_PACKED:
+                if values:
+                    arrays.append(np.array(values, np.int64))
+                    values = []
+                arrays.append(_packed_varints(b, pos, pos + n))
             else:
-                n, pos = _varint(mv, pos)
-            if n == 1 and mv[pos] < 0x80:
-                loose.append(mv[pos])
-            elif n:
-                if loose:
-                    found.append(np.array(loose, np.int64))
-                    loose = []
-                found.append(_packed_varints(mv, pos, pos + n))
+                _int64_values(b, pos, pos + n, values)
             pos += n
         elif tag == 0x08:  # one unpacked value
-            value, pos = _varint(mv, pos)
-            loose.append(value - (1 << 64) if value >= 1 << 63 else value)
+            x, pos = _varint(b, pos + 1)
+            values.append(x - (1 << 64) if x >= 1 << 63 else x)
         else:
-            pos = _skip_field(mv, pos - 1)
-    if loose:
-        found.append(np.array(loose, np.int64))
-    if not found:
-        return _EMPTY_I64.copy()
-    return found[0] if len(found) == 1 else np.concatenate(found)
+            pos = _skip_field(b, pos)
+    if not arrays:
+        return np.array(values, np.int64)
+    if values:
+        arrays.append(np.array(values, np.int64))
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
-def _floats(mv: memoryview, pos: int, end: int) -> np.ndarray:
-    """The values of a ``FloatList`` message in ``mv[pos:end]``."""
-    found: list[np.ndarray] = []
-    loose: list[float] = []
+def _float_list(b: bytes, pos: int, end: int) -> np.ndarray:
+    """A ``FloatList`` message in ``b[pos:end]``, packed or not."""
+    if b[pos] == 0x0A:  # the usual case: one packed run filling the message
+        n = b[pos + 1]
+        at = pos + 2
+        if n >= 0x80:
+            n, at = _varint(b, pos + 1)
+        if at + n == end and not n % 4:
+            return np.frombuffer(b, "<f4", n // 4, at).astype(np.float32)
+    values: list[float] = []
     while pos < end:
-        tag = mv[pos]
-        pos += 1
-        if tag == 0x0A:  # packed
-            n = mv[pos]
-            if n < 0x80:
-                pos += 1
-            else:
-                n, pos = _varint(mv, pos)
-            if n % 4:
-                raise ExampleDecodeError("packed float list length is not a multiple of 4")
-            if loose:
-                found.append(np.array(loose, np.float32))
-                loose = []
-            found.append(np.frombuffer(mv, "<f4", n // 4, pos).astype(np.float32))
+        tag = b[pos]
+        if tag == 0x0A:
+            n, pos = _varint(b, pos + 1)
+            if n % 4 or pos + n > end:
+                raise ExampleDecodeError("bad packed float list")
+            values.extend(struct.unpack_from(f"<{n // 4}f", b, pos))
             pos += n
-        elif tag == 0x0D:  # one unpacked value
-            loose.append(_F32.unpack_from(mv, pos)[0])
-            pos += 4
+        elif tag == 0x0D:
+            values.append(_F32.unpack_from(b, pos + 1)[0])
+            pos += 5
         else:
-            pos = _skip_field(mv, pos - 1)
-    if loose:
-        found.append(np.array(loose, np.float32))
-    if not found:
-        return _EMPTY_F32.copy()
-    return found[0] if len(found) == 1 else np.concatenate(found)
+            pos = _skip_field(b, pos)
+    return np.array(values, np.float32)
 
 
-def _bytes_values(mv: memoryview, pos: int, end: int) -> np.ndarray:
-    """The values of a ``BytesList`` message in ``mv[pos:end]`` as an object array."""
+def _bytes_list(b: bytes, pos: int, end: int) -> np.ndarray:
+    """A ``BytesList`` message in ``b[pos:end]`` as an object array of ``bytes``."""
     values: list[bytes] = []
     while pos < end:
-        tag = mv[pos]
-        if tag != 0x0A:
-            pos = _skip_field(mv, pos)
+        if b[pos] != 0x0A:
+            pos = _skip_field(b, pos)
             continue
-        n = mv[pos + 1]
-        if n < 0x80:
-            pos += 2
-        else:
-            n, pos = _varint(mv, pos + 1)
-        values.append(mv[pos : pos + n].tobytes())
+        n = b[pos + 1]
+        pos += 2
+        if n >= 0x80:
+            if b[pos] < 0x80:
+                n = (n & 0x7F) | (b[pos] << 7)
+                pos += 1
+            else:
+                n, pos = _varint(b, pos - 1)
+        values.append(b[pos : pos + n])
         pos += n
     out = np.empty(len(values), object)
-    out[:] = values
+    if len(values) == 1:
+        out[0] = values[0]
+    else:
+        out[:] = values
     return out
 
 
-_KINDS = {0x0A: _bytes_values, 0x12: _floats, 0x1A: _int64s}
+_KINDS = {0x0A: _bytes_list, 0x12: _float_list, 0x1A: _int64_list}
 _EMPTY = {0x0A: _EMPTY_BYTES, 0x12: _EMPTY_F32, 0x1A: _EMPTY_I64}
 
 
@@ -190,7 +195,7 @@ def decode_example(payload: Any) -> dict[str, np.ndarray]:
     """Decode a serialized ``tf.train.Example`` into NumPy arrays.
 
     Args:
-        payload: The record (any buffer: ``bytes``, ``memoryview`` from a reader, ...).
+        payload: The record (any buffer: ``bytes``, a ``memoryview`` from a reader, ...).
 
     Returns:
         ``{feature name: array}``: ``float32`` for float lists, ``int64`` for int64 lists and an
@@ -200,83 +205,117 @@ def decode_example(payload: Any) -> dict[str, np.ndarray]:
     Raises:
         InvalidURIError: ``payload`` is not a valid Example (``ExampleDecodeError``).
     """
-    mv = memoryview(payload)
-    if mv.format != "B" or mv.ndim != 1:
-        mv = mv.cast("B")
+    b = payload if type(payload) is bytes else bytes(payload)
     out: dict[str, np.ndarray] = {}
-    pos, end = 0, len(mv)
+    pos, end = 0, len(b)
     try:
         while pos < end:
-            tag = mv[pos]
-            if tag != 0x0A:
-                pos = _skip_field(mv, pos)
+            if b[pos] != 0x0A:
+                pos = _skip_field(b, pos)
                 continue
-            n = mv[pos + 1]
-            if n < 0x80:
-                pos += 2
-            else:
-                n, pos = _varint(mv, pos + 1)
-            _features(mv, pos, pos + n, out)
+            n = b[pos + 1]
+            pos += 2
+            if n >= 0x80:
+                n, pos = _varint(b, pos - 1)
+            _features(b, pos, pos + n, out)
             pos += n
-        if pos != end:
-            raise ExampleDecodeError("message runs past the end of the record")
     except ExampleDecodeError:
         raise
-    except (IndexError, ValueError):
+    except (IndexError, ValueError, struct.error):
         raise ExampleDecodeError("truncated or malformed Example message") from None
+    if pos != end:
+        raise ExampleDecodeError("truncated Example message")
     return out
 
 
-def _features(mv: memoryview, pos: int, end: int, out: dict[str, np.ndarray]) -> None:
-    """Decode a ``Features`` message (its map entries) into ``out``."""
+def _features(b: bytes, pos: int, end: int, out: dict[str, np.ndarray]) -> None:
+    """A ``Features`` message (map entries ``{key: Feature}``) decoded into ``out``.
+
+    The hot loop of decoding: lengths below 16 KiB (two varint bytes) are decoded inline, and a
+    ``Feature`` holding one list (the normal case) goes straight to that list's decoder.
+    """
+    keys = _KEYS
+    kinds = _KINDS
     while pos < end:
-        if mv[pos] != 0x0A:
-            pos = _skip_field(mv, pos)
+        if b[pos] != 0x0A:
+            pos = _skip_field(b, pos)
             continue
-        n = mv[pos + 1]
-        if n < 0x80:
-            pos += 2
-        else:
-            n, pos = _varint(mv, pos + 1)
+        n = b[pos + 1]
+        pos += 2
+        if n >= 0x80:
+            if b[pos] < 0x80:
+                n = (n & 0x7F) | (b[pos] << 7)
+                pos += 1
+            else:
+                n, pos = _varint(b, pos - 1)
         entry_end = pos + n
         key = ""
         value = _EMPTY_F32
         while pos < entry_end:
-            ftag = mv[pos]
-            if ftag != 0x0A and ftag != 0x12:
-                pos = _skip_field(mv, pos)
+            tag = b[pos]
+            if tag != 0x0A and tag != 0x12:
+                pos = _skip_field(b, pos)
                 continue
-            m = mv[pos + 1]
-            if m < 0x80:
-                pos += 2
+            m = b[pos + 1]
+            pos += 2
+            if m >= 0x80:
+                if b[pos] < 0x80:
+                    m = (m & 0x7F) | (b[pos] << 7)
+                    pos += 1
+                else:
+                    m, pos = _varint(b, pos - 1)
+            if tag == 0x0A:
+                raw = b[pos : pos + m]
+                key = keys.get(raw) or _key(raw)
+            elif m:
+                kind = b[pos]
+                k = b[pos + 1]
+                at = pos + 2
+                if k >= 0x80:
+                    if b[at] < 0x80:
+                        k = (k & 0x7F) | (b[at] << 7)
+                        at += 1
+                    else:
+                        k, at = _varint(b, pos + 1)
+                decode = kinds.get(kind)
+                if decode is not None and at + k == pos + m:  # one list: the usual case
+                    value = decode(b, at, at + k) if k else _EMPTY[kind].copy()
+                else:
+                    value = _feature(b, pos, pos + m)
             else:
-                m, pos = _varint(mv, pos + 1)
-            if ftag == 0x0A:
-                key = str(mv[pos : pos + m], "utf-8")
-            elif ftag == 0x12:
-                value = _feature(mv, pos, pos + m)
+                value = _EMPTY_F32
             pos += m
-        out[key] = value
         if pos != entry_end:
             raise ExampleDecodeError("feature entry runs past its length")
+        out[key] = value
+    if pos != end:
+        raise ExampleDecodeError("features run past their length")
 
 
-def _feature(mv: memoryview, pos: int, end: int) -> np.ndarray:
-    """Decode one ``Feature`` message (the last kind set wins, as in protobuf)."""
+def _key(raw: bytes) -> str:
+    key = raw.decode("utf-8")
+    if len(_KEYS) < 4096:
+        _KEYS[raw] = key
+    return key
+
+
+def _feature(b: bytes, pos: int, end: int) -> np.ndarray:
+    """One ``Feature`` message (if several kinds are set, the last wins, as in protobuf)."""
     value = _EMPTY_F32
     while pos < end:
-        tag = mv[pos]
+        tag = b[pos]
         decode = _KINDS.get(tag)
         if decode is None:
-            pos = _skip_field(mv, pos)
+            pos = _skip_field(b, pos)
             continue
-        n = mv[pos + 1]
-        if n < 0x80:
-            pos += 2
-        else:
-            n, pos = _varint(mv, pos + 1)
-        value = decode(mv, pos, pos + n) if n else _EMPTY[tag].copy()
+        n = b[pos + 1]
+        pos += 2
+        if n >= 0x80:
+            n, pos = _varint(b, pos - 1)
+        value = decode(b, pos, pos + n) if n else _EMPTY[tag].copy()
         pos += n
+    if pos != end:
+        raise ExampleDecodeError("feature runs past its length")
     return value
 
 

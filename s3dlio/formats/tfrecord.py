@@ -186,8 +186,16 @@ class TFRecordReader:
         return self._entries
 
     def __len__(self) -> int:
-        """The number of records (from the index)."""
-        return len(self.entries)
+        """The number of records (from the index).
+
+        Raises:
+            TypeError: there is no index (a gzip file, or no index object), as ``len()`` of an
+                object without a length does; ``list(reader)`` then simply reads the records.
+        """
+        try:
+            return len(self.entries)
+        except (NotFoundError, UnsupportedOperationError) as exc:
+            raise TypeError(f"len() of a TFRecordReader without an index: {exc}") from exc
 
     def read_record(self, i: int) -> memoryview:
         """Record ``i`` (negative counts from the end), fetched with one range request.
