@@ -22,7 +22,9 @@ import json
 import os
 import platform
 import resource
+import select
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -74,6 +76,8 @@ class Contender:
         needs: What must import in the contender's venv: ``"module"`` or ``"module:attribute"``
             (else the row says "not yet: ... missing" for ours, "skipped" for a peer).
         env: Extra environment variables for the contender's process.
+        group: Ratios are computed only between rows of the same group (rows without a
+            group compare with every row): e.g. iterable vs iterable datasets.
     """
 
     name: str
@@ -86,18 +90,24 @@ class Contender:
     parse: Callable[[str], dict[str, Any]] | None = None
     needs: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    group: str = ""
 
 
 def ours(name: str, file: str, function: str, *, needs: tuple[str, ...] = (),
-         env: dict[str, str] | None = None, **params: Any) -> Contender:  # fmt: skip
+         env: dict[str, str] | None = None, group: str = "", **params: Any) -> Contender:  # fmt: skip
     """A contender run from our package, in our venv."""
-    return Contender(name, "ours", "ours", file, function, params, needs=needs, env=env or {})
+    return Contender(name, "ours", "ours", file, function, params, needs=needs, env=env or {},
+                     group=group)  # fmt: skip
 
 
 def peer(name: str, file: str, function: str, *, needs: tuple[str, ...] = (),
-         env: dict[str, str] | None = None, role: str = "peer", **params: Any) -> Contender:  # fmt: skip
-    """A contender run in the peers' venv (the original s3dlio, boto3, s3torchconnector...)."""
-    return Contender(name, role, "peers", file, function, params, needs=needs, env=env or {})
+         env: dict[str, str] | None = None, role: str = "peer", venv: str = "peers",
+         group: str = "", **params: Any) -> Contender:  # fmt: skip
+    """A reference contender, run in the peers' venv (the original s3dlio, boto3,
+    s3torchconnector...) or, with ``venv="ours"``, in ours (plain h5py/NumPy/torch code that
+    does not import s3dlio)."""
+    return Contender(name, role, venv, file, function, params, needs=needs, env=env or {},
+                     group=group)  # fmt: skip
 
 
 def limit(name: str, file: str, function: str, **params: Any) -> Contender:
@@ -132,6 +142,8 @@ class Case:
         objects: Objects (records, samples) one round handles.
         targets: Ratios to check.
         note: One line under the table (what bounds it, how it was set up).
+        round_timeout: Seconds a contender may take for one round before it is killed and
+            reported as failed (a hang must not stall the run).
     """
 
     name: str
@@ -141,6 +153,7 @@ class Case:
     objects: int = 0
     targets: list[Target] = field(default_factory=list)
     note: str = ""
+    round_timeout: float = 180.0
 
 
 @dataclass
@@ -190,10 +203,16 @@ class Worker:
             raise ContenderError(f"process exited ({code}) without answering")
         return json.loads(line)
 
-    def round(self) -> dict[str, Any]:
-        assert self.proc.stdin is not None
+    def round(self, timeout: float) -> dict[str, Any]:
+        """One timed round; a contender that takes longer than ``timeout`` s is killed."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write("run\n")
         self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise ContenderError(f"no answer within {timeout:.0f} s (killed)")
         answer = self._read()
         if "error" in answer:
             raise ContenderError(_last_line(answer["error"]), answer["error"])
@@ -206,7 +225,7 @@ class Worker:
                 self.proc.stdin.close()
                 self.proc.wait(timeout=30)
             except (OSError, subprocess.TimeoutExpired):
-                os.killpg(self.proc.pid, 9)
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
 
@@ -341,7 +360,7 @@ def run_case(case: Case, rounds: int, log: Callable[[str], None]) -> list[Row]:
                 rows[i].status, rows[i].detail = f"failed: {exc}", exc.detail
                 log(f"    {rows[i].contender.name}: {rows[i].status}")
                 continue
-            runners[i] = worker.round
+            runners[i] = lambda w=worker: w.round(case.round_timeout)
         order = sorted(runners)
         for r in range(-1, rounds):  # round -1 is the untimed warm-up
             shift = max(r, 0) % max(len(order), 1)
@@ -384,6 +403,8 @@ def case_summary(case: Case, rows: list[Row]) -> dict[str, Any]:
             continue
         for b in rows:
             if b.contender.role == "ours" or not b.rate(case.unit):
+                continue
+            if a.contender.group and b.contender.group and a.contender.group != b.contender.group:
                 continue
             ratios.append({"ours": a.contender.name, "reference": b.contender.name,
                            "ratio": a.rate(case.unit) / b.rate(case.unit)})  # fmt: skip

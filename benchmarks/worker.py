@@ -13,8 +13,8 @@ Protocol, one JSON document per line:
   returns a dict with at least ``bytes`` and ``objects`` (anything else is kept as extra).
 * stdout: ``{"ready": true}`` once set up (or ``{"error": "..."}`` and exit 1).
 * stdin ``run`` -> stdout ``{"seconds": wall, "cpu": seconds, "bytes": n, "objects": k, ...}``;
-  ``cpu`` is this process's user+system time over the round, all threads, plus any child
-  processes reaped during it (DataLoader workers). stdin closed or ``quit`` -> exit 0.
+  ``cpu`` is this process's user+system time over the round, all threads, plus its child
+  processes' (DataLoader workers, persistent or not). stdin closed or ``quit`` -> exit 0.
 
 A round that raises prints ``{"error": "..."}``; the harness reports that contender as failed.
 """
@@ -29,11 +29,39 @@ import sys
 import time
 import traceback
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _live_children_cpu(pid: int) -> float:
+    """CPU seconds of ``pid``'s descendants that are still running (persistent
+    DataLoader workers); reaped ones are in ``RUSAGE_CHILDREN``."""
+    total = 0.0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            try:
+                with open(f"/proc/{kid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / _TICK
+            except (OSError, IndexError, ValueError):
+                continue
+            total += _live_children_cpu(kid)
+    return total
+
 
 def _cpu() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return (own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+            + _live_children_cpu(os.getpid()))
 
 
 def _load(path: str, function: str):

@@ -47,7 +47,7 @@ def result(size: int, count: int, **extra: Any) -> dict[str, Any]:
     return {"bytes": size, "objects": count, **extra}
 
 
-def check(size: int, expected: int, what: str) -> None:
-    """Fail the round if a contender moved the wrong number of bytes."""
-    if expected and size != expected:
-        raise RuntimeError(f"{what}: read {size} bytes, expected {expected}")
+def check(got: int, expected: int, what: str) -> None:
+    """Fail the round if a contender moved the wrong amount (bytes, records, samples)."""
+    if expected and got != expected:
+        raise RuntimeError(f"{what}: got {got}, expected {expected}")
