@@ -335,12 +335,17 @@ class CheckpointStore:
         """
         return self._load(self.find(step)[1], rank, raw, weights_only)
 
-    def open(self, step: int | None = None, rank: int | None = None) -> io.BytesIO:
-        """A seekable, verified, read-only file over a shard (``torch.load(f)`` works).
+    def open(
+        self, step: int | None = None, rank: int | None = None, *, verify: bool | None = None
+    ) -> io.RawIOBase | io.BytesIO:
+        """A seekable, read-only file over a shard: ``torch.load(store.open())`` works.
 
         Args:
             step: The checkpoint; ``None`` for the newest.
             rank: As for :meth:`load_latest`.
+            verify: Check the shard's CRC32C first (default: ``config.verify``). Verified, the
+                shard is read whole and served from memory; unverified and uncompressed, it is
+                a :class:`~s3dlio.io.rangefile.RangeFile` that fetches only what is read.
         """
         if step is None:
             found = self.latest()
@@ -348,7 +353,14 @@ class CheckpointStore:
                 raise NotFoundError("no committed checkpoint", uri=self.uri, op="CHECKPOINT_LOAD")
         else:
             found = self.find(step)
-        return io.BytesIO(self.read_shard(found[1], rank))
+        manifest = found[1]
+        meta = manifest.shard(_resolve_rank(manifest, rank))
+        verify = self.config.verify if verify is None else verify
+        if not verify and not meta.key.endswith(".zst"):
+            from ..io.rangefile import RangeFile
+
+            return RangeFile(self._uri(meta.key))
+        return io.BytesIO(read_shard(self.base, meta, verify=verify))
 
     def read_shard(self, manifest: Manifest, rank: int | None = None) -> Any:
         """The bytes of one rank's shard, checked when ``config.verify`` (a ``BytesView``)."""

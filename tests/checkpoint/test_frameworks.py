@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 
 import numpy as np
@@ -157,6 +158,13 @@ def test_torch_save_and_load_through_our_file_objects(store_root: str) -> None:
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded[name], tensor)
     assert torch.equal(torch.load(store.open(step=5))["1.bias"], model[1].bias)
+    assert torch.equal(torch.load(store.open(verify=False))["1.bias"], model[1].bias)
+    plain = CheckpointStore(store_root)
+    with plain.save_stream(8, 0, "torch") as f:
+        torch.save(model.state_dict(), f)
+    lazy = plain.open(verify=False)  # a RangeFile: torch.load reads it through range requests
+    assert lazy.seekable() and not isinstance(lazy, io.BytesIO)
+    assert torch.equal(torch.load(lazy)["0.weight"], model[0].weight)
 
     writer = store.writer(1, 0)
     with writer.get_distributed_shard_stream(6, 0, "torch") as stream:
