@@ -148,7 +148,7 @@ def _stat_lines(meta: dict[str, Any]) -> list[str]:
             value = f"{value} ({human_bytes(int(value or 0))})"
         elif name == "metadata":
             value = json.dumps(value or {}, sort_keys=True)
-        lines.append(f"{name + ':':15}{'' if value is None else value}")
+        lines.append(f"{name + ':':15}{'' if value is None else value}".rstrip())
     return lines
 
 
@@ -252,8 +252,9 @@ def run_rm(args: argparse.Namespace, ctx: Context) -> int:
             failures.append((uri, IsDirectoryError("is a directory; use -r", uri=uri, op="DELETE")))
         except S3DlioError as exc:
             failures.append((uri, exc))
-    noun = "object" if deleted == 1 else "objects"
-    ctx.report(f"deleted {deleted} {noun} in {time.perf_counter() - started:.2f} s")
+    if deleted or not failures:
+        noun = "object" if deleted == 1 else "objects"
+        ctx.report(f"deleted {deleted} {noun} in {time.perf_counter() - started:.2f} s")
     if failures:
         raise BatchError("DELETE", failures=failures, succeeded=deleted)
     return 0
