@@ -19,6 +19,7 @@ and exact resume.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -73,7 +74,7 @@ class _MultiFileDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
                  transform: Callable[[Any], Any] | None) -> None:  # fmt: skip
         self.uris = uris
         self.counts = np.asarray(counts, dtype=np.int64)
-        self._starts = np.concatenate([[0], np.cumsum(self.counts)])
+        self._starts = [0, *np.cumsum(self.counts).tolist()]
         self.transform = transform
         self._readers: dict[int, Any] = {}
         self._pid = os.getpid()
@@ -87,8 +88,8 @@ class _MultiFileDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} items")
         index %= n
-        file = int(np.searchsorted(self._starts, index, side="right")) - 1
-        return file, index - int(self._starts[file])
+        file = bisect.bisect_right(self._starts, index) - 1
+        return file, index - self._starts[file]
 
     def reader(self, file: int) -> Any:
         """The open reader of file number ``file`` in this process."""
@@ -109,6 +110,22 @@ class _MultiFileDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
         file, local = self.locate(index)
         item = self._read(self.reader(file), local)
         return self.transform(item) if self.transform is not None else item
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        """Items ``indices`` (a DataLoader batch), each file's share read concurrently."""
+        by_file: dict[int, list[tuple[int, int]]] = {}
+        for position, index in enumerate(indices):
+            file, local = self.locate(index)
+            by_file.setdefault(file, []).append((position, local))
+        out: list[Any] = [None] * len(indices)
+        for file, wanted in by_file.items():
+            items = self._read_many(self.reader(file), [local for _, local in wanted])
+            for (position, _), item in zip(wanted, items, strict=True):
+                out[position] = self.transform(item) if self.transform is not None else item
+        return out
+
+    def _read_many(self, reader: Any, locals_: list[int]) -> list[Any]:
+        return [self._read(reader, local) for local in locals_]
 
     def sampler(
         self, *, shuffle: bool = False, seed: int = 0, rank: int | None = None,
@@ -186,6 +203,16 @@ class TFRecordDataset(_MultiFileDataset):
         from .torch import as_tensor
 
         return as_tensor(payload)
+
+    def _read_many(self, reader: Any, locals_: list[int]) -> list[Any]:
+        payloads = reader.read_records(locals_, max_in_flight=16)
+        if self.decode:
+            from ..formats.example import decode_example
+
+            return [decode_example(p) for p in payloads]
+        from .torch import as_tensor
+
+        return [as_tensor(p) for p in payloads]
 
     def record_bytes(self, index: int) -> memoryview:
         """The raw payload of record ``index`` (no decoding, no transform)."""

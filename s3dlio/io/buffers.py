@@ -97,9 +97,12 @@ def aligned_buffer(size: int, align: int = ALIGN) -> mmap.mmap:
     """Anonymous page-aligned memory of at least ``size`` bytes (rounded up to ``align``).
 
     ``mmap`` memory is page aligned by construction and zero pages cost nothing until touched.
+    The mapping is private: a forked child (a DataLoader worker) gets its own copy instead of
+    sharing the pages with its parent (``mmap(-1, n)`` alone maps them shared).
     """
     rounded = max(align, -(-size // align) * align)
-    return mmap.mmap(-1, rounded)
+    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+    return mmap.mmap(-1, rounded, flags=flags) if flags else mmap.mmap(-1, rounded)
 
 
 def as_readonly_view(data: Any, *, what: str = "data") -> memoryview:
