@@ -75,14 +75,17 @@ def train(root: str, epochs: int = 3) -> None:
                 # model. A fresh loader restored from it yields exactly the remaining batches.
                 state = loader.state_dict()
                 print(f"  checkpoint after {state['samples_seen']} samples: {state}")
-                resumed = ResumableDataLoader(dataset, batch_size=BATCH,
-                                              sampler=dataset.sampler(), num_workers=2)
+                resumed = ResumableDataLoader(
+                    dataset, batch_size=BATCH, sampler=dataset.sampler(), num_workers=2
+                )
                 resumed.load_state_dict(state)
                 remaining = sum(len(y) for _, y in resumed)
                 print(f"  a restored loader would deliver the other {remaining} samples")
         elapsed = time.perf_counter() - started
-        print(f"epoch {epoch}: loss {total_loss / seen:.3f}  accuracy {correct / seen:.3f}  "
-              f"{seen / elapsed:,.0f} samples/s")
+        print(
+            f"epoch {epoch}: loss {total_loss / seen:.3f}  accuracy {correct / seen:.3f}  "
+            f"{seen / elapsed:,.0f} samples/s"
+        )
 
 
 def main() -> None:
