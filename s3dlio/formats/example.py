@@ -361,12 +361,12 @@ def _feature_bytes(value: Any) -> bytearray:
         _field(body, 0x12, inner)
         return body
     if arr.dtype.kind in "iub" or arr.size == 0:
-        packed = bytearray()
+        varints = bytearray()
         for v in arr.astype(np.int64).ravel().tolist():
-            _put_varint(packed, v)
+            _put_varint(varints, v)
         inner = bytearray()
-        if packed:
-            _field(inner, 0x0A, packed)
+        if varints:
+            _field(inner, 0x0A, varints)
         _field(body, 0x1A, inner)
         return body
     raise TypeError(f"cannot encode a feature of dtype {arr.dtype}")

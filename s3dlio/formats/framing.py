@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import crc32c
 import numpy as np
@@ -47,7 +48,7 @@ _FOUR = np.arange(4)
 _crc = crc32c.crc32c
 
 
-def masked_crc(data: object) -> int:
+def masked_crc(data: Any) -> int:
     """TFRecord's masked CRC32C of ``data`` (any buffer)."""
     crc = _crc(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
@@ -136,6 +137,7 @@ def _expected_crcs(win: memoryview, segments: list[Segment]) -> list[int]:
     table = np.array(segments, dtype=np.int64).reshape(-1, 3)
     firsts, counts, lengths = table[:, 0], table[:, 1], table[:, 2]
     total = int(counts.sum())
+    ends: np.ndarray
     if total == len(table):
         ends = firsts + lengths
     else:

@@ -122,14 +122,14 @@ def _file_classes() -> tuple[type, type]:
     """The two ``h5py.File`` subclasses (built once, on first use, so h5py loads lazily)."""
     h5py = _h5py()
 
-    class RangeHDF5File(h5py.File):  # type: ignore[misc, name-defined]
+    class RangeHDF5File(h5py.File):  # type: ignore[name-defined]
         """A read-only ``h5py.File`` over a RangeFile (``.rangefile`` holds the counters)."""
 
         def __init__(self, source: RangeFile, **kwargs: Any) -> None:
             super().__init__(source, "r", **kwargs)
             self.rangefile = source
 
-    class UploadingHDF5File(h5py.File):  # type: ignore[misc, name-defined]
+    class UploadingHDF5File(h5py.File):  # type: ignore[name-defined]
         """An ``h5py.File`` on a local temp file, uploaded to ``uri`` by :meth:`close`."""
 
         def __init__(

@@ -124,19 +124,13 @@ class RawRecords:
         """Every record in order, read in large blocks (zero-copy views of the blocks)."""
         size = self.record_size
         end = self.header + self._count * size
-        block = max(size, (8 * MiB // size) * size)
+        block = max(size, (8 * MiB // size) * size)  # whole records per block
         source = BlockSource(
-            self.uri, start=self.header, end=end, block_size=block, headroom=size,
+            self.uri, start=self.header, end=end, block_size=block, headroom=0,
             etag=self.etag, stats=self.stats,
         )  # fmt: skip
-        carry = b""
         for buf, lo, hi in source:
-            if carry:
-                buf[lo - len(carry) : lo] = carry
-                lo -= len(carry)
             win = memoryview(buf)
-            stop = lo + (hi - lo) // size * size
-            for at in range(lo, stop, size):
+            for at in range(lo, hi - size + 1, size):
                 yield self._wrap(win[at : at + size])
-            carry = bytes(win[stop:hi])
             del win

@@ -386,8 +386,8 @@ class TFRecordWriter:
             self._writer.abort()
             raise
         if self._index_uri is not None:
-            entries = np.column_stack([self._offsets, self._sizes]) if self.records else []
-            target = parse_uri(self._index_uri, allow_bare=True)  # type: ignore[arg-type]
+            entries = np.column_stack([self._offsets, self._sizes]).reshape(-1, 2)
+            target = parse_uri(self._index_uri, allow_bare=True)
             ops.put(target, memoryview(format_index(entries).encode("ascii")))
         return self.records
 
