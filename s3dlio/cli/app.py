@@ -73,12 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", 0) or 0
     _setup_logging(verbose)
-    ctx = Context.create(getattr(args, "jobs", None), getattr(args, "quiet", False), verbose)
     op_log = getattr(args, "op_log", None)
+    ctx = Context.create(
+        getattr(args, "jobs", None), getattr(args, "quiet", False), verbose, op_log
+    )
     try:
         _configure_s3(getattr(args, "endpoint_url", None), getattr(args, "region", None))
-        if op_log:
-            s3dlio.init_op_log(op_log)
+        if not getattr(args, "starts_op_log", False):  # else the command starts it itself
+            ctx.begin_op_log()
         return int(args.func(args, ctx))
     except KeyboardInterrupt:
         ctx.cancelled.set()  # workers still running stop at their next progress report

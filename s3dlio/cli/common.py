@@ -32,6 +32,7 @@ class Context:
         quiet: ``-q``: no bars, no summary.
         verbose: ``-v`` count.
         draw: Whether bars may be drawn (stderr is a terminal and not quiet).
+        op_log: ``--op-log`` path, if given.
         cancelled: Set on Ctrl-C; every :class:`Progress` of the run then stops its work.
     """
 
@@ -39,13 +40,21 @@ class Context:
     quiet: bool = False
     verbose: int = 0
     draw: bool = False
+    op_log: str | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
-    def create(cls, jobs: int | None, quiet: bool, verbose: int) -> Context:
+    def create(
+        cls, jobs: int | None, quiet: bool, verbose: int, op_log: str | None = None
+    ) -> Context:
         """The context for these options, drawing only when stderr is a terminal."""
         draw = not quiet and sys.stderr.isatty()
-        return cls(jobs=jobs, quiet=quiet, verbose=verbose, draw=draw)
+        return cls(jobs=jobs, quiet=quiet, verbose=verbose, draw=draw, op_log=op_log)
+
+    def begin_op_log(self) -> None:
+        """Start the ``--op-log`` (if any and not yet started); the front end closes it."""
+        if self.op_log and not s3dlio.is_op_log_active():
+            s3dlio.init_op_log(self.op_log)
 
     def jobs_or(self, default: int) -> int:
         """``-j`` if given, else ``default``."""

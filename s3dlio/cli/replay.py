@@ -50,6 +50,7 @@ __all__ = [
     "plan_targets",
     "read_op_log",
     "replay",
+    "warm_up",
 ]
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -232,7 +233,9 @@ class ReplayReport:
         if self.skipped:
             shown = ", ".join(f"{op} {n}" for op, n in sorted(self.skipped.items()))
             lines.append(f"skipped log lines: {shown}")
-        lines += [f"error: {uri}: {err}" for uri, err in self.first_errors]
+        lines += [
+            f"error: {err if uri in err else f'{uri}: {err}'}" for uri, err in self.first_errors
+        ]
         return lines
 
 
@@ -265,6 +268,16 @@ class _Payload:
                 n = min(left, len(view))
                 writer.write(view[:n])
                 left -= n
+
+
+def warm_up(target: str) -> None:
+    """Build ``target``'s client and connection (one metadata request) before timing starts.
+
+    Raises:
+        S3DlioError: the target cannot be reached (other than "not found").
+    """
+    base = target if target.endswith("/") else target + "/"
+    s3dlio.exists(base + ".s3dlio-replay-warm-up")
 
 
 def _issue(op: LoggedOp, uri: str, payload: _Payload) -> int:

@@ -10,7 +10,7 @@ import s3dlio
 
 from ..errors import UnsupportedOperationError
 from .common import Context, print_lines, to_uri
-from .replay import plan_targets, read_op_log, replay
+from .replay import plan_targets, read_op_log, replay, warm_up
 
 __all__ = ["register"]
 
@@ -43,7 +43,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="part of the logged names to replace by TARGET (default: their common directory)",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=run_replay)
+    p.set_defaults(func=run_replay, starts_op_log=True)
 
 
 def run_tfrecord_index(args: argparse.Namespace, ctx: Context) -> int:
@@ -61,7 +61,10 @@ def run_tfrecord_index(args: argparse.Namespace, ctx: Context) -> int:
 def run_replay(args: argparse.Namespace, ctx: Context) -> int:
     """``replay``: re-issue a log's operations and report latencies."""
     ops, skipped = read_op_log(args.oplog)
-    target_of = plan_targets(ops, to_uri(args.target), args.source_prefix)
+    target = to_uri(args.target)
+    target_of = plan_targets(ops, target, args.source_prefix)
+    warm_up(target)  # client set-up is not part of the first operations' latency
+    ctx.begin_op_log()  # and not in the replay's own op-log
     counter = ctx.counter("operations")
     try:
         report = replay(ops, target_of, speed=args.speed, jobs=ctx.jobs_or(64), on_done=counter.add)
