@@ -1,7 +1,7 @@
 """Run by test_crash.py: start saving a large checkpoint, say so mid-save, wait to be killed.
 
-``python crash_child.py BASE_URI STEP``: saves a 32 MiB NumPy tree through the real
-``CheckpointStore.save`` path. Once 16 MiB have gone into the shard writer (its first parts are
+``python crash_child.py BASE_URI STEP``: saves a 24 MiB NumPy tree through the real
+``CheckpointStore.save`` path. Once 12 MiB have gone into the shard writer (its first parts are
 uploading) it prints ``MIDSAVE`` and blocks on stdin, which the test never writes: the test
 then SIGKILLs it. No sleeps: the line on stdout is the synchronisation.
 """
@@ -16,7 +16,7 @@ import numpy as np
 from s3dlio.checkpoint import CheckpointStore
 from s3dlio.io.writer import ObjectWriter
 
-ANNOUNCE_AFTER = 16 << 20
+ANNOUNCE_AFTER = 12 << 20
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
         return written
 
     ObjectWriter.write_borrowed = write_borrowed  # type: ignore[method-assign]
-    tree = {f"layer{i}": np.full(1 << 20, i, dtype=np.float32) for i in range(8)}
+    tree = {f"layer{i}": np.full(1 << 20, i, dtype=np.float32) for i in range(6)}
     CheckpointStore(base, multipart_threshold="5MiB").save(step, 0, "numpy", tree)
     print("FINISHED", flush=True)
 
