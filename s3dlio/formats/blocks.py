@@ -59,11 +59,11 @@ class FetchStats:
 
 def _unreferenced(buf: bytearray) -> bool:
     """Whether no ``memoryview`` (or NumPy array) still refers to ``buf``."""
-    try:
-        buf.append(0)
+    try:  # shrinking by one byte checks for exports without reallocating; then restore it
+        last = buf.pop()
     except BufferError:
         return False
-    del buf[-1]
+    buf.append(last)
     return True
 
 
@@ -120,7 +120,7 @@ class BlockSource:
         *,
         start: int = 0,
         end: int | None = None,
-        block_size: int = 8 * MiB,
+        block_size: int = 4 * MiB,
         headroom: int = MiB,
         prefetch: bool = True,
         etag: str | None = None,
@@ -210,7 +210,7 @@ class GzipBlockSource:
         self,
         uri: ObjectURI,
         *,
-        block_size: int = 8 * MiB,
+        block_size: int = 4 * MiB,
         headroom: int = MiB,
         stats: FetchStats | None = None,
     ) -> None:

@@ -218,7 +218,7 @@ def scan_windows(
             end = limit() if limit is not None else None
             if end is not None and at + need > end:
                 raise _truncated(uri, at, need, end - at)
-            if grow is not None and need > len(carry) + (hi - pos):
+            if grow is not None:  # next buffers: this record fits their headroom and block
                 grow(2 * need, need)
         del win
     if carry is not None and len(carry):

@@ -9,7 +9,7 @@ Reading::
     reader = TFRecordReader("gs://bucket/train-0.tfrecord", index=True)   # uses uri + ".idx"
     len(reader), reader.read_record(123)                                  # one range GET
 
-Records are zero-copy ``memoryview`` slices of large block buffers (8 MiB by default, the next
+Records are zero-copy ``memoryview`` slices of large block buffers (4 MiB by default, the next
 block fetched in the background). A view stays valid as long as you hold it: a block buffer is
 reused only once no record of it is referenced (keeping a small record alive pins its whole
 block, so copy it with ``bytes(record)`` if you keep many).
@@ -115,7 +115,7 @@ class TFRecordReader:
         verify: bool = True,
         compression: str | None = None,
         *,
-        block_size: int = 8 * MiB,
+        block_size: int = 4 * MiB,
         prefetch: bool = True,
     ) -> None:
         self.uri = parse_uri(uri, allow_bare=True)
