@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .data import MiB
-from .harness import Case, Context, Target, limit, ours, peer
+from .harness import Case, Context, limit, ours, peer
 
 FILE = "datagen.py"
 
@@ -39,7 +39,6 @@ def suite(ctx: Context) -> Iterator[Case]:
             limit("memory fill (numpy)", FILE, "memory_fill", size=size, calls=calls),
         ],
         bytes=total, objects=calls,
-        targets=[Target("ours generate_into_buffer", "original generate_into_buffer", 1.0)],
     )
     yield Case(
         f"generate_into_buffer, dedup=4 compress=4, x {calls}",

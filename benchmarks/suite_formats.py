@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .data import MiB
-from .harness import Case, Context, Target, ours, peer
+from .harness import Case, Context, ours, peer
 from .servers import Nginx, nginx_binary, s3_env
 
 FILE = "formats.py"
@@ -57,7 +57,6 @@ def suite(ctx: Context) -> Iterator[Case]:
         "slices/s",
         contenders,
         bytes=slices * per * cols * 4, objects=slices,
-        targets=[Target("ours open_hdf5 file://", "h5py local file", 0.8)],
         note="h5py runs in our venv (the same h5py opens our file object); a slice spans two "
         "chunks at most. Files are warm in the page cache.",
     )
@@ -88,7 +87,5 @@ def suite(ctx: Context) -> Iterator[Case]:
         "GB/s",
         contenders,
         bytes=total, objects=len(names),
-        targets=[Target("ours read_npz file://", "numpy np.load local file", 1.0),
-                 Target("ours read_npz s3://", "original read_npz s3://", 1.0)],
     )
 

@@ -98,8 +98,7 @@ def suite(ctx: Context) -> Iterator[Case]:
                                                 wrk_secs, 16), parse=parse_wrk),  # fmt: skip
         ],
         bytes=len(small) * 64 * KiB, objects=len(small),
-        targets=[Target("ours get_many", "s3torchconnector 8 threads", 1.0),
-                 Target("ours get_many", "original get_many", 1.0)],
+        targets=[Target("ours get_many", "s3torchconnector 8 threads", 1.0)],
         note="Per-request cost dominates: the ratio to the original says how close a Python "
         "request path gets to a Rust one.",
     )
