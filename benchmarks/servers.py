@@ -2,12 +2,13 @@
 
 * :class:`Nginx` serves a directory as ``http://127.0.0.1:P/<bucket>/<key>`` (files below
   ``root/<bucket>/``), with Range, ``If-Match`` and HEAD from nginx's static module, sendfile,
-  keep-alive and no access log (and no ``tcp_nopush``: with it, a range that ends at the end
-  of the file waited ~40 ms for a delayed ACK on a reused connection, for every client). It ignores signatures, so every S3 client can GET from it with
-  path-style addressing and dummy credentials. ``GET /<bucket>?list-type=2...`` answers a
-  ListObjectsV2 document written by :meth:`Nginx.write_listing` (the whole bucket in one page),
-  enough for datasets that list a prefix before reading it. moto is far too slow to tell clients
-  apart on GETs (it copies the object per ranged request).
+  keep-alive and no access log. No ``tcp_nopush``: with it, a range ending at the end of the
+  file waited ~40 ms for a delayed ACK on a reused connection, for every client. nginx
+  ignores signatures, so every S3 client can GET from it with path-style addressing and
+  dummy credentials. ``GET /<bucket>?list-type=2...`` answers a ListObjectsV2 document
+  written by :meth:`Nginx.write_listing` (the whole bucket in one page), enough for datasets
+  that list a prefix before reading it. moto is far too slow to tell clients apart on GETs
+  (it copies the object per ranged request).
 * :class:`MotoGunicorn` runs moto's S3 app under gunicorn (``-k gthread``, one worker) for PUT,
   LIST and multipart suites; moto bounds those figures, and the tables say so.
 
