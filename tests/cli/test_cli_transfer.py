@@ -128,3 +128,28 @@ def test_progress_bar_shows_rate_and_eta_in_a_terminal(tmp_path: Path) -> None:
 
     rc, drawn = _run_in_terminal(["ls", "-r", "--count-only", f"file://{tmp_path}/"])
     assert rc == 0 and re.search(r"listed: 2 objects \[\d\d:\d\d, [\d.]+ objects/s\]", drawn)
+
+
+def test_a_raising_progress_callback_stops_transfers_without_partial_objects(
+    tmp_path: Path,
+) -> None:
+    """How Ctrl-C reaches worker threads: the callback raises, streamed objects are aborted."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a", "b"):
+        (src / name).write_bytes(os.urandom(17 << 20))  # above the streaming threshold
+    calls: list[tuple[int, int]] = []
+
+    def stop_at_second_call(nbytes: int, objects: int) -> None:
+        calls.append((nbytes, objects))
+        if len(calls) >= 2:
+            raise s3dlio.CancelledError("stop")
+
+    dst = tmp_path / "dst"
+    with pytest.raises(s3dlio.CancelledError):
+        s3dlio.copy(f"file://{src}/a", f"file://{dst}/a", progress=stop_at_second_call)
+    with pytest.raises(s3dlio.BatchError) as caught:
+        s3dlio.upload(str(src), f"file://{dst}/", max_in_flight=1, progress=stop_at_second_call)
+    assert sorted(uri.rsplit("/", 1)[-1] for uri, _ in caught.value.failures) == ["a", "b"]
+    assert calls[0] == (16 << 20, 0)  # bytes are reported part by part
+    assert not dst.exists() or list(dst.rglob("*")) == []
