@@ -124,8 +124,9 @@ class LoaderIterator(Generic[T]):
 
     @property
     def stats(self) -> dict[str, int]:
-        """Requests and bytes so far, and the peaks of items ahead and requests in flight."""
-        return dict(self._prefetcher.stats)
+        """Requests and bytes so far, the peaks of items ahead and requests in flight, and
+        how many buffers were reused."""
+        return {**self._prefetcher.stats, "buffers_reused": self._prefetcher.buffers_reused}
 
 
 class AsyncBatchIterator:

@@ -19,12 +19,13 @@ their retries stop), and lets every thread exit as soon as its current request r
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from ..errors import CancelledError, OperationTimeoutError
+from ..errors import CancelledError, InvalidURIError, OperationTimeoutError
 from ..io.buffers import BytesView
 from ..io.range_engine import fetch, plan_ranges
 from ..io.store import backend_for
@@ -33,9 +34,60 @@ from .dataset import NO_SPLIT, ObjectDataset
 from .options import LoaderOptions
 from .tuning import AdaptiveTuner
 
-__all__ = ["Prefetcher", "Slot"]
+__all__ = ["BufferPool", "Prefetcher", "Slot"]
 
 _ids = itertools.count(1)
+
+
+class BufferPool:
+    """Reuses the buffers of delivered items once nothing outside the pool refers to them.
+
+    Handing out a fresh multi-MiB buffer per object costs page faults and zeroing in the
+    kernel on every read (the allocator returns freed big blocks to the system), which
+    halves large-object throughput. The pool remembers delivered buffers; when an object of
+    the same size is fetched later and one of them is referenced by nothing but the pool
+    (no ``BytesView``, ``memoryview``, array or tensor of the consumer's holds it, so nobody
+    can observe the reuse), its memory is read into again.
+
+    Args:
+        capacity: Delivered buffers remembered (older ones are forgotten).
+        min_size: Smaller buffers are not pooled (allocating them is cheap).
+    """
+
+    def __init__(self, capacity: int, min_size: int = 256 * 1024) -> None:
+        self._held: deque[BytesView] = deque(maxlen=max(1, capacity))
+        self._lock = threading.Lock()
+        self.min_size = min_size
+        self.reused = 0
+
+    def remember(self, buf: BytesView | None) -> None:
+        """Note a buffer handed to the consumer."""
+        if buf is not None and len(buf) >= self.min_size:
+            with self._lock:
+                self._held.append(buf)
+
+    def take(self, size: int) -> BytesView | None:
+        """A remembered buffer of exactly ``size`` bytes that nobody else holds, if any."""
+        if size < self.min_size:
+            return None
+        with self._lock:
+            for buf in self._held:
+                # References: the deque, ``buf`` and getrefcount's argument.
+                if len(buf) == size and sys.getrefcount(buf) <= _FREE_REFS:
+                    self._held.remove(buf)
+                    self.reused += 1
+                    return buf
+        return None
+
+
+def _free_refs() -> int:
+    held: deque[BytesView] = deque([BytesView.allocate(1)])
+    for buf in held:
+        return sys.getrefcount(buf)
+    raise AssertionError  # pragma: no cover
+
+
+_FREE_REFS = _free_refs()
 
 
 class Slot:
@@ -108,6 +160,7 @@ class Prefetcher:
         self._wakers: list[Callable[[], None]] = []
         self._threads: list[threading.Thread] = []
         self._live = 0  # worker threads not yet exited
+        self._pool = BufferPool(2 * options.prefetch + 2)
         self.name = f"s3dlio-loader-{next(_ids)}"
         self.stats = {"requests": 0, "bytes": 0, "max_ahead": 0, "max_active": 0}
         with self._lock:
@@ -230,6 +283,17 @@ class Prefetcher:
     def _request(self, slot: Slot, part: tuple[int, int] | None) -> int:
         backend = backend_for(slot.parsed)
         if not self._range:
+            reuse = self._pool.take(slot.size) if slot.size > 0 else None
+            if reuse is not None:
+                try:
+                    result = fetch(backend, slot.parsed, into=memoryview(reuse),
+                                   should_stop=self._stopping)  # fmt: skip
+                except InvalidURIError:  # the object grew since it was listed
+                    reuse = None
+                else:
+                    if result.nbytes == slot.size:
+                        slot.data = reuse
+                        return result.nbytes
             result = fetch(backend, slot.parsed, should_stop=self._stopping)
             slot.data = result.data  # type: ignore[assignment]
             return result.nbytes
@@ -242,7 +306,9 @@ class Prefetcher:
             return result.nbytes
         # The first range: learn the size and version, then queue the other ranges.
         first = slot.part_size if slot.size < 0 else min(slot.part_size, slot.size)
-        buf = backend.allocate(slot.size) if slot.size >= 0 else None
+        buf = None
+        if slot.size >= 0:
+            buf = self._pool.take(slot.size) or backend.allocate(slot.size)
         into = memoryview(buf)[:first] if buf is not None else None
         result = fetch(backend, slot.parsed, 0, first, into=into, config=NO_SPLIT,
                        should_stop=self._stopping)  # fmt: skip
@@ -282,6 +348,7 @@ class Prefetcher:
         return slot
 
     def _deliver(self, slot: Slot) -> Slot:
+        self._pool.remember(slot.data)
         if self._on_deliver is not None:
             self._on_deliver(1)
         if slot.error is not None:
@@ -360,6 +427,11 @@ class Prefetcher:
         """Stop now: waiting and later calls end the iteration (idempotent)."""
         with self._lock:
             self._stop("closed")
+
+    @property
+    def buffers_reused(self) -> int:
+        """Objects read into the buffer of an earlier item nobody held any more."""
+        return self._pool.reused
 
     @property
     def state(self) -> str:

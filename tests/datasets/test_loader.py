@@ -179,3 +179,30 @@ def test_import_s3dlio_imports_neither_torch_nor_jax():
     code = "import sys, s3dlio; print('torch' in sys.modules, 'jax' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("mode", ["sequential", "range"])
+def test_buffers_are_reused_only_when_nobody_holds_them(file_root, mode):
+    size = 300_000
+    root = file_root + "big/"
+    s3dlio.put_many({f"{root}o{i:03d}": payload(i, size) for i in range(40)})
+    kept: list[object] = []
+    opts = LoaderOptions(prefetch=4, num_workers=2, reader_mode=mode, part_size=65536)
+    passage = iter(create_async_loader(root, opts))
+    for i, view in enumerate(passage):
+        if i % 3 == 0:
+            kept.append(view)  # the BytesView itself
+        elif i % 3 == 1:
+            kept.append(torch_or_numpy(view)[100:200])  # only a view of part of it
+    assert passage.stats["buffers_reused"] > 0  # the dropped ones were read into again
+    for i, held in zip([i for i in range(40) if i % 3 != 2], kept, strict=True):
+        if i % 3 == 0:
+            assert held == payload(i, size)
+        else:
+            assert bytes(held) == payload(i, size)[100:200]
+
+
+def torch_or_numpy(view: object) -> object:
+    import numpy as np
+
+    return np.frombuffer(view, dtype=np.uint8)  # type: ignore[call-overload]
