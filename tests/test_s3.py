@@ -411,6 +411,51 @@ def test_op_log_file(s3_root: str, moto_s3: MotoS3, tmp_path: Path) -> None:
     assert by_op["GET"][7] == _key(s3_root + "a.bin")
 
 
+# -- server-side copies ------------------------------------------------------------------------
+
+
+def test_copy_on_one_endpoint_stays_on_the_server(
+    proxied: tuple[FaultProxy, str], moto_s3: MotoS3, boto: Any
+) -> None:
+    proxy, root = proxied
+    src, dst = parse_uri(root + "src.bin"), root + "copies/src.bin"
+    payload = _payload(3 * MiB, 9)
+    backend_for(src).put(
+        src, memoryview(payload), content_type="application/x-src", metadata={"m": "1"}
+    )
+    proxy.clear()
+    assert s3dlio.copy(str(src), root + "copies/") == [dst]
+    assert [r.method for r in proxy.requests] == ["HEAD", "PUT"]  # no GET: no bytes moved
+    assert proxy.requests[1].headers["x-amz-copy-source"].endswith(src.key)
+    head = boto.head_object(Bucket=moto_s3.bucket, Key=_key(dst))
+    assert head["ContentType"] == "application/x-src" and head["Metadata"] == {"m": "1"}
+    assert s3dlio.get(dst) == payload
+
+
+def test_large_server_side_copy_goes_in_parts(
+    s3_root: str, boto: Any, moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3mod, "COPY_SINGLE_MAX", 6 * MiB)
+    monkeypatch.setattr(s3mod, "COPY_PART_SIZE", 5 * MiB)
+    payload = _payload(12 * MiB + 3, 10)
+    s3dlio.put_bytes(s3_root + "big.bin", payload)
+    s3dlio.copy(s3_root + "big.bin", s3_root + "big-copy.bin")
+    head = boto.head_object(Bucket=moto_s3.bucket, Key=_key(s3_root + "big-copy.bin"))
+    assert head["ETag"].endswith('-3"')  # three UploadPartCopy parts
+    assert s3dlio.get(s3_root + "big-copy.bin") == payload
+    assert _pending_uploads(boto, moto_s3.bucket, _key(s3_root)) == []
+
+
+def test_copy_between_endpoints_streams(proxied: tuple[FaultProxy, str], moto_s3: MotoS3) -> None:
+    proxy, root = proxied
+    direct = root.replace(proxy.endpoint, moto_s3.endpoint)  # the same bucket, another endpoint
+    s3dlio.put_bytes(root + "a.bin", b"through the client")
+    proxy.clear()
+    s3dlio.copy(root + "a.bin", direct + "b.bin")
+    assert [r.method for r in proxy.requests] == ["GET"]
+    assert s3dlio.get(root + "b.bin") == b"through the client"
+
+
 # -- fork safety -------------------------------------------------------------------------------
 
 
@@ -426,6 +471,9 @@ def _child_get(uri: str, queue: Any) -> None:
         queue.put(("error", repr(exc), 0))
 
 
+# JAX, once another test has started its runtime in this process, warns at every fork; the
+# child here never uses JAX.
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 def test_forked_child_uses_its_own_client_and_connections(
     proxied: tuple[FaultProxy, str],
 ) -> None:

@@ -247,6 +247,18 @@ class ObjectStore(ABC):
     def remove_empty_dirs(self, uri: ObjectURI) -> None:
         """After a recursive delete: drop directories left empty (local backends only)."""
 
+    def can_copy_within(self, src: ObjectURI, dst: ObjectURI) -> bool:
+        """Whether :meth:`copy_within` can copy ``src`` to ``dst`` (two URIs of this backend)."""
+        return False
+
+    def copy_within(self, src: ObjectURI, dst: ObjectURI) -> int:
+        """Copy inside the service, no bytes through this process; returns the bytes copied.
+
+        Only called when :meth:`can_copy_within` said yes. The source version is pinned: a source
+        replaced during the copy fails it. Nothing is visible at ``dst`` before it is complete.
+        """
+        raise UnsupportedOperationError("no server-side copy", uri=str(dst), op="COPY")
+
     def discard_incomplete(self, prefix: ObjectURI) -> int:
         """Remove what interrupted uploads (a killed process) left below ``prefix``.
 

@@ -114,14 +114,20 @@ def copy_object(
 ) -> int:
     """Copy one object between any two backends; returns the bytes copied.
 
-    Objects up to :data:`STREAM_COPY_ABOVE` bytes take one GET and one PUT. Larger ones stream
-    through a writer part by part, each part read with a version-checked range GET, so memory
-    stays at a few parts and a source replaced mid-copy fails instead of mixing versions.
+    A backend that can copy inside the service (``s3://`` to ``s3://`` on one endpoint) does so,
+    without moving the bytes through this process. Otherwise objects up to
+    :data:`STREAM_COPY_ABOVE` bytes take one GET and one PUT, and larger ones stream through a
+    writer part by part, each part read with a version-checked range GET, so memory stays at a
+    few parts and a source replaced mid-copy fails instead of mixing versions.
     ``on_bytes(n)`` is told of the bytes copied after each piece; if it raises, a streamed copy
     is aborted (no partial object) and the exception propagates.
     """
     backend = backend_for(src)
     report = on_bytes or _ignore
+    if backend is backend_for(dst) and backend.can_copy_within(src, dst):
+        copied = ops.call("COPY", backend, dst, lambda: backend.copy_within(src, dst))
+        report(copied)
+        return copied
     if size is None or size <= STREAM_COPY_ABOVE:
         first = fetch(backend, src, 0, STREAM_COPY_ABOVE)
         if first.size <= STREAM_COPY_ABOVE:

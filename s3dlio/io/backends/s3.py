@@ -46,8 +46,8 @@ from ...errors import (
     redact,
 )
 from .. import retry
-from ..config import MiB, Settings, settings
-from ..executor import PerProcess
+from ..config import GiB, MiB, Settings, settings
+from ..executor import PerProcess, run_claimed
 from ..http import (
     EMPTY_SHA256,
     UNSIGNED_PAYLOAD,
@@ -81,6 +81,11 @@ DELETE_BATCH = 1000
 ERROR_BODY_LIMIT = 64 * 1024
 #: Scratch size for skipping the head of a body (a server that ignored ``Range``).
 SKIP_SLICE = MiB
+#: Largest object copied server-side with one CopyObject (the service's limit is 5 GiB).
+COPY_SINGLE_MAX = 5 * GiB
+#: Part size of larger server-side copies (UploadPartCopy), and how many run at once.
+COPY_PART_SIZE = 512 * MiB
+COPY_PARALLEL = 8
 
 # -- errors ------------------------------------------------------------------------------------
 
@@ -534,6 +539,20 @@ class S3Upload(Upload):
             raise TransientError("no ETag in the UploadPart answer", uri=str(self.uri), op="PUT")
         self._etags[number + 1] = etag
 
+    def copy_part(self, number: int, source: ObjectMeta, offset: int, length: int) -> None:
+        """Fill part ``number`` (0-based) with a byte range of ``source`` (UploadPartCopy)."""
+        src = source.uri
+        answer = self.store._control(
+            self.uri, "PUT_PART",
+            lambda c: c.upload_part_copy(
+                Bucket=self.uri.bucket, Key=self.uri.key, UploadId=self.upload_id,
+                PartNumber=number + 1, CopySource={"Bucket": src.bucket, "Key": src.key},
+                CopySourceRange=f"bytes={offset}-{offset + length - 1}",
+                CopySourceIfMatch=source.etag,
+            ),
+        )  # fmt: skip
+        self._etags[number + 1] = answer["CopyPartResult"]["ETag"]
+
     @property
     def parts(self) -> int:
         """Parts uploaded so far."""
@@ -763,6 +782,44 @@ class S3Store(ObjectStore):
 
     def delete(self, uri: ObjectURI) -> None:
         self._control(uri, "DELETE", lambda c: c.delete_object(Bucket=uri.bucket, Key=uri.key))
+
+    def can_copy_within(self, src: ObjectURI, dst: ObjectURI) -> bool:
+        """Server-side copies need both objects on one endpoint."""
+        return src.endpoint == dst.endpoint
+
+    def copy_within(self, src: ObjectURI, dst: ObjectURI) -> int:
+        """CopyObject (up to :data:`COPY_SINGLE_MAX`), else UploadPartCopy in parts; the source
+        is pinned by its ETag and content type and metadata go along."""
+        source = self._head(src, "COPY")
+        if source.size <= COPY_SINGLE_MAX:
+            self._control(
+                dst, "COPY",
+                lambda c: c.copy_object(
+                    Bucket=dst.bucket, Key=dst.key, CopySourceIfMatch=source.etag,
+                    CopySource={"Bucket": src.bucket, "Key": src.key},
+                ),
+            )  # fmt: skip
+            return source.size
+        upload = self.begin_upload(dst, content_type=source.content_type, metadata=source.metadata)
+        pieces = [
+            (offset, min(COPY_PART_SIZE, source.size - offset))
+            for offset in range(0, source.size, COPY_PART_SIZE)
+        ]
+
+        def copy_part(index: int) -> None:
+            offset, length = pieces[index]
+            retry.call(
+                lambda: upload.copy_part(index, source, offset, length),
+                op="PUT_PART", uri=str(dst), byte_range=(offset, length),
+            )  # fmt: skip
+
+        try:
+            run_claimed(len(pieces), copy_part, COPY_PARALLEL)
+            upload.commit()
+        except BaseException:
+            upload.abort()
+            raise
+        return source.size
 
     def delete_many(self, uris: Sequence[ObjectURI]) -> list[tuple[ObjectURI, Exception]]:
         """DeleteObjects, 1,000 keys per request (keys already gone count as deleted)."""
