@@ -32,6 +32,7 @@ _F32 = struct.Struct("<f")
 _EMPTY_BYTES = np.empty(0, object)
 _EMPTY_F32 = np.empty(0, np.float32)
 _EMPTY_I64 = np.empty(0, np.int64)
+_ONE_I64 = np.zeros(1, np.int64)
 _SMALL_PACKED = 48  # packed int64 lists up to this many bytes are decoded in Python
 _KEYS: dict[bytes, str] = {}  # feature names seen, decoded once
 
@@ -231,11 +232,11 @@ def decode_example(payload: Any) -> dict[str, np.ndarray]:
 def _features(b: bytes, pos: int, end: int, out: dict[str, np.ndarray]) -> None:
     """A ``Features`` message (map entries ``{key: Feature}``) decoded into ``out``.
 
-    The hot loop of decoding: lengths below 16 KiB (two varint bytes) are decoded inline, and a
-    ``Feature`` holding one list (the normal case) goes straight to that list's decoder.
+    The hot loop of decoding. Entries laid out as every protobuf serializer writes them (key,
+    then value, lengths below 16 KiB) take a straight path; anything else goes through the
+    general field loop of :func:`_entry`.
     """
     keys = _KEYS
-    kinds = _KINDS
     while pos < end:
         if b[pos] != 0x0A:
             pos = _skip_field(b, pos)
@@ -249,47 +250,43 @@ def _features(b: bytes, pos: int, end: int, out: dict[str, np.ndarray]) -> None:
             else:
                 n, pos = _varint(b, pos - 1)
         entry_end = pos + n
-        key = ""
-        value = _EMPTY_F32
-        while pos < entry_end:
-            tag = b[pos]
-            if tag != 0x0A and tag != 0x12:
-                pos = _skip_field(b, pos)
-                continue
-            m = b[pos + 1]
-            pos += 2
-            if m >= 0x80:
-                if b[pos] < 0x80:
-                    m = (m & 0x7F) | (b[pos] << 7)
-                    pos += 1
-                else:
-                    m, pos = _varint(b, pos - 1)
-            if tag == 0x0A:
-                raw = b[pos : pos + m]
-                key = keys.get(raw) or _key(raw)
-            elif m:
-                kind = b[pos]
-                k = b[pos + 1]
-                at = pos + 2
-                if k >= 0x80:
-                    if b[at] < 0x80:
-                        k = (k & 0x7F) | (b[at] << 7)
-                        at += 1
-                    else:
-                        k, at = _varint(b, pos + 1)
-                decode = kinds.get(kind)
-                if decode is not None and at + k == pos + m:  # one list: the usual case
-                    value = decode(b, at, at + k) if k else _EMPTY[kind].copy()
-                else:
-                    value = _feature(b, pos, pos + m)
-            else:
-                value = _EMPTY_F32
-            pos += m
-        if pos != entry_end:
-            raise ExampleDecodeError("feature entry runs past its length")
-        out[key] = value
+        if b[pos] == 0x0A and b[pos + 1] < 0x80:  # key
+            key_end = pos + 2 + b[pos + 1]
+            if key_end < entry_end and b[key_end] == 0x12:  # value
+                m = b[key_end + 1]
+                at = key_end + 2
+                if m >= 0x80 and b[at] < 0x80:
+                    m = (m & 0x7F) | (b[at] << 7)
+                    at += 1
+                if (m < 0x80 or at > key_end + 2) and at + m == entry_end:
+                    raw = b[pos + 2 : key_end]
+                    out[keys.get(raw) or _key(raw)] = _feature(b, at, entry_end)
+                    pos = entry_end
+                    continue
+        pos = _entry(b, pos, entry_end, out)
     if pos != end:
         raise ExampleDecodeError("features run past their length")
+
+
+def _entry(b: bytes, pos: int, end: int, out: dict[str, np.ndarray]) -> int:
+    """One map entry in any field order or layout; returns ``end``."""
+    key = ""
+    value = _EMPTY_F32.copy()
+    while pos < end:
+        tag = b[pos]
+        if tag != 0x0A and tag != 0x12:
+            pos = _skip_field(b, pos)
+            continue
+        m, pos = _varint(b, pos + 1)
+        if tag == 0x0A:
+            key = _key(b[pos : pos + m])
+        else:
+            value = _feature(b, pos, pos + m)
+        pos += m
+    if pos != end:
+        raise ExampleDecodeError("feature entry runs past its length")
+    out[key] = value
+    return pos
 
 
 def _key(raw: bytes) -> str:
@@ -300,18 +297,53 @@ def _key(raw: bytes) -> str:
 
 
 def _feature(b: bytes, pos: int, end: int) -> np.ndarray:
-    """One ``Feature`` message (if several kinds are set, the last wins, as in protobuf)."""
-    value = _EMPTY_F32
+    """One ``Feature`` message: the usual single list (and single value) on a straight path."""
+    if pos == end:
+        return _EMPTY_F32.copy()
+    kind = b[pos]
+    k = b[pos + 1]
+    at = pos + 2
+    if k >= 0x80:
+        k, at = _varint(b, pos + 1)
+    if at + k != end or kind not in _KINDS:
+        return _any_feature(b, pos, end)
+    if not k:
+        return _EMPTY[kind].copy()
+    if kind == 0x0A:  # bytes
+        if b[at] == 0x0A:
+            v = b[at + 1]
+            vat = at + 2
+            if v >= 0x80:
+                v, vat = _varint(b, at + 1)
+            if vat + v == end:  # exactly one value
+                one = np.empty(1, object)
+                one[0] = b[vat:end]
+                return one
+        return _bytes_list(b, at, end)
+    if kind == 0x1A:  # int64
+        if b[at] == 0x0A:
+            if k == 3 and b[at + 1] == 1 and b[at + 2] < 0x80:
+                one = _ONE_I64.copy()
+                one[0] = b[at + 2]
+                return one
+            if k == 4 and b[at + 1] == 2 and b[at + 2] >= 0x80 and b[at + 3] < 0x80:
+                one = _ONE_I64.copy()
+                one[0] = (b[at + 2] & 0x7F) | (b[at + 3] << 7)
+                return one
+        return _int64_list(b, at, end)
+    return _float_list(b, at, end)
+
+
+def _any_feature(b: bytes, pos: int, end: int) -> np.ndarray:
+    """A ``Feature`` with several fields (the last kind set wins, as in protobuf)."""
+    value = _EMPTY_F32.copy()
     while pos < end:
         tag = b[pos]
         decode = _KINDS.get(tag)
         if decode is None:
             pos = _skip_field(b, pos)
             continue
-        n = b[pos + 1]
-        pos += 2
-        if n >= 0x80:
-            n, pos = _varint(b, pos - 1)
+        n, pos = _varint(b, pos + 1)
         value = decode(b, pos, pos + n) if n else _EMPTY[tag].copy()
         pos += n
     if pos != end:

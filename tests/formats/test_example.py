@@ -12,7 +12,7 @@ from tfrecord import example_pb2
 
 from s3dlio.formats.example import ExampleDecodeError, decode_example, encode_example
 
-INT64 = st.integers(-(2**63), 2**63 - 1)
+INT64 = st.one_of(st.integers(0, 20_000), st.integers(-(2**63), 2**63 - 1))
 FLOAT32 = st.floats(width=32, allow_nan=False)
 FEATURE = st.one_of(
     st.tuples(st.just("bytes"), st.lists(st.binary(max_size=300), max_size=4)),
