@@ -302,27 +302,32 @@ class _Service:
         self.path_style = state.path_style(self.url)
         self._state = state
         self._pools: dict[str, ConnectionPool] = {}
+        self._routes: dict[str, tuple[ConnectionPool, str]] = {}
         self._lock = threading.Lock()
 
     def pool_for(self, bucket: str) -> tuple[ConnectionPool, str]:
         """The pool serving ``bucket`` and the path prefix of its objects."""
+        found = self._routes.get(bucket)
+        if found is not None:
+            return found
         virtual = not self.path_style and _dns_bucket(bucket)
         host = f"{bucket}.{self.endpoint.host}" if virtual else self.endpoint.host
-        pool = self._pools.get(host)
-        if pool is None:
-            with self._lock:
-                pool = self._pools.get(host)
-                if pool is None:
-                    cfg = self._state.settings
-                    pool = ConnectionPool(
-                        Endpoint(self.endpoint.scheme, host, self.endpoint.port),
-                        maxsize=cfg.connections,
-                        connect_timeout=cfg.connect_timeout,
-                        read_timeout=cfg.operation_timeout,
-                        ssl_context=self._state.ssl_context,
-                    )
-                    self._pools[host] = pool
-        return pool, ("/" if virtual else f"/{bucket}/")
+        with self._lock:
+            pool = self._pools.get(host)
+            if pool is None:
+                cfg = self._state.settings
+                pool = ConnectionPool(
+                    Endpoint(self.endpoint.scheme, host, self.endpoint.port),
+                    maxsize=cfg.connections,
+                    connect_timeout=cfg.connect_timeout,
+                    read_timeout=cfg.operation_timeout,
+                    ssl_context=self._state.ssl_context,
+                )
+                self._pools[host] = pool
+            route = (pool, "/" if virtual else f"/{bucket}/")
+            if len(self._routes) < 4096:
+                self._routes[bucket] = route
+        return route
 
     def request(
         self,
@@ -398,7 +403,9 @@ class _State:
 
     def service(self, uri: ObjectURI) -> _Service:
         """The service for ``uri``'s endpoint and its bucket's region."""
-        region = self._bucket_regions.get((uri.endpoint, uri.bucket), self.region)
+        region = self.region
+        if self._bucket_regions:
+            region = self._bucket_regions.get((uri.endpoint, uri.bucket), region)
         key = (uri.endpoint, region)
         svc = self._services.get(key)
         if svc is None:
