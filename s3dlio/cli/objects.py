@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -87,7 +88,13 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def run_ls(args: argparse.Namespace, ctx: Context) -> int:
-    """``ls``: one URI per line, or ``--long`` lines, or ``--count-only``."""
+    """``ls``: one URI per line, or ``--long`` lines, or ``--count-only``.
+
+    A URI that is only a scheme (``s3://``, ``az://``, ``gs://``) lists the buckets.
+    """
+    if re.fullmatch(r"[A-Za-z0-9]+://", args.uri):
+        print_lines(s3dlio.list_containers(args.uri))
+        return 0
     uri = to_uri(args.uri)
     if args.count_only:
         counter = ctx.counter("objects")
