@@ -616,6 +616,10 @@ def _object_headers(
     return headers
 
 
+def _delete_objects(client: Any, *, bucket: str, request: dict[str, Any]) -> dict[str, Any]:
+    return client.delete_objects(Bucket=bucket, Delete=request)
+
+
 def _meta(uri: ObjectURI, item: dict[str, Any]) -> ObjectMeta:
     """ObjectMeta from a HeadObject answer or a listing entry."""
     size = item.get("ContentLength", item.get("Size", 0))
@@ -744,7 +748,7 @@ class S3Store(ObjectStore):
     def begin_upload(
         self, uri: ObjectURI, *, content_type: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> Upload:  # fmt: skip
+    ) -> S3Upload:  # fmt: skip
         _object_headers(uri, content_type, metadata)
         kwargs: dict[str, Any] = {"Bucket": uri.bucket, "Key": uri.key}
         if content_type:
@@ -840,7 +844,7 @@ class S3Store(ObjectStore):
                 request = {"Objects": [{"Key": u.key} for u in batch], "Quiet": True}
                 answer = self._control(
                     batch[0], "DELETE",
-                    lambda c, b=batch[0].bucket, r=request: c.delete_objects(Bucket=b, Delete=r),
+                    functools.partial(_delete_objects, bucket=batch[0].bucket, request=request),
                 )  # fmt: skip
                 by_key = {u.key: u for u in batch}
                 for error in answer.get("Errors", ()):
