@@ -17,6 +17,7 @@ tells), otherwise the pool allocates another one.
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -45,16 +46,18 @@ class FetchStats:
         bytes_fetched: Bytes received.
     """
 
-    __slots__ = ("bytes_fetched", "requests")
+    __slots__ = ("_lock", "bytes_fetched", "requests")
 
     def __init__(self) -> None:
         self.requests = 0
         self.bytes_fetched = 0
+        self._lock = threading.Lock()
 
     def add(self, requests: int, nbytes: int) -> None:
-        """Count ``requests`` more requests that received ``nbytes`` bytes."""
-        self.requests += requests
-        self.bytes_fetched += nbytes
+        """Count ``requests`` more requests that received ``nbytes`` bytes (thread-safe)."""
+        with self._lock:
+            self.requests += requests
+            self.bytes_fetched += nbytes
 
 
 def _unreferenced(buf: bytearray) -> bool:
