@@ -57,10 +57,14 @@ __all__ = [
     "TFRecordWriter",
     "create_tfrecord_index",
     "decode_example",
+    "default_index_uri",
     "encode_example",
+    "format_index",
     "get_tfrecord_index_entries",
     "index_tfrecord_bytes",
     "iter_records",
+    "load_index",
+    "parse_index",
     "read_tfrecord_index",
 ]
 
@@ -408,5 +412,3 @@ class TFRecordWriter:
     def __repr__(self) -> str:
         return f"TFRecordWriter({str(self.uri)!r}, records={self.records})"
 
-
-__all__ += ["parse_index", "load_index", "format_index"]
