@@ -13,6 +13,9 @@ Submodules: :mod:`s3dlio.formats` (TFRecord, HDF5, NPZ, raw), :mod:`s3dlio.torch
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from .api import (
     copy,
     copy_async,
@@ -53,27 +56,6 @@ from .api import (
     upload,
     upload_async,
 )
-from .checkpoint import (
-    CheckpointConfig,
-    CheckpointStore,
-    PyCheckpointInfo,
-    PyCheckpointReader,
-    PyCheckpointStore,
-    PyCheckpointWriter,
-    finalize_distributed_checkpoint,
-    load_checkpoint,
-    load_checkpoint_with_validation,
-    load_checkpoint_with_validation_view,
-    save_checkpoint,
-    save_distributed_shard,
-)
-from .datasets import (
-    CancellationToken,
-    LoaderOptions,
-    PyLoaderOptions,
-    create_async_loader,
-    create_dataset,
-)
 from .errors import (
     BatchError,
     CancelledError,
@@ -88,15 +70,6 @@ from .errors import (
     TransientError,
     UnsupportedOperationError,
 )
-from .formats.generate import put
-from .formats.npz import generate_npz_bytes, read_npz
-from .formats.tfrecord_index import (
-    create_tfrecord_index,
-    get_tfrecord_index_entries,
-    index_tfrecord_bytes,
-    read_tfrecord_index,
-)
-from .io.backends.s3 import configure_s3
 from .io.buffers import BytesView
 from .io.config import RangeEngineConfig, RetryConfig, Settings, parse_size
 from .io.datagen import Generator, generate_data, generate_into_buffer
@@ -114,6 +87,57 @@ from .io.writer import (
     create_s3_writer,
     open_writer,
 )
+
+#: Names that load their module on first use, so ``import s3dlio`` stays light: no torch,
+#: jax, h5py, boto3 or cloud SDK imports, and no format, dataset or checkpoint code.
+_LAZY: dict[str, str] = {
+    "CancellationToken": "s3dlio.datasets",
+    "CheckpointConfig": "s3dlio.checkpoint",
+    "CheckpointStore": "s3dlio.checkpoint",
+    "LoaderOptions": "s3dlio.datasets",
+    "PyCheckpointInfo": "s3dlio.checkpoint",
+    "PyCheckpointReader": "s3dlio.checkpoint",
+    "PyCheckpointStore": "s3dlio.checkpoint",
+    "PyCheckpointWriter": "s3dlio.checkpoint",
+    "PyLoaderOptions": "s3dlio.datasets",
+    "configure_s3": "s3dlio.io.backends.s3",
+    "create_async_loader": "s3dlio.datasets",
+    "create_dataset": "s3dlio.datasets",
+    "create_tfrecord_index": "s3dlio.formats.tfrecord_index",
+    "finalize_distributed_checkpoint": "s3dlio.checkpoint",
+    "generate_npz_bytes": "s3dlio.formats.npz",
+    "get_tfrecord_index_entries": "s3dlio.formats.tfrecord_index",
+    "index_tfrecord_bytes": "s3dlio.formats.tfrecord_index",
+    "load_checkpoint": "s3dlio.checkpoint",
+    "load_checkpoint_with_validation": "s3dlio.checkpoint",
+    "load_checkpoint_with_validation_view": "s3dlio.checkpoint",
+    "put": "s3dlio.formats.generate",
+    "read_npz": "s3dlio.formats.npz",
+    "read_tfrecord_index": "s3dlio.formats.tfrecord_index",
+    "save_checkpoint": "s3dlio.checkpoint",
+    "save_distributed_shard": "s3dlio.checkpoint",
+    # the original's top-level names for its PyTorch and JAX classes
+    "ObjectStoreIterableDataset": "s3dlio.torch",
+    "ObjectStoreMapDataset": "s3dlio.torch",
+    "S3IterableDataset": "s3dlio.torch",
+    "S3MapDataset": "s3dlio.torch",
+    "JaxIterable": "s3dlio.jax",
+    "S3JaxIterable": "s3dlio.jax",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 's3dlio' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 
@@ -221,23 +245,3 @@ __all__ = [
     "upload_async",
 ]
 
-
-#: Names of the original's top level that live in modules importing PyTorch or JAX: resolved on
-#: first access, so ``import s3dlio`` imports neither.
-_LAZY = {
-    "ObjectStoreIterableDataset": "torch",
-    "ObjectStoreMapDataset": "torch",
-    "S3IterableDataset": "torch",
-    "S3MapDataset": "torch",
-    "JaxIterable": "jax",
-    "S3JaxIterable": "jax",
-}
-
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -178,8 +178,7 @@ def delete(
         return transfer.delete_recursive(parsed, pattern=pattern)
     if parsed.is_local and os.path.isdir(parsed.key):
         raise IsDirectoryError("is a directory; use recursive=True", uri=str(parsed), op="DELETE")
-    ops.delete(parsed, missing_ok=missing_ok)
-    return 1
+    return int(ops.delete(parsed, missing_ok=missing_ok))
 
 
 def mkdir(uri: URI) -> None:

@@ -101,8 +101,8 @@ def stat(uri: ObjectURI) -> ObjectMeta:
     return call("HEAD", backend, uri, lambda: backend.stat(uri))
 
 
-def delete(uri: ObjectURI, *, missing_ok: bool = False) -> None:
-    """Delete exactly one object.
+def delete(uri: ObjectURI, *, missing_ok: bool = False) -> bool:
+    """Delete exactly one object; returns whether one was deleted (False: missing and allowed).
 
     Raises:
         IsDirectoryError: ``uri`` names a directory (a key ending in ``/``, or a local
@@ -125,13 +125,15 @@ def delete(uri: ObjectURI, *, missing_ok: bool = False) -> None:
                     uri=str(uri), op="DELETE",
                 ) from None  # fmt: skip
             if missing_ok:
-                return
+                return False
             raise
     try:
         call("DELETE", backend, uri, lambda: backend.delete(uri))
     except NotFoundError:
         if not missing_ok:
             raise
+        return False
+    return True
 
 
 def _has_children(backend: ObjectStore, uri: ObjectURI) -> bool:

@@ -149,6 +149,7 @@ def fetch(
             first_len = cfg.chunk_for(span, backend.local)
 
     state: dict[str, object] = {}
+    asked = (offset, length) if offset or length is not None else None  # for error messages
 
     def first_attempt() -> ReadStream:
         start = time.time_ns()
@@ -161,7 +162,7 @@ def fetch(
         return stream
 
     stream = retry.call(
-        first_attempt, op=op, uri=uri, byte_range=(offset, first_len), should_stop=should_stop
+        first_attempt, op=op, uri=uri, byte_range=asked, should_stop=should_stop
     )
     size, etag = stream.size, stream.etag
     end = size if length is None else min(size, offset + length)
