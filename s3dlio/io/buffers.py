@@ -14,10 +14,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ALIGN", "BytesView", "aligned_buffer", "as_readonly_view", "buffer_address"]
+__all__ = [
+    "ALIGN",
+    "ALIGN_ABOVE",
+    "BytesView",
+    "aligned_buffer",
+    "as_readonly_view",
+    "buffer_address",
+]
 
 #: Alignment O_DIRECT requires of buffers, offsets and lengths.
 ALIGN = 4096
+#: :meth:`BytesView.allocate` page-aligns buffers from this size up.
+ALIGN_ABOVE = 256 * 1024
 
 _resize: Any
 try:  # CPython: grow a bytearray without zero-filling it (the C API's PyByteArray_Resize)
@@ -39,7 +48,19 @@ class BytesView(bytearray):
 
     @classmethod
     def allocate(cls, size: int) -> BytesView:
-        """A BytesView of ``size`` bytes whose contents are undefined (to be filled by a read)."""
+        """A BytesView of ``size`` bytes whose contents are undefined (to be filled by a read).
+
+        From :data:`ALIGN_ABOVE` bytes up the first byte is on a page boundary: ``malloc`` puts
+        large blocks 16 bytes past one, and the kernel copying page-aligned data (page-cache
+        pages, sendfile'd socket data) 16 bytes ahead modulo 4 KiB stalls on 4K aliasing: a
+        64 MiB read cost up to 2.5x more there (``docs/performance.md``, "S3 data path").
+        """
+        if size >= ALIGN_ABOVE:
+            return cls.allocate_aligned(size)
+        return cls._allocate(size)
+
+    @classmethod
+    def _allocate(cls, size: int) -> BytesView:
         view = cls()
         if size:
             if _resize is not None:
@@ -56,7 +77,7 @@ class BytesView(bytearray):
         Over-allocates by ``align`` and drops the head: CPython moves a bytearray's start
         pointer on a front deletion instead of copying.
         """
-        view = cls.allocate(size + align)
+        view = cls._allocate(size + align)
         skip = (-buffer_address(view)) % align
         if skip:
             del view[:skip]
