@@ -24,6 +24,7 @@ import s3dlio
 from s3dlio import IntegrityError, NotFoundError, RangeEngineConfig
 from s3dlio.io import oplog
 from s3dlio.io.backends import s3 as s3mod
+from s3dlio.io.buffers import buffer_address
 from s3dlio.io.config import Settings, reset_settings, settings
 from s3dlio.io.store import backend_for
 from s3dlio.io.uri import parse_uri
@@ -207,6 +208,7 @@ def test_24mib_get_is_split_into_ranges_with_if_match(
     data = s3dlio.get(uri)
     s3dlio.finalize_op_log()
     assert hashlib.sha256(data).digest() == hashlib.sha256(payload).digest()
+    assert buffer_address(data) % 4096 == 0  # page-aligned: see docs/performance.md
     gets = [r for r in proxy.requests if r.method == "GET"]
     # the first request asks for the threshold (8 MiB), the rest comes in 4 MiB ranges
     assert gets[0].headers["range"] == f"bytes=0-{8 * MiB - 1}"
