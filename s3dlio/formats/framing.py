@@ -157,7 +157,7 @@ def scan_windows(
     base: int = 0,
     check_header: bool = True,
     limit: Callable[[], int | None] | None = None,
-    grow: Callable[[int, int], None] | None = None,
+    expect: Callable[[int, int], None] | None = None,
 ) -> Iterator[tuple[memoryview, list[Segment], int]]:
     """Complete records of a stream delivered as windows.
 
@@ -170,8 +170,8 @@ def scan_windows(
         check_header: Verify each length field's CRC.
         limit: Returns the stream's end offset once known (a record claiming to run past it
             is reported as truncated at once, without reading further).
-        grow: ``callable(block_size, headroom)`` asked for larger blocks when a record does not
-            fit the current ones.
+        expect: ``callable(nbytes, headroom)`` told what the next window must hold when a
+            record runs past a window's end (``BlockSource.expect``).
 
     Yields:
         ``(window, segments, delta)``: the window as a memoryview, its complete records as
@@ -218,8 +218,8 @@ def scan_windows(
             end = limit() if limit is not None else None
             if end is not None and at + need > end:
                 raise _truncated(uri, at, need, end - at)
-            if grow is not None:  # next buffers: this record fits their headroom and block
-                grow(2 * need, need)
+            if expect is not None:  # the next block: the rest of this record + the next header
+                expect(need - len(carry) + HEADER, len(carry))
         del win
     if carry is not None and len(carry):
         need = _LEN.unpack_from(carry)[0] + OVERHEAD if len(carry) >= HEADER else HEADER
@@ -241,7 +241,7 @@ def iter_payloads(
     verify: bool = True,
     base: int = 0,
     limit: Callable[[], int | None] | None = None,
-    grow: Callable[[int, int], None] | None = None,
+    expect: Callable[[int, int], None] | None = None,
 ) -> Iterator[memoryview]:
     """Record payloads of a stream, as zero-copy views of its windows.
 
@@ -250,7 +250,7 @@ def iter_payloads(
     """
     crc = _crc
     for win, segments, delta in scan_windows(
-        windows, uri=uri, base=base, check_header=verify, limit=limit, grow=grow
+        windows, uri=uri, base=base, check_header=verify, limit=limit, expect=expect
     ):
         if not verify:
             for first, count, length in segments:

@@ -9,10 +9,10 @@ Reading::
     reader = TFRecordReader("gs://bucket/train-0.tfrecord", index=True)   # uses uri + ".idx"
     len(reader), reader.read_record(123)                                  # one range GET
 
-Records are zero-copy ``memoryview`` slices of large block buffers (4 MiB by default, the next
-block fetched in the background). A view stays valid as long as you hold it: a block buffer is
-reused only once no record of it is referenced (keeping a small record alive pins its whole
-block, so copy it with ``bytes(record)`` if you keep many).
+Records are zero-copy ``memoryview`` slices of block buffers (1 MiB for local files; 8 MiB
+over a network, where the next block is fetched in the background). A view stays valid as long
+as you hold it: a block buffer is reused only once no record of it is referenced (keeping a
+small record alive pins its whole block, so copy it with ``bytes(record)`` if you keep many).
 
 Gzip-compressed files (``compression="gzip"``) are read and written sequentially; random access
 needs an uncompressed file. Index files follow DALI's ``tfrecord2idx`` format
@@ -38,7 +38,7 @@ from ..io.range_engine import fetch
 from ..io.store import backend_for
 from ..io.uri import ObjectURI, parse_uri
 from ..io.writer import ObjectWriter, WriterOptions
-from .blocks import BlockSource, FetchStats, GzipBlockSource, Window
+from .blocks import BlockSource, FetchStats, GzipBlockSource, Window, default_block_size
 from .example import decode_example, encode_example
 from .framing import HEADER, OVERHEAD, iter_payloads, masked_crc
 from .tfrecord_index import (
@@ -104,8 +104,10 @@ class TFRecordReader:
         verify: Check every record's length and data CRC32C (a mismatch raises
             :class:`~s3dlio.errors.IntegrityError` naming the URI and record offset).
         compression: ``None`` or ``"gzip"`` (gzip files are sequential only).
-        block_size: Bytes fetched per request when iterating.
-        prefetch: Fetch the next block in the background while records are consumed.
+        block_size: Bytes fetched per request when iterating (default 1 MiB for local files,
+            8 MiB over a network; grown to fit large records).
+        prefetch: Fetch the next block in the background while records are consumed (default:
+            over a network only; a local read is a memory copy best done in place).
 
     Attributes:
         uri: The parsed URI.
@@ -119,8 +121,8 @@ class TFRecordReader:
         verify: bool = True,
         compression: str | None = None,
         *,
-        block_size: int = 4 * MiB,
-        prefetch: bool = True,
+        block_size: int | None = None,
+        prefetch: bool | None = None,
     ) -> None:
         self.uri = parse_uri(uri, allow_bare=True)
         self.verify = verify
@@ -140,9 +142,9 @@ class TFRecordReader:
         """Every record payload, in file order (CRC-checked when ``verify``)."""
         if self.compression == "gzip":
             gz = GzipBlockSource(self.uri, block_size=self.block_size, stats=self.stats)
-            return self._records(gz, 0, lambda: None, gz.grow)
+            return self._records(gz, 0, lambda: None, gz.expect)
         source = self._source()
-        return self._records(source, 0, lambda: source.size, source.grow)
+        return self._records(source, 0, lambda: source.size, source.expect)
 
     def iter_records(self, start: int = 0, stop: int | None = None) -> Iterator[memoryview]:
         """Records ``start`` to ``stop - 1`` (by index), read sequentially in large blocks.
@@ -157,18 +159,20 @@ class TFRecordReader:
         first = int(entries[begin, 0])
         last = int(entries[end - 1, 0] + entries[end - 1, 1])
         source = self._source(first, last)
-        return self._records(source, first, lambda: last, source.grow)
+        return self._records(source, first, lambda: last, source.expect)
 
     def _source(self, start: int = 0, end: int | None = None) -> BlockSource:
-        block = self.block_size if end is None else min(self.block_size, max(1, end - start))
+        block = self.block_size or default_block_size(self._backend)
+        if end is not None:
+            block = min(block, max(1, end - start))
         return BlockSource(
             self.uri, start=start, end=end, block_size=block, prefetch=self.prefetch,
             etag=self._etag, stats=self.stats,
         )  # fmt: skip
 
-    def _records(self, windows: Any, base: int, limit: Any, grow: Any) -> Iterator[memoryview]:
+    def _records(self, windows: Any, base: int, limit: Any, expect: Any) -> Iterator[memoryview]:
         return iter_payloads(
-            windows, uri=str(self.uri), verify=self.verify, base=base, limit=limit, grow=grow
+            windows, uri=str(self.uri), verify=self.verify, base=base, limit=limit, expect=expect
         )
 
     # -- random access -----------------------------------------------------------------------
@@ -411,4 +415,3 @@ class TFRecordWriter:
 
     def __repr__(self) -> str:
         return f"TFRecordWriter({str(self.uri)!r}, records={self.records})"
-

@@ -16,7 +16,6 @@ import numpy as np
 from ..errors import InvalidURIError
 from ..io import ops
 from ..io.buffers import as_readonly_view
-from ..io.config import MiB
 from ..io.uri import ObjectURI, parse_uri
 from .blocks import BlockSource, FetchStats, Window
 from .framing import HEADER, OVERHEAD, scan_windows
@@ -41,11 +40,11 @@ def default_index_uri(uri: URI) -> ObjectURI:
     return parsed.with_key(parsed.key + ".idx")
 
 
-def _entries(windows: Any, uri: str, limit: Any = None, grow: Any = None) -> np.ndarray:
+def _entries(windows: Any, uri: str, limit: Any = None, expect: Any = None) -> np.ndarray:
     """``(n, 2)`` int64 array of ``(offset, size)`` of every record of a stream of windows."""
     chunks = []
     for _, segments, delta in scan_windows(
-        windows, uri=uri, check_header=True, limit=limit, grow=grow
+        windows, uri=uri, check_header=True, limit=limit, expect=expect
     ):
         table = np.array(segments, dtype=np.int64).reshape(-1, 3)
         counts, sizes = table[:, 1], table[:, 2] + OVERHEAD
@@ -119,12 +118,12 @@ def index_tfrecord_bytes(tfrecord_bytes: Any) -> str:
 
 
 def scan_index(
-    uri: URI, *, block_size: int = 16 * MiB, stats: FetchStats | None = None
+    uri: URI, *, block_size: int | None = None, stats: FetchStats | None = None
 ) -> np.ndarray:
     """Build the ``(n, 2)`` index array of a TFRecord object by streaming through it once."""
     parsed = parse_uri(uri, allow_bare=True)
     source = BlockSource(parsed, block_size=block_size, stats=stats)
-    return _entries(source, str(parsed), limit=lambda: source.size, grow=source.grow)
+    return _entries(source, str(parsed), limit=lambda: source.size, expect=source.expect)
 
 
 def create_tfrecord_index(tfrecord_path: URI, index_path: URI | None = None) -> int:
