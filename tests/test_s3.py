@@ -24,6 +24,7 @@ import s3dlio
 from s3dlio import IntegrityError, NotFoundError, RangeEngineConfig
 from s3dlio.io import oplog
 from s3dlio.io.backends import s3 as s3mod
+from s3dlio.io.backends import s3_client
 from s3dlio.io.buffers import buffer_address
 from s3dlio.io.config import Settings, reset_settings, settings
 from s3dlio.io.store import backend_for
@@ -466,7 +467,7 @@ def _child_get(uri: str, queue: Any) -> None:
 
     try:
         data = s3dlio.get(uri)
-        state = s3mod._STATE
+        state = s3_client.STATE
         pool = s3mod._state().service(parse_uri(uri)).pool_for(parse_uri(uri).bucket)[0]
         queue.put((bytes(data), state._pid == os.getpid(), pool.opened))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
