@@ -21,7 +21,7 @@ import pytest
 import zstandard
 
 import s3dlio
-from s3dlio import IntegrityError, NotFoundError, RangeEngineConfig
+from s3dlio import IntegrityError, NotFoundError, PermissionDeniedError, RangeEngineConfig
 from s3dlio.io import oplog
 from s3dlio.io.backends import s3 as s3mod
 from s3dlio.io.backends import s3_client
@@ -345,6 +345,41 @@ def test_configure_s3_endpoint(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch)
         s3dlio.configure_s3(endpoint_url="localhost:9000")
     with pytest.raises(s3dlio.InvalidURIError):
         s3dlio.configure_s3(addressing_style="sideways")
+
+
+def test_credentials_from_a_profile_and_anonymous(
+    proxied: tuple[FaultProxy, str], moto_s3: MotoS3, boto: Any, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    proxy, root = proxied
+    (tmp_path / "credentials").write_text(
+        "[training]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile-secret\n"
+    )
+    (tmp_path / "config").write_text("[profile training]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_PROFILE", "training")
+    try:
+        s3dlio.configure_s3()
+        s3dlio.put_bytes(root + "p.bin", b"profile")
+        s3dlio.put_bytes(root + "private.bin", b"private")
+        assert s3dlio.list(root) == [root + "p.bin", root + "private.bin"]
+        signed = [r.headers.get("authorization", "") for r in proxy.requests]
+        assert signed and all("Credential=AKIDPROFILE/" in a for a in signed)
+        boto.put_object_acl(Bucket=moto_s3.bucket, Key=_key(root + "p.bin"), ACL="public-read")
+        monkeypatch.delenv("AWS_PROFILE")  # no credentials anywhere: anonymous requests
+        s3dlio.configure_s3()
+        proxy.clear()
+        assert s3dlio.get(root + "p.bin") == b"profile"
+        with pytest.raises(PermissionDeniedError):
+            s3dlio.get(root + "private.bin")
+        assert [r.method for r in proxy.requests] == ["GET", "GET"]
+        assert not any("authorization" in r.headers for r in proxy.requests)
+    finally:
+        monkeypatch.undo()
+        s3dlio.configure_s3()
 
 
 def test_errors_name_the_uri_and_keep_credentials_out(
