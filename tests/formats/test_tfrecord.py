@@ -331,3 +331,15 @@ def _frame(payload: bytes) -> bytes:
     from s3dlio.formats.framing import frame_header, masked_crc
 
     return frame_header(len(payload)) + payload + masked_crc(payload).to_bytes(4, "little")
+
+
+def test_stale_index_is_detected(store_root: str) -> None:
+    uri = store_root + "stale.tfrecord"
+    s3dlio.put_bytes(uri, _frame(b"a" * 10) + _frame(b"b" * 20))
+    s3dlio.create_tfrecord_index(uri)
+    s3dlio.put_bytes(uri, _frame(b"a" * 12) + _frame(b"b" * 20))  # rewritten: index is stale
+    reader = TFRecordReader(uri)
+    with pytest.raises(IntegrityError, match="stale index"):
+        reader.read_record(0)
+    with pytest.raises(IntegrityError, match="past the end"):
+        TFRecordReader(uri, index=[(40, 100)]).read_record(0)
