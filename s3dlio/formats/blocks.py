@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 HEADROOM_MIN = 16  # a partial record header (< 12 bytes) always fits
+_PAGE = 4096
 _GZIP_INPUT = 256 * 1024  # compressed bytes fed to zlib at a time (bounds each output piece)
 
 #: ``(buffer, start, end)``: the bytes ``buffer[start:end]``, with ``start`` bytes of headroom.
@@ -175,12 +176,14 @@ class BlockSource:
     def _next_buffer(self, *busy: bytearray) -> tuple[bytearray, int, int]:
         """``(buffer, head, size)`` for the next block, honouring :meth:`expect`.
 
-        Blocks read in place get exactly the headroom the parser announced (or room for a
-        partial header, which is all it can hold otherwise); prefetched blocks get the largest
-        headroom seen, since they are requested before the parser knows.
+        Blocks read in place get the headroom the parser announced (or room for a partial
+        header, which is all it can hold otherwise); prefetched blocks get the largest headroom
+        seen, since they are requested before the parser knows. Headroom is rounded up to a
+        page so that data lands page-aligned (buffers from the pool are page-aligned).
         """
         size = self._want or self.block_size
         head = self.headroom if self.prefetch else max(self._head, HEADROOM_MIN)
+        head = -(-head // _PAGE) * _PAGE  # data on a page boundary: kernel copies run fastest
         self._want = self._head = 0
         return self._pool.acquire(head + size, *busy), head, size
 
