@@ -11,18 +11,26 @@ by spaces. This is the layout of MinIO warp's benchmark output, so warp's tools 
 
 Producers only enqueue a tuple; a writer thread formats and compresses. The queue is bounded (a
 burst blocks the producers briefly rather than dropping lines). The stream is closed properly by
-:func:`finalize_op_log` or, failing that, at interpreter exit. A forked child does not write into
-its parent's stream.
+:func:`finalize_op_log` or, failing that, at interpreter exit.
+
+A process forked while a log is open (a DataLoader worker) logs to a file of its own beside the
+parent's, ``ops.worker-<pid>.tsv.zst`` for ``ops.tsv.zst``, created on its first operation and
+closed when the worker exits; :func:`worker_log_paths` finds them and :func:`read_op_log` reads
+any of them. (Processes started with ``spawn`` do not inherit the log.)
 """
 
 from __future__ import annotations
 
 import atexit
+import glob
+import io
+import multiprocessing.util
 import os
 import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import zstandard
@@ -30,20 +38,25 @@ import zstandard
 from .config import settings
 
 __all__ = [
+    "COLUMNS",
     "HEADER",
     "finalize_op_log",
     "format_timestamp",
     "init_op_log",
     "is_op_log_active",
     "op_log_stats",
+    "read_op_log",
     "record",
+    "worker_log_paths",
 ]
 
 HEADER = (
     "idx\tthread\top\tclient_id\tn_objects\tbytes\tendpoint\tfile\terror"
     "\tstart\tfirst_byte\tend\tduration_ns\n"
 )
+COLUMNS = tuple(HEADER.rstrip("\n").split("\t"))
 _QUEUE_SIZE = 65536
+_FLUSH_AFTER = 1.0  # seconds without operations before buffered lines are flushed
 _STOP = None
 
 
@@ -71,7 +84,8 @@ class _OpLog:
         self.lock = threading.Lock()
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
-        self.file = open(path, "wb")  # noqa: SIM115 - closed by the writer thread
+        # unbuffered: a forked child holding this object must have no bytes of ours to flush
+        self.file = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by the writer thread
         self.stream = zstandard.ZstdCompressor(level=settings().oplog_level).stream_writer(
             self.file, closefd=False
         )
@@ -82,8 +96,15 @@ class _OpLog:
     def _run(self) -> None:
         idx = 0
         stop = False
+        unflushed = False
         while not stop:
-            batch = [self.queue.get()]
+            try:
+                batch = [self.queue.get(timeout=_FLUSH_AFTER)]
+            except queue.Empty:
+                if unflushed:  # a quiet second: make what we have decodable if we are killed
+                    self.stream.flush(zstandard.FLUSH_BLOCK)
+                    unflushed = False
+                continue
             while len(batch) < 4096:
                 try:
                     batch.append(self.queue.get_nowait())
@@ -104,6 +125,7 @@ class _OpLog:
                 idx += 1
             if lines:
                 self.stream.write("".join(lines).encode())
+                unflushed = True
         self._close()
 
     def _close(self) -> None:
@@ -125,6 +147,56 @@ class _OpLog:
 _log: _OpLog | None = None
 _log_lock = threading.Lock()
 _last_stats: dict[str, Any] = {}
+#: In a forked child of a logging parent: (parent's path, client id) until the child logs.
+_inherited: tuple[str, str] | None = None
+
+
+def worker_log_path(path: str, pid: int) -> str:
+    """The log file of forked process ``pid`` for the parent log ``path``."""
+    directory, name = os.path.split(path)
+    stem, dot, rest = name.partition(".")
+    return os.path.join(directory, f"{stem}.worker-{pid}{dot}{rest}")
+
+
+def worker_log_paths(path: str | os.PathLike[str]) -> list[str]:
+    """The log files forked workers of the process logging to ``path`` wrote, sorted."""
+    directory, name = os.path.split(os.fspath(path))
+    stem, dot, rest = name.partition(".")
+    return sorted(
+        glob.glob(
+            os.path.join(
+                glob.escape(directory) or ".",
+                f"{glob.escape(stem)}.worker-*{dot}{glob.escape(rest)}",
+            )
+        )
+    )
+
+
+def read_op_log(path: str | os.PathLike[str]) -> Iterator[dict[str, str]]:
+    """The rows of an op-log (zstd or plain text) as ``{column: value}``, header lines skipped."""
+    with open(path, "rb") as raw:
+        head = raw.read(4)
+        raw.seek(0)
+        source: Any = raw
+        if head == b"\x28\xb5\x2f\xfd":
+            source = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        with io.TextIOWrapper(source, encoding="utf-8", newline="\n") as text:
+            for line in text:
+                fields = line.rstrip("\n").split("\t")
+                if fields and fields[0] != "idx" and len(fields) == len(COLUMNS):
+                    yield dict(zip(COLUMNS, fields, strict=True))
+
+
+def _start_child_log() -> _OpLog | None:
+    """In a forked child: open its own log file on its first operation."""
+    global _log
+    with _log_lock:
+        if _log is None and _inherited is not None:
+            path, client_id = _inherited
+            _log = _OpLog(worker_log_path(path, os.getpid()), client_id)
+            # multiprocessing children leave through os._exit, which skips atexit
+            multiprocessing.util.Finalize(None, finalize_op_log, exitpriority=100)
+        return _log
 
 
 def init_op_log(path: str | os.PathLike[str], client_id: str = "") -> None:
@@ -140,9 +212,9 @@ def init_op_log(path: str | os.PathLike[str], client_id: str = "") -> None:
 
 
 def is_op_log_active() -> bool:
-    """Whether an op-log is open in this process."""
+    """Whether operations of this process are being logged."""
     log = _log
-    return log is not None and log.pid == os.getpid()
+    return (log is not None and log.pid == os.getpid()) or _inherited is not None
 
 
 def finalize_op_log() -> None:
@@ -152,7 +224,8 @@ def finalize_op_log() -> None:
 
 
 def _finalize_locked() -> None:
-    global _log, _last_stats
+    global _log, _last_stats, _inherited
+    _inherited = None
     log = _log
     if log is None:
         return
@@ -198,7 +271,9 @@ def record(
     """Append one operation (no-op when no log is open in this process)."""
     log = _log
     if log is None or log.pid != os.getpid():
-        return
+        log = _start_child_log() if _inherited is not None else None
+        if log is None:
+            return
     log.put(
         (
             threading.get_native_id(), op, n_objects, nbytes, endpoint, name, error,
@@ -208,8 +283,12 @@ def record(
 
 
 def _after_fork_in_child() -> None:
-    global _log_lock
+    global _log_lock, _log, _inherited
     _log_lock = threading.Lock()
+    parent = _log
+    if parent is not None:
+        _inherited = (parent.path, parent.client_id)
+        _log = None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -77,3 +77,33 @@ def test_closed_at_exit_without_finalize(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
     rows = _read(log)
     assert [r[2] for r in rows[1:]] == ["PUT"]
+
+
+def test_forked_workers_log_to_their_own_files(disk_dir: Path, tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    from s3dlio.io.oplog import read_op_log, worker_log_paths
+
+    root = f"file://{disk_dir}/"
+    s3dlio.put_many([(f"{root}{i}", b"x" * i) for i in range(1, 7)])
+    log = tmp_path / "ops.tsv.zst"
+    s3dlio.init_op_log(log)
+    s3dlio.get(root + "1")
+    ctx = mp.get_context("fork")
+    pool = ctx.Pool(2)
+    sizes = pool.map(_read_len, [f"{root}{i}" for i in range(2, 7)])
+    pool.close()  # workers leave normally (as DataLoader workers do) and close their logs
+    pool.join()
+    s3dlio.finalize_op_log()
+    assert sizes == [2, 3, 4, 5, 6]
+    parent = list(read_op_log(log))
+    assert [r["op"] for r in parent] == ["GET"]
+    workers = worker_log_paths(log)
+    assert 1 <= len(workers) <= 2
+    assert all(".worker-" in w and w.endswith(".tsv.zst") for w in workers)
+    rows = [r for w in workers for r in read_op_log(w)]
+    assert sorted(int(r["bytes"]) for r in rows if r["op"] == "GET") == [2, 3, 4, 5, 6]
+
+
+def _read_len(uri: str) -> int:
+    return len(s3dlio.get(uri))
