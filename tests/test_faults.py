@@ -15,10 +15,17 @@ import numpy as np
 import pytest
 
 import s3dlio
-from s3dlio import PermissionDeniedError, RangeEngineConfig, RetryConfig, ThrottledError
+from s3dlio import (
+    IntegrityError,
+    PermissionDeniedError,
+    RangeEngineConfig,
+    RetryConfig,
+    ThrottledError,
+)
 from s3dlio.io.backends import s3 as s3mod
 from s3dlio.io.config import Settings, reset_settings, settings
 from s3dlio.io.retry import retry_stats
+from s3dlio.io.store import backend_for
 from s3dlio.io.uri import parse_uri
 from tests.servers.moto import MotoS3
 from tests.servers.proxy import FaultProxy
@@ -158,6 +165,22 @@ def test_stalled_first_byte_times_out_and_is_retried(proxy: FaultProxy, root: st
     finally:
         reset_settings(old)
     assert len(proxy.requests_matching(f"GET {_path(uri)}")) == 2
+
+
+def test_server_ignoring_if_match_still_fails_a_changed_object(
+    proxy: FaultProxy, root: str
+) -> None:
+    uri = parse_uri(root + "versioned.bin")
+    s3dlio.put_bytes(uri, b"0123456789")
+    etag = s3dlio.stat(uri)["etag"]
+    proxy.add_fault(  # a 206 from another version, as a server that ignores If-Match sends
+        "status", match=f"GET {_path(str(uri))}", status=206, body=b"X",
+        headers={"ETag": '"another-version"', "Content-Range": "bytes 5-5/10"},
+    )  # fmt: skip
+    with pytest.raises(IntegrityError, match="another-version"):
+        backend_for(uri).open_read(uri, 5, 1, if_match=etag)
+    with backend_for(uri).open_read(uri, 5, 1, if_match=etag) as stream:  # the real server
+        assert (stream.size, stream.length, stream.etag) == (10, 1, etag)
 
 
 def test_listing_page_retried_after_internal_error(proxy: FaultProxy, root: str) -> None:

@@ -425,6 +425,13 @@ class S3Store(ObjectStore):
         response = self._send("GET", uri, "GET", headers=headers)
         status = response.status
         fields = response.headers
+        etag = fields.get("etag")
+        if if_match and etag and status in (200, 206) and etag.strip('"') != if_match.strip('"'):
+            response.close()  # a server that ignores If-Match must not mix versions either
+            raise IntegrityError(
+                f"object changed during the read (ETag {etag}, expected {if_match})",
+                uri=str(uri), op="GET", byte_range=(offset, length),
+            )  # fmt: skip
         if status == 206:
             delivered = response.length
             total = _content_range_total(fields.get("content-range"))
@@ -433,7 +440,7 @@ class S3Store(ObjectStore):
                 raise TransientError(
                     "206 answer without Content-Length or Content-Range", uri=str(uri), op="GET"
                 )
-            return S3ReadStream(response, uri, total, fields.get("etag"), offset, delivered)
+            return S3ReadStream(response, uri, total, etag, offset, delivered)
         if status == 200:
             size = response.length
             if size is None:
@@ -441,7 +448,7 @@ class S3Store(ObjectStore):
                 raise TransientError("200 answer without Content-Length", uri=str(uri), op="GET")
             start = min(offset, size)
             end = size if length is None else min(size, offset + length)
-            stream = S3ReadStream(response, uri, size, fields.get("etag"), start, end - start)
+            stream = S3ReadStream(response, uri, size, etag, start, end - start)
             if start:
                 stream.skip(start)  # the server ignored Range: drop the head
             return stream
@@ -454,7 +461,7 @@ class S3Store(ObjectStore):
             if total is None:
                 meta = self._head(uri, "GET", if_match)
                 return S3ReadStream(None, uri, meta.size, meta.etag, offset, 0)
-            return S3ReadStream(None, uri, total, fields.get("etag"), offset, 0)
+            return S3ReadStream(None, uri, total, etag, offset, 0)
         _raise_for(response, uri, "GET", (offset, length))
 
     def put(
