@@ -496,6 +496,7 @@ def run_suite(
 ) -> dict[str, Any]:
     """Run every case of one suite; write ``results/<name>.json`` and ``.md``; return the doc."""
     started = time.perf_counter()
+    load_before = round(os.getloadavg()[0], 2)
     summaries: list[dict[str, Any]] = []
     base = os.environ.get("S3DLIO_BENCH_DIR") or None
     with ExitStack() as stack:
@@ -513,7 +514,6 @@ def run_suite(
                 mark = time.perf_counter()
         finally:
             cases.close()
-    load_before = round(os.getloadavg()[0], 2)
     doc = {
         "suite": name,
         "command": command,

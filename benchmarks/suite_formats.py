@@ -61,8 +61,8 @@ def suite(ctx: Context) -> Iterator[Case]:
         "chunks at most. Files are warm in the page cache.",
     )
 
-    members = {f"a{i}": np.random.default_rng(i).random(ctx.scale(8, 2) * MiB // 8 // 4 * 4,
-                                                        dtype=np.float32)
+    member_bytes = ctx.scale(32, 2) * MiB
+    members = {f"a{i}": np.random.default_rng(i).random(member_bytes // 4, dtype=np.float32)
                for i in range(8)}  # fmt: skip
     npz = bucket / "data.npz"
     np.savez(npz, **members)

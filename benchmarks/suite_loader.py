@@ -22,7 +22,7 @@ def suite(ctx: Context) -> Iterator[Case]:
     """num_workers=0, then num_workers=2."""
     if nginx_binary() is None:
         raise RuntimeError("nginx is not installed: run benchmarks/setup.sh")
-    count, size = ctx.scale(2048, 256), 64 * KiB
+    count, size = ctx.scale(1024, 256), 64 * KiB
     write_files(ctx.workdir / "www" / "loader", count, size)
     nginx = ctx.stack.enter_context(Nginx(ctx.workdir / "www"))
     nginx.write_listing("loader")
