@@ -13,6 +13,7 @@ Submodules: :mod:`s3dlio.formats` (TFRecord, HDF5, NPZ, raw), :mod:`s3dlio.torch
 
 from __future__ import annotations
 
+import builtins
 import importlib
 from typing import Any
 
@@ -135,7 +136,7 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def __dir__() -> list[str]:
+def __dir__() -> builtins.list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 

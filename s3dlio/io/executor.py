@@ -238,6 +238,7 @@ class _MapRun(Generic[T, R]):
     def results(self, ordered: bool) -> Iterator[tuple[T, Outcome[R]]]:
         """Yield finished items; run one itself when no worker has started."""
         expected = 0
+        pair: tuple[T, Outcome[R]] | None
         while True:
             with self.cond:
                 while True:
