@@ -35,7 +35,18 @@ import numpy as np
 
 from ..errors import IntegrityError
 
-__all__ = ["MAGIC", "dump", "is_bytes_like", "is_tree_shard", "load"]
+__all__ = [
+    "MAGIC",
+    "Header",
+    "TensorEntry",
+    "build",
+    "dump",
+    "header_size",
+    "is_bytes_like",
+    "is_tree_shard",
+    "load",
+    "parse_header",
+]
 
 MAGIC = b"S3DLTREE"
 VERSION = 1
@@ -262,62 +273,177 @@ def _numpy_dtype(name: str) -> np.dtype:
         return np.dtype(getattr(ml_dtypes, name))
 
 
-class _Builder:
-    def __init__(self, buf: Any, entries: list[dict[str, Any]], data_start: int) -> None:
-        self.buf = buf
-        self.entries = entries
-        self.start = data_start
-        self.cache: dict[int, Any] = {}
+def _torch_dtype(name: str) -> Any:
+    import torch
 
-    def __call__(self, index: int) -> Any:
-        if index in self.cache:
-            return self.cache[index]
-        try:
-            entry = self.entries[index]
-            kind, dtype, shape = entry["kind"], entry["dtype"], tuple(entry["shape"])
-            offset, nbytes = self.start + int(entry["offset"]), int(entry["nbytes"])
-        except (IndexError, KeyError, TypeError, ValueError):
-            raise IntegrityError(f"checkpoint tree: bad tensor index entry {index}") from None
-        if offset + nbytes > len(self.buf):
-            raise IntegrityError(f"checkpoint tree: tensor {index} runs past the end of the shard")
-        if kind == "torch":
-            value = self._torch(entry, dtype, shape, offset, nbytes)
+    found = getattr(torch, name, None)
+    if not isinstance(found, torch.dtype):
+        raise IntegrityError(f"checkpoint tree: unknown torch dtype {name!r}")
+    return found
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor of a tree shard, as its index describes it.
+
+    Attributes:
+        index: Its number (what the skeleton refers to).
+        kind: ``"torch"``, ``"numpy"``, ``"numpy_scalar"`` or ``"jax"``.
+        dtype: The dtype name.
+        shape: The shape.
+        start: Absolute offset of its bytes in the shard.
+        nbytes: Its size in bytes.
+        extra: Other fields (``parameter``, ``requires_grad``).
+    """
+
+    index: int
+    kind: str
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    nbytes: int
+    extra: dict[str, Any]
+
+    def empty(self) -> tuple[Any, memoryview]:
+        """A new, uninitialised tensor for this entry and a writable byte view of its memory."""
+        if self.kind == "torch":
+            import torch
+
+            tensor = torch.empty(self.shape, dtype=_torch_dtype(self.dtype))
+            flat = tensor.reshape(-1)
+            raw: Any = flat.view(torch.uint8).numpy() if flat.numel() else np.empty(0, np.uint8)
+            obj: Any = tensor
         else:
-            dt = _numpy_dtype(dtype)
-            count = nbytes // dt.itemsize if dt.itemsize else 0
-            arr = np.frombuffer(self.buf, dtype=dt, count=count, offset=offset).reshape(shape)
-            if kind == "numpy_scalar":
-                value = arr[()]
-            elif kind == "jax":
-                import jax.numpy as jnp
+            obj = np.empty(self.shape, dtype=_numpy_dtype(self.dtype))
+            raw = obj.reshape(-1).view(np.uint8)
+        view = memoryview(raw)
+        if view.nbytes != self.nbytes:
+            raise IntegrityError(
+                f"checkpoint tree: tensor {self.index} has {self.nbytes} bytes, but shape "
+                f"{list(self.shape)} of {self.dtype} needs {view.nbytes}"
+            )
+        return obj, view
 
-                value = jnp.asarray(arr)
-            else:
-                value = arr
-        self.cache[index] = value
-        return value
+    def over(self, buf: Any) -> Any:
+        """This tensor as a view of ``buf`` (the whole shard, writable): no copy."""
+        if self.start + self.nbytes > len(buf):
+            raise IntegrityError(f"checkpoint tree: tensor {self.index} runs past the shard's end")
+        if self.kind == "torch":
+            import torch
 
-    def _torch(
-        self, entry: dict[str, Any], dtype: str, shape: tuple[int, ...], offset: int, nbytes: int
-    ) -> Any:
-        import torch
+            dt = _torch_dtype(self.dtype)
+            numel = self.nbytes // torch.empty((), dtype=dt).element_size()
+            if numel == 0:
+                return torch.empty(self.shape, dtype=dt)
+            return torch.frombuffer(buf, dtype=dt, count=numel, offset=self.start).view(self.shape)
+        dt = _numpy_dtype(self.dtype)
+        count = self.nbytes // dt.itemsize if dt.itemsize else 0
+        return np.frombuffer(buf, dtype=dt, count=count, offset=self.start).reshape(self.shape)
 
-        dt = getattr(torch, dtype, None)
-        if not isinstance(dt, torch.dtype):
-            raise IntegrityError(f"checkpoint tree: unknown torch dtype {dtype!r}")
-        itemsize = torch.empty((), dtype=dt).element_size()
-        numel = nbytes // itemsize
-        if numel == 0:
-            tensor = torch.empty(shape, dtype=dt)
-        else:
-            tensor = torch.frombuffer(self.buf, dtype=dt, count=numel, offset=offset).view(shape)
-        if entry.get("parameter"):
-            tensor = torch.nn.Parameter(tensor, requires_grad=bool(entry.get("requires_grad")))
-        return tensor
+    def finish(self, obj: Any) -> Any:
+        """The value the tree holds, from the filled tensor ``obj``."""
+        if self.kind == "torch":
+            if self.extra.get("parameter"):
+                import torch
+
+                return torch.nn.Parameter(obj, requires_grad=bool(self.extra.get("requires_grad")))
+            return obj
+        if self.kind == "numpy_scalar":
+            return obj[()]
+        if self.kind == "jax":
+            import jax.numpy as jnp
+
+            return jnp.asarray(obj)
+        return obj
+
+
+@dataclass(frozen=True)
+class Header:
+    """What precedes the tensor bytes of a tree shard.
+
+    Attributes:
+        tensors: Every tensor, by index.
+        skeleton: The pickled tree with tensor references.
+        data_start: Where tensor bytes begin.
+        end: The shard's length.
+    """
+
+    tensors: tuple[TensorEntry, ...]
+    skeleton: bytes
+    data_start: int
+    end: int
+
+
+def header_size(head: Any) -> int | None:
+    """How many leading bytes hold the header, given at least the first 40 (``None``: no tree).
+
+    Raises:
+        IntegrityError: the magic matches but the version or the lengths do not.
+    """
+    view = memoryview(head)
+    if not is_tree_shard(view):
+        return None
+    _magic, version, _flags, index_len, skeleton_len, data_start = _PREFIX.unpack_from(view)
+    if version != VERSION:
+        raise IntegrityError(f"checkpoint tree version {version} is not supported")
+    if _PREFIX.size + index_len + skeleton_len > data_start:
+        raise IntegrityError("checkpoint tree: inconsistent header lengths")
+    return int(data_start)
+
+
+def parse_header(head: Any) -> Header:
+    """Parse the header from the shard's first :func:`header_size` bytes.
+
+    Raises:
+        IntegrityError: not a tree shard, or an unreadable / inconsistent index.
+    """
+    view = memoryview(head)
+    if header_size(view) is None:
+        raise IntegrityError("not a checkpoint tree shard (bad magic)")
+    _magic, _version, _flags, index_len, skeleton_len, data_start = _PREFIX.unpack_from(view)
+    at = _PREFIX.size
+    if len(view) < data_start:
+        raise IntegrityError("checkpoint tree: the header runs past the end of the shard")
+    try:
+        raw = json.loads(bytes(view[at : at + index_len]))["tensors"]
+        tensors = tuple(
+            TensorEntry(
+                index=i, kind=str(e["kind"]), dtype=str(e["dtype"]),
+                shape=tuple(int(d) for d in e["shape"]), start=data_start + int(e["offset"]),
+                nbytes=int(e["nbytes"]),
+                extra={k: v for k, v in e.items()
+                       if k not in ("kind", "dtype", "shape", "offset", "nbytes")},
+            )  # fmt: skip
+            for i, e in enumerate(raw)
+        )
+    except (ValueError, KeyError, TypeError):
+        raise IntegrityError("checkpoint tree: unreadable tensor index") from None
+    if any(t.kind not in ("torch", "numpy", "numpy_scalar", "jax") for t in tensors):
+        raise IntegrityError("checkpoint tree: unknown tensor kind in the index")
+    end = max((data_start + _aligned(t.start - data_start + t.nbytes) for t in tensors),
+              default=data_start)  # fmt: skip
+    skeleton = bytes(view[at + index_len : at + index_len + skeleton_len])
+    return Header(tensors, skeleton, data_start, end)
+
+
+def build(header: Header, values: list[Any], *, weights_only: bool = True) -> Any:
+    """Unpickle the skeleton with tensor ``i`` replaced by ``values[i]``.
+
+    Raises:
+        pickle.UnpicklingError: the tree holds an object ``weights_only`` refuses.
+        IntegrityError: the skeleton refers to a tensor the index does not have.
+    """
+
+    def leaf(index: int) -> Any:
+        if not 0 <= index < len(values):
+            raise IntegrityError(f"checkpoint tree: no tensor {index} in the index")
+        return values[index]
+
+    return _TreeUnpickler(io.BytesIO(header.skeleton), leaf, weights_only).load()
 
 
 def load(buf: Any, *, weights_only: bool = True) -> Any:
-    """Rebuild the tree :func:`dump` wrote, sharing ``buf``'s memory (no tensor copies).
+    """Rebuild the tree :func:`dump` wrote, as views of ``buf`` (no tensor copies).
 
     Args:
         buf: The whole shard, a writable buffer (a ``BytesView`` or ``bytearray``); read-only
@@ -332,19 +458,6 @@ def load(buf: Any, *, weights_only: bool = True) -> Any:
     if view.readonly:
         buf = bytearray(view)
         view = memoryview(buf)
-    if not is_tree_shard(view):
-        raise IntegrityError("not a checkpoint tree shard (bad magic)")
-    magic, version, _flags, index_len, skeleton_len, data_start = _PREFIX.unpack_from(view)
-    if version != VERSION:
-        raise IntegrityError(f"checkpoint tree version {version} is not supported")
-    head = _PREFIX.size
-    if head + index_len + skeleton_len > data_start or data_start > len(view):
-        raise IntegrityError("checkpoint tree: inconsistent header lengths")
-    try:
-        index = json.loads(bytes(view[head : head + index_len]))
-        entries = index["tensors"]
-    except (ValueError, KeyError, TypeError):
-        raise IntegrityError("checkpoint tree: unreadable tensor index") from None
-    skeleton = io.BytesIO(view[head + index_len : head + index_len + skeleton_len])
-    builder = _Builder(buf, entries, data_start)
-    return _TreeUnpickler(skeleton, builder, weights_only).load()
+    header = parse_header(view)
+    values = [t.finish(t.over(buf)) for t in header.tensors]
+    return build(header, values, weights_only=weights_only)

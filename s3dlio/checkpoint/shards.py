@@ -22,7 +22,15 @@ from ..io.writer import ObjectWriter, WriterOptions
 from . import serializers
 from .manifest import ShardMeta
 
-__all__ = ["ShardStream", "decode", "decompress", "read_shard", "verify_shard", "write_shard"]
+__all__ = [
+    "ShardStream",
+    "decode",
+    "decompress",
+    "read_shard",
+    "verify_checksum",
+    "verify_shard",
+    "write_shard",
+]
 
 
 class ShardStream(io.RawIOBase):
@@ -193,8 +201,8 @@ def decompress(stored: BytesView, uri: ObjectURI) -> BytesView:
     return out
 
 
-def verify_shard(data: Any, meta: ShardMeta, uri: ObjectURI) -> None:
-    """Check ``data`` (uncompressed) against the manifest's ``checksum``.
+def verify_checksum(crc: int, meta: ShardMeta, uri: ObjectURI) -> None:
+    """Check a computed CRC32C of the uncompressed bytes against the manifest's ``checksum``.
 
     Raises:
         IntegrityError: a mismatch, or no (or an unknown kind of) checksum recorded: the check
@@ -206,12 +214,17 @@ def verify_shard(data: Any, meta: ShardMeta, uri: ObjectURI) -> None:
             f"the manifest records no CRC32C checksum for this shard ({meta.checksum!r})",
             uri=str(uri), op="GET",
         )  # fmt: skip
-    got = f"{crc32c.crc32c(data):08x}"
+    got = f"{crc:08x}"
     if got != want.lower():
         raise IntegrityError(
             f"shard checksum mismatch: manifest says crc32c:{want}, data is crc32c:{got}",
             uri=str(uri), op="GET",
         )  # fmt: skip
+
+
+def verify_shard(data: Any, meta: ShardMeta, uri: ObjectURI) -> None:
+    """Check ``data`` (uncompressed) against the manifest's ``checksum`` (see above)."""
+    verify_checksum(crc32c.crc32c(data), meta, uri)
 
 
 def read_shard(base: ObjectURI, meta: ShardMeta, *, verify: bool = True) -> BytesView:

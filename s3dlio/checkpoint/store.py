@@ -31,6 +31,7 @@ from ..io.executor import bounded_map
 from ..io.store import backend_for
 from ..io.uri import ObjectURI, parse_uri
 from .config import CheckpointConfig
+from .loading import load_shard
 from .manifest import (
     LATEST_KEY,
     MANIFEST_DIR,
@@ -44,7 +45,7 @@ from .manifest import (
     parse_wall_time,
     shard_key,
 )
-from .shards import ShardStream, decode, read_shard, write_shard
+from .shards import ShardStream, read_shard, write_shard
 
 if TYPE_CHECKING:
     from .distributed import CheckpointWriter
@@ -368,7 +369,10 @@ class CheckpointStore:
         return read_shard(self.base, meta, verify=self.config.verify)
 
     def _load(self, manifest: Manifest, rank: int | None, raw: bool, weights_only: bool) -> Any:
-        return decode(self.read_shard(manifest, rank), raw=raw, weights_only=weights_only)
+        if raw:
+            return self.read_shard(manifest, rank)
+        meta = manifest.shard(_resolve_rank(manifest, rank))
+        return load_shard(self.base, meta, verify=self.config.verify, weights_only=weights_only)
 
     # -- listing and deleting ----------------------------------------------------------------
     def list_checkpoints(self) -> list[CheckpointInfo]:

@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
+import s3dlio
 from s3dlio.checkpoint import CheckpointStore, serializers
 from s3dlio.io.buffers import buffer_address
 
@@ -181,3 +182,49 @@ def test_bytes_that_look_like_nothing_special_stay_bytes(file_root: str) -> None
     store.save(2, 0, "torch", np.arange(4, dtype=np.uint8))  # an array is a tree leaf
     got = store.load_latest()
     assert isinstance(got, np.ndarray) and got.dtype == np.uint8 and got.tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("compression", [None, 1], ids=["ranged", "zstd-stream"])
+def test_tensors_load_into_their_own_memory(
+    store_root: str, compression: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from s3dlio.checkpoint import loading
+
+    monkeypatch.setattr(loading, "SMALL", 4096)  # exercise direct reads, groups and group cuts
+    monkeypatch.setattr(loading, "GROUP", 20_000)  # with small data
+    rng = np.random.default_rng(3)
+    sizes = [10, 5000, 0, 300, 7, 4096, 9000, 1, 2, 3, 12_000, 50, 4095, 70_000, 5]
+    tree = {f"t{i}": torch.from_numpy(rng.standard_normal(n).astype(np.float32))
+            for i, n in enumerate(sizes)}  # fmt: skip
+    tree["arr"] = rng.integers(0, 9, (33, 7)).astype(np.int8)
+    store = CheckpointStore(store_root, compression_level=compression)
+    store.save(1, 0, "torch", tree)
+    got = CheckpointStore(store_root, compression_level=compression).load_latest()
+    for key, want in tree.items():
+        have = got[key]
+        if isinstance(want, np.ndarray):
+            np.testing.assert_array_equal(have, want)
+            assert have.flags.owndata
+        else:
+            assert torch.equal(have, want), key
+            assert have.untyped_storage().nbytes() == have.nbytes  # owns exactly its memory
+
+
+def test_damaged_tree_shard_raises(store_root: str) -> None:
+    from s3dlio import IntegrityError
+
+    tree = {"small": np.arange(10, dtype=np.float32), "big": np.ones(300_000, np.float32)}
+    store = CheckpointStore(store_root)
+    key = store.save(1, 0, "numpy", tree)
+    shard = store_root + store.find(1)[1].shards[0].key
+    good = bytes(s3dlio.get(shard))
+    data_start = serializers.header_size(good)
+    assert data_start is not None and key
+    for where in (data_start + 50, data_start + 64 + 600_000, 20):  # padding, tensor, header
+        bad = bytearray(good)
+        bad[where] ^= 0x10
+        s3dlio.put_bytes(shard, bad)
+        with pytest.raises(IntegrityError):
+            CheckpointStore(store_root).load_latest()
+    s3dlio.put_bytes(shard, good)
+    np.testing.assert_array_equal(CheckpointStore(store_root).load_latest()["big"], tree["big"])
