@@ -24,7 +24,6 @@ from .manifest import ShardMeta
 
 __all__ = [
     "ShardStream",
-    "decode",
     "decompress",
     "read_shard",
     "verify_checksum",
@@ -244,10 +243,3 @@ def read_shard(base: ObjectURI, meta: ShardMeta, *, verify: bool = True) -> Byte
     if verify:
         verify_shard(data, meta, uri)
     return data
-
-
-def decode(data: BytesView, *, raw: bool = False, weights_only: bool = True) -> Any:
-    """What was saved: a tensor tree rebuilt over ``data``, or ``data`` itself for bytes."""
-    if raw or not serializers.is_tree_shard(data):
-        return data
-    return serializers.load(data, weights_only=weights_only)
