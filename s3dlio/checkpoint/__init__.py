@@ -6,7 +6,7 @@ checkpoints move between the two in both directions. Quick tour::
     from s3dlio.checkpoint import CheckpointStore
     store = CheckpointStore("s3://bucket/run1/", keep_last=3)
     store.save(step, epoch, "torch", model.state_dict(), user_meta={"loss": 0.1})
-    state = store.load_latest()                      # the state_dict, tensors zero-copy
+    state = store.load_latest()                      # the state_dict, CRC32C-verified
 
 Importing this package imports neither torch nor jax.
 """

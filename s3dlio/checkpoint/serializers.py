@@ -11,9 +11,11 @@ without copying tensor data::
     D   tensor bytes, each starting on a 64-byte boundary (``offset`` is relative to D)
 
 Writing streams each tensor's memory straight into the writer (the tree is never pickled into
-one big ``bytes``). Reading maps each tensor onto the shard's buffer with ``torch.frombuffer`` /
-``np.frombuffer``: no copy, and the buffer stays alive as long as any tensor does. Tensors that
-share storage with the same shape (tied weights) are stored once and come back shared.
+one big ``bytes``). :func:`load` maps each tensor onto an in-memory shard with
+``torch.frombuffer`` / ``np.frombuffer`` (no copy; the buffer lives as long as any tensor
+does); :mod:`~s3dlio.checkpoint.loading` instead reads each tensor's bytes straight into its
+own memory, using :func:`parse_header`, :meth:`TensorEntry.empty` and :func:`build`. Tensors
+that share storage with the same shape (tied weights) are stored once and come back shared.
 
 The skeleton is loaded with a restricted unpickler by default (``weights_only=True``, as
 ``torch.load`` does): containers, scalars, strings, ``OrderedDict``, ``set`` and torch dtypes
