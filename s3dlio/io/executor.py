@@ -191,10 +191,16 @@ class _MapRun(Generic[T, R]):
         self.stopped = False
         self.source_error: BaseException | None = None
 
-    def _claim(self) -> tuple[int, T] | None:
-        """Reserve a slot and take the next item (``None`` when finished or stopped)."""
+    def _claim(self, wait: bool = True) -> tuple[int, T] | None:
+        """Reserve a slot and take the next item.
+
+        Returns ``None`` when finished or stopped, or (``wait=False``, for the consumer, which
+        must never block on a slot only it can free) when the window is full.
+        """
         with self.cond:
             while not (self.stopped or self.exhausted) and self.claimed >= self.window:
+                if not wait:
+                    return None
                 self.cond.wait()
             if self.stopped or self.exhausted:
                 return None
@@ -261,7 +267,7 @@ class _MapRun(Generic[T, R]):
                     expected += 1
                     self.cond.notify_all()
             if pair is None:  # no worker is running: make progress here
-                claim = self._claim()
+                claim = self._claim(wait=False)
                 if claim is not None:
                     self._run_one(*claim)
                 continue
