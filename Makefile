@@ -22,10 +22,18 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund || npm install --no-audit --no-fund --omit-lockfile-registry-resolved
 	touch $@
 
+# The original s3dlio wheel, in a venv of its own (same module name), for the interop tests.
+ORIGINAL_STAMP := .venv-original/.installed
+
+$(ORIGINAL_STAMP):
+	test -x .venv-original/bin/python || $(PYTHON) -m venv .venv-original
+	.venv-original/bin/python -m pip install -q 's3dlio==0.10.0' numpy
+	touch $@
+
 demo: $(STAMP) $(NODE_STAMP)
 	$(PY) examples/demo.py
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(ORIGINAL_STAMP)
 	$(PY) -m pytest
 
 # Benchmarks (not tests): peers venv + nginx/wrk via benchmarks/setup.sh; BENCH_ARGS="--quick" or suite names.
@@ -38,4 +46,4 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy s3dlio
 
 clean:
-	rm -rf $(VENV) node_modules build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-original node_modules build *.egg-info .pytest_cache

@@ -19,7 +19,13 @@ import pytest
 
 from s3dlio.checkpoint import CheckpointStore, load_checkpoint_with_validation
 
-PEERS_PYTHON = Path(__file__).resolve().parents[2] / "benchmarks" / ".venv-peers" / "bin" / "python"
+_ROOT = Path(__file__).resolve().parents[2]
+#: `make test` installs the original wheel in .venv-original; the benchmarks' peers venv has it too.
+PEERS_PYTHON = next(
+    (p for p in (_ROOT / ".venv-original" / "bin" / "python",
+                 _ROOT / "benchmarks" / ".venv-peers" / "bin" / "python") if p.exists()),
+    _ROOT / ".venv-original" / "bin" / "python",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
