@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import InvalidURIError, S3DlioError, TransientError
 from . import oplog, retry
@@ -66,42 +67,68 @@ def plan_ranges(start: int, end: int, chunk: int) -> list[tuple[int, int]]:
     return [(off, min(chunk, end - off)) for off in range(start, end, chunk)]
 
 
-def _logged_read(
-    backend: ObjectStore,
-    uri: ObjectURI,
-    offset: int,
-    buf: memoryview,
-    *,
-    if_match: str | None,
-    op: str,
-    stream: ReadStream | None = None,
-    started_ns: int = 0,
-    first_byte_ns: int = 0,
-) -> int:
-    """One request: open (unless ``stream`` is already open) and fill ``buf``; log it."""
-    start = started_ns or time.time_ns()
-    first = first_byte_ns
-    nbytes = 0
-    try:
-        if stream is None:
-            stream = backend.open_read(uri, offset, len(buf), if_match=if_match)
-            first = time.time_ns()
-        with stream:
-            nbytes = fill_from_stream(stream, buf)
-    except S3DlioError as exc:
-        _log(backend, uri, op, nbytes, start, first, str(exc))
-        raise
-    _log(backend, uri, op, nbytes, start, first, "")
-    return nbytes
+class _Request:
+    """What every request of one :func:`fetch` shares: where, which version, how to log."""
 
+    __slots__ = ("backend", "endpoint", "guard", "logging", "should_stop", "uri")
 
-def _log(
-    backend: ObjectStore, uri: ObjectURI, op: str, nbytes: int, start: int, first: int, err: str
-) -> None:
-    if oplog.is_op_log_active():
-        oplog.record(
-            op, uri.key, endpoint=backend.endpoint(uri), nbytes=nbytes, start_ns=start,
-            first_byte_ns=first, end_ns=time.time_ns(), error=err,
+    def __init__(
+        self, backend: ObjectStore, uri: ObjectURI, guard: str | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:  # fmt: skip
+        self.backend = backend
+        self.uri = uri
+        self.guard = guard
+        self.should_stop = should_stop
+        self.logging = oplog.is_op_log_active()
+        self.endpoint = backend.endpoint(uri) if self.logging else ""
+
+    def log(self, op: str, nbytes: int, start: int, first: int, error: str = "") -> None:
+        if self.logging:
+            oplog.record(
+                op, self.uri.key, endpoint=self.endpoint, nbytes=nbytes, start_ns=start,
+                first_byte_ns=first, end_ns=time.time_ns(), error=error,
+            )  # fmt: skip
+
+    def open(self, offset: int, length: int | None, op: str) -> tuple[ReadStream, int, int]:
+        """One attempt to open a (ranged) read; returns the stream and its start/first-byte times."""
+        start = time.time_ns()
+        try:
+            stream = self.backend.open_read(self.uri, offset, length, if_match=self.guard)
+        except S3DlioError as exc:
+            self.log(op, 0, start, 0, str(exc))
+            raise
+        return stream, start, time.time_ns()
+
+    def fill(self, stream: ReadStream, target: memoryview, op: str, start: int, first: int) -> int:
+        """Read an open stream into ``target``, close it, log the request."""
+        nbytes = 0
+        try:
+            with stream:
+                nbytes = fill_from_stream(stream, target)
+        except S3DlioError as exc:
+            self.log(op, nbytes, start, first, str(exc))
+            raise
+        self.log(op, nbytes, start, first)
+        return nbytes
+
+    def read(self, offset: int, target: memoryview, op: str, opened: Any = None) -> int:
+        """Read ``len(target)`` bytes at ``offset``, retrying whole requests.
+
+        ``opened`` is ``(stream, start_ns, first_byte_ns)`` of a stream already open on this
+        range: the first attempt reads it instead of making a request.
+        """
+        pending = [opened]
+
+        def attempt() -> int:
+            current, pending[0] = pending[0], None
+            if current is None:
+                current = self.open(offset, len(target), op)
+            return self.fill(current[0], target, op, current[1], current[2])
+
+        return retry.call(
+            attempt, op=op, uri=self.uri, byte_range=(offset, len(target)),
+            should_stop=self.should_stop,
         )  # fmt: skip
 
 
@@ -137,34 +164,27 @@ def fetch(
     if offset < 0 or (length is not None and length < 0):
         raise InvalidURIError("offset and length must be >= 0", uri=str(uri), op=op)
     cfg = config or settings().range
-    threshold = cfg.threshold_for(backend.local) if cfg.enabled else None
+    local = backend.local
     span = length
     if into is not None:
         span = len(into) if span is None else min(span, len(into))
     first_len = span
-    if threshold is not None:
-        if span is None or span <= threshold:
-            first_len = span if span is not None else threshold
-        else:
-            first_len = cfg.chunk_for(span, backend.local)
+    if cfg.enabled:
+        threshold = cfg.threshold_for(local)
+        if span is None:
+            first_len = threshold
+        elif span > threshold:
+            first_len = cfg.chunk_for(span, local)
 
-    state: dict[str, object] = {}
+    request = _Request(backend, uri, if_match, should_stop)
     asked = (offset, length) if offset or length is not None else None  # for error messages
-
-    def first_attempt() -> ReadStream:
-        start = time.time_ns()
-        try:
-            stream = backend.open_read(uri, offset, first_len, if_match=if_match)
-        except S3DlioError as exc:
-            _log(backend, uri, op, 0, start, 0, str(exc))
-            raise
-        state["start"], state["first"] = start, time.time_ns()
-        return stream
-
-    stream = retry.call(
-        first_attempt, op=op, uri=uri, byte_range=asked, should_stop=should_stop
-    )
+    opened = retry.call(
+        lambda: request.open(offset, first_len, op), op=op, uri=uri, byte_range=asked,
+        should_stop=should_stop,
+    )  # fmt: skip
+    stream = opened[0]
     size, etag = stream.size, stream.etag
+    request.guard = if_match or etag
     end = size if length is None else min(size, offset + length)
     total = max(0, end - offset)
     if into is not None:
@@ -181,42 +201,29 @@ def fetch(
         view = memoryview(out)
 
     head = min(stream.length, total)
-    pieces = [(offset, head)]
-    if total > head:
-        chunk = cfg.chunk_for(total, backend.local)
-        pieces += plan_ranges(offset + head, offset + total, chunk)
-    guard = if_match or etag
+    if head == total:  # one request holds it all: the common case, kept lean
+        try:
+            request.read(offset, view, op, opened)
+        finally:
+            stream.close()
+        return FetchResult(out, total, size, etag, 1)
+
+    pieces = [
+        (offset, head),
+        *plan_ranges(offset + head, offset + total, cfg.chunk_for(total, local)),
+    ]
 
     def read_piece(index: int) -> None:
         piece_off, piece_len = pieces[index]
         target = view[piece_off - offset : piece_off - offset + piece_len]
         if index == 0:
-            opened: list[ReadStream | None] = [stream]
-
-            def attempt() -> int:
-                first_stream, opened[0] = opened[0], None
-                return _logged_read(
-                    backend, uri, piece_off, target, if_match=guard, op=op,
-                    stream=first_stream,
-                    started_ns=int(state["start"]) if first_stream else 0,  # type: ignore[call-overload]
-                    first_byte_ns=int(state["first"]) if first_stream else 0,  # type: ignore[call-overload]
-                )  # fmt: skip
+            request.read(piece_off, target, op, opened)
         else:
-
-            def attempt() -> int:
-                return _logged_read(backend, uri, piece_off, target, if_match=guard, op="GET_RANGE")
-
-        retry.call(
-            attempt, op=op if index == 0 else "GET_RANGE", uri=uri,
-            byte_range=(piece_off, piece_len), should_stop=should_stop,
-        )  # fmt: skip
+            request.read(piece_off, target, "GET_RANGE")
 
     try:
-        if len(pieces) == 1:
-            read_piece(0)
-        else:
-            concurrency = cfg.concurrency_for(total, cfg.chunk_for(total, backend.local)) + 1
-            run_claimed(len(pieces), read_piece, concurrency)
+        concurrency = cfg.concurrency_for(total, cfg.chunk_for(total, local)) + 1
+        run_claimed(len(pieces), read_piece, concurrency)
     finally:
         stream.close()
     return FetchResult(out, total, size, etag, len(pieces))

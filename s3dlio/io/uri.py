@@ -143,6 +143,8 @@ def parse_uri(uri: str | ObjectURI | os.PathLike[str], *, allow_bare: bool = Fal
 
 
 def _local(scheme: str, alias: str | None, path: str) -> ObjectURI:
+    if path.startswith("/") and "//" not in path and "/." not in path:
+        return ObjectURI(scheme, "", path, alias=alias)  # already absolute and normal
     trailing = path.endswith("/") and path != "/"
     absolute = os.path.abspath(os.path.expanduser(path))
     if trailing:
