@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "HTTP_STATUS_ERRORS",
     "BatchError",
     "CancelledError",
     "IntegrityError",
@@ -187,3 +188,19 @@ def _rebuild_batch(
     op: str, failures: list[tuple[str, BaseException]], succeeded: int
 ) -> BatchError:
     return BatchError(op, failures=failures, succeeded=succeeded)
+
+
+#: The error class of an HTTP status, shared by the HTTP backends (each adds its service's error
+#: codes, which take precedence).
+HTTP_STATUS_ERRORS: dict[int, type[S3DlioError]] = {
+    401: PermissionDeniedError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: TransientError,
+    412: IntegrityError,
+    429: ThrottledError,
+    500: TransientError,
+    502: TransientError,
+    503: ThrottledError,
+    504: TransientError,
+}

@@ -53,6 +53,7 @@ from azure.storage.blob import (
 from requests import Session
 
 from ...errors import (
+    HTTP_STATUS_ERRORS,
     IntegrityError,
     InvalidURIError,
     NotFoundError,
@@ -101,18 +102,7 @@ _BY_CODE: dict[str, type[S3DlioError]] = {
     "InvalidUri": InvalidURIError,
     "OutOfRangeInput": InvalidURIError,
 }
-_BY_STATUS: dict[int, type[S3DlioError]] = {
-    401: PermissionDeniedError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    408: TransientError,
-    412: IntegrityError,
-    429: ThrottledError,
-    500: TransientError,
-    502: TransientError,
-    503: ThrottledError,
-    504: TransientError,
-}
+_BY_STATUS = HTTP_STATUS_ERRORS
 
 
 def map_azure_error(exc: AzureError, uri: ObjectURI | str, op: str) -> S3DlioError:

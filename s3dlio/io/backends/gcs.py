@@ -33,16 +33,16 @@ import urllib3
 from google.auth import exceptions as auth_errors
 
 from ...errors import (
+    HTTP_STATUS_ERRORS,
     IntegrityError,
-    NotFoundError,
     PermissionDeniedError,
     S3DlioError,
-    ThrottledError,
     TransientError,
     redact,
 )
 from ..config import MiB, settings
 from ..executor import PerProcess, run_claimed
+from ..http.headers import content_range_total
 from ..store import ObjectMeta, ObjectStore, ReadStream, Upload
 from ..uri import ObjectURI
 from ._http import tune_session
@@ -60,18 +60,7 @@ _LIST_FIELDS = "items(name,size,updated,generation,contentType,metadata),prefixe
 # -- errors ------------------------------------------------------------------------------------
 
 #: The one table: HTTP statuses, then exception classes (first match wins).
-_BY_STATUS: dict[int, type[S3DlioError]] = {
-    401: PermissionDeniedError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    408: TransientError,
-    412: IntegrityError,
-    429: ThrottledError,
-    500: TransientError,
-    502: TransientError,
-    503: ThrottledError,
-    504: TransientError,
-}
+_BY_STATUS = HTTP_STATUS_ERRORS
 _BY_EXCEPTION: tuple[tuple[type[BaseException], type[S3DlioError]], ...] = (
     (auth_errors.RefreshError, PermissionDeniedError),
     (auth_errors.DefaultCredentialsError, PermissionDeniedError),
@@ -249,13 +238,6 @@ class GCSReadStream(ReadStream):
             self._response = None
 
 
-def _content_range_total(value: str | None) -> int | None:
-    if value and "/" in value:
-        total = value.rsplit("/", 1)[1].strip()
-        return int(total) if total.isdigit() else None
-    return None
-
-
 # -- uploads -----------------------------------------------------------------------------------
 
 
@@ -408,7 +390,7 @@ class GCSStore(ObjectStore):
             return GCSReadStream(None, uri, meta.size, meta.etag, offset, 0)
         delivered = int(response.headers.get("Content-Length", 0))
         if response.status_code == 206:
-            size = _content_range_total(response.headers.get("Content-Range"))
+            size = content_range_total(response.headers.get("Content-Range"))
             size = offset + delivered if size is None else size
             return GCSReadStream(response, uri, size, generation, offset, delivered)
         size = int(response.headers.get("X-Goog-Stored-Content-Length", delivered))
