@@ -119,6 +119,10 @@ class DirectStore(FileStore):
                     DirectIOFallbackWarning,
                     stacklevel=4,
                 )
+                if flags & os.O_CREAT and flags & os.O_EXCL and os.path.exists(path):
+                    # some file systems (ramfs) create the file before refusing O_DIRECT; the
+                    # name is a fresh random temp name, so the file is the one we just made
+                    flags &= ~os.O_EXCL
         return os.open(path, flags, 0o644)
 
     def make_stream(self, fd: int, size: int, etag: str, offset: int, length: int) -> ReadStream:
