@@ -72,7 +72,7 @@ from .errors import (
     UnsupportedOperationError,
 )
 from .io.buffers import BytesView
-from .io.config import RangeEngineConfig, RetryConfig, Settings, parse_size
+from .io.config import RangeEngineConfig, RetryConfig, Settings, configure, parse_size
 from .io.datagen import Generator, generate_data, generate_into_buffer
 from .io.oplog import finalize_op_log, init_op_log, is_op_log_active, op_log_stats
 from .io.store import ObjectMeta, ObjectStore, register_backend
@@ -175,6 +175,7 @@ __all__ = [
     "TransientError",
     "UnsupportedOperationError",
     "WriterOptions",
+    "configure",
     "configure_s3",
     "copy",
     "copy_async",

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from ..errors import InvalidURIError
 
 __all__ = [
     "MiB",
+    "configure",
     "RangeEngineConfig",
     "RetryConfig",
     "Settings",
@@ -245,3 +247,23 @@ def reset_settings(new: Settings | None = None) -> None:
     """Replace the process-wide settings (``None`` re-reads the environment on next use)."""
     global _settings
     _settings = new
+
+
+def configure(**changes: Any) -> Settings:
+    """Change process-wide settings from code; returns the new :class:`Settings`.
+
+    Keywords are :class:`Settings` fields: ``threads``, ``max_connections``,
+    ``connect_timeout``, ``operation_timeout``, ``oplog_level``, ``range``
+    (a :class:`RangeEngineConfig`) and ``retry`` (a :class:`RetryConfig`). Fields not given keep
+    their current value (from the environment by default). A new pool size applies to pools
+    created afterwards; backends rebuild their clients when network settings change.
+
+    Example:
+        ``s3dlio.configure(range=RangeEngineConfig(threshold="16MiB"), threads=32)``
+    """
+    unknown = set(changes) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise InvalidURIError(f"unknown settings: {', '.join(sorted(unknown))}")
+    new = replace(settings(), **changes)
+    reset_settings(new)
+    return new

@@ -102,3 +102,20 @@ def test_direct_unaligned_reads(disk_dir: Path) -> None:
     for offset, length in [(0, 1), (1, 4096), (4095, 2), (4096, 4096), (100, None), (12000, 500)]:
         end = None if length is None else offset + length
         assert s3dlio.get_range(f"direct://{disk_dir}/d.bin", offset, length) == data[offset:end]
+
+
+def test_configure_changes_only_what_is_given(store_root: str, tmp_path: Path) -> None:
+    old = settings()
+    try:
+        new = s3dlio.configure(range=RangeEngineConfig(threshold="1MiB", chunk_size="512KiB"))
+        assert new.retry == old.retry and new.threads == old.threads
+        data = s3dlio.generate_data(3 * 2**20, seed=5)
+        s3dlio.put_bytes(store_root + "cfg", data)
+        s3dlio.init_op_log(tmp_path / "ops.zst")
+        assert s3dlio.get(store_root + "cfg") == data
+        s3dlio.finalize_op_log()
+        assert _ops(tmp_path / "ops.zst").count("GET_RANGE") == 4
+        with pytest.raises(ValueError, match="unknown settings"):
+            s3dlio.configure(threadz=3)
+    finally:
+        reset_settings(old)
