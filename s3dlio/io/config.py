@@ -12,6 +12,7 @@
 | ``S3DLIO_OPERATION_TIMEOUT_SECS`` | socket read timeout of one request | 60 |
 | ``S3DLIO_MAX_RETRY_ATTEMPTS`` | attempts per request (first try included) | 5 |
 | ``S3DLIO_RETRY_MAX_SECS`` | total time a request may spend retrying | 60 |
+| ``S3DLIO_HUGE_PAGES`` | back new buffers from 32 MiB up with transparent huge pages | 1 |
 """
 
 from __future__ import annotations
@@ -74,6 +75,18 @@ def _env_int(name: str, default: int | None) -> int | None:
         return int(raw)
     except ValueError:
         raise InvalidURIError(f"environment variable {name}={raw!r} is not an integer") from None
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise InvalidURIError(f"environment variable {name}={raw!r} is not a boolean (1 or 0)")
 
 
 def _env_float(name: str, default: float) -> float:
@@ -197,6 +210,8 @@ class Settings:
         connect_timeout: Seconds to open a TCP connection.
         operation_timeout: Socket read timeout of one request, in seconds.
         oplog_level: zstd level of the op-log stream.
+        huge_pages: Ask Linux for transparent huge pages for new buffers from 32 MiB up
+            (:meth:`~s3dlio.io.buffers.BytesView.allocate`; ``docs/performance.md``).
         range: Range-engine configuration.
         retry: Retry policy.
     """
@@ -206,6 +221,7 @@ class Settings:
     connect_timeout: float = 10.0
     operation_timeout: float = 60.0
     oplog_level: int = 1
+    huge_pages: bool = True
     range: RangeEngineConfig = field(default_factory=RangeEngineConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
 
@@ -227,6 +243,7 @@ class Settings:
             connect_timeout=_env_float("S3DLIO_CONNECT_TIMEOUT_SECS", 10.0),
             operation_timeout=_env_float("S3DLIO_OPERATION_TIMEOUT_SECS", 60.0),
             oplog_level=_env_int("S3DLIO_OPLOG_LEVEL", 1) or 1,
+            huge_pages=_env_bool("S3DLIO_HUGE_PAGES", True),
             range=RangeEngineConfig.from_env(),
             retry=RetryConfig.from_env(),
         )
@@ -253,7 +270,7 @@ def configure(**changes: Any) -> Settings:
     """Change process-wide settings from code; returns the new :class:`Settings`.
 
     Keywords are :class:`Settings` fields: ``threads``, ``max_connections``,
-    ``connect_timeout``, ``operation_timeout``, ``oplog_level``, ``range``
+    ``connect_timeout``, ``operation_timeout``, ``oplog_level``, ``huge_pages``, ``range``
     (a :class:`RangeEngineConfig`) and ``retry`` (a :class:`RetryConfig`). Fields not given keep
     their current value (from the environment by default). A new pool size applies to pools
     created afterwards; backends rebuild their clients when network settings change.

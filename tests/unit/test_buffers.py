@@ -1,0 +1,90 @@
+"""BytesView.allocate: sizes, alignment, and the transparent huge page advice for large buffers."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from s3dlio.io import config
+from s3dlio.io.buffers import (
+    ALIGN,
+    ALIGN_ABOVE,
+    HUGE_ABOVE,
+    HUGE_PAGE,
+    BytesView,
+    buffer_address,
+)
+
+thp_only = pytest.mark.skipif(
+    not os.path.isdir("/sys/kernel/mm/transparent_hugepage"),
+    reason="needs Linux with transparent huge pages",
+)
+
+
+@pytest.fixture
+def restore_settings():
+    saved = config.settings()
+    yield
+    config.reset_settings(saved)
+
+
+def _vm_flags(address: int) -> list[str]:
+    """The ``VmFlags`` of the mapping holding ``address`` (``/proc/self/smaps``)."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split(" ", 1)[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= address < hi
+            elif inside and line.startswith("VmFlags:"):
+                return line.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.parametrize(
+    ("size", "align"),
+    [
+        (0, 1),
+        (100, 1),
+        (ALIGN_ABOVE, ALIGN),
+        (HUGE_ABOVE - 1, ALIGN),
+        (HUGE_ABOVE + 123, HUGE_PAGE),
+    ],
+)
+def test_allocate_size_and_alignment(size: int, align: int) -> None:
+    view = BytesView.allocate(size)
+    assert isinstance(view, bytearray)
+    assert len(view) == size
+    if size:
+        assert buffer_address(view) % align == 0
+        view[-1] = 7  # writable to the last byte
+        assert np.frombuffer(view, dtype=np.uint8)[-1] == 7
+
+
+@thp_only
+def test_large_buffers_are_advised_huge_pages(restore_settings) -> None:
+    view = BytesView.allocate(HUGE_ABOVE)
+    view[:] = b"\x01" * len(view)  # touched, and still the same object and size
+    assert len(view) == HUGE_ABOVE and view[0] == view[-1] == 1
+    assert "hg" in _vm_flags(buffer_address(view))
+
+
+@thp_only
+def test_huge_pages_can_be_turned_off(restore_settings) -> None:
+    config.configure(huge_pages=False)
+    view = BytesView.allocate(HUGE_ABOVE)
+    assert buffer_address(view) % ALIGN == 0
+    assert "hg" not in _vm_flags(buffer_address(view))
+
+
+def test_huge_pages_setting_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("S3DLIO_HUGE_PAGES", "0")
+    assert config.Settings.from_env().huge_pages is False
+    monkeypatch.setenv("S3DLIO_HUGE_PAGES", "yes")
+    assert config.Settings.from_env().huge_pages is True
+    monkeypatch.setenv("S3DLIO_HUGE_PAGES", "maybe")
+    with pytest.raises(ValueError, match="S3DLIO_HUGE_PAGES"):
+        config.Settings.from_env()
