@@ -22,13 +22,14 @@ from __future__ import annotations
 import threading
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
+from typing import NamedTuple
 
 from ..errors import IntegrityError
 from ..io.buffers import BytesView
 from ..io.config import MiB
 from ..io.executor import get_executor
-from ..io.range_engine import fetch
+from ..io.rangefile import RangeReader
 from ..io.store import ObjectStore, backend_for
 from ..io.uri import ObjectURI
 
@@ -118,11 +119,15 @@ class BlockSource:
         end: End of the span (``None``: the end of the object).
         block_size: Bytes fetched per request (``None``: :func:`default_block_size`).
         headroom: Free bytes in front of prefetched blocks' data (grown as records require;
-            blocks read in place get exactly what the parser asks for).
-        prefetch: Fetch the next block in the background while the caller works (``None``:
-            for network backends only).
+            blocks sized by :meth:`expect` get exactly what the parser asks for).
+        prefetch: Read the next block in the background while the caller works on this one
+            (``None``: for network backends only).
         etag: Pin every request to this version (default: the version of the first block).
         stats: Where requests and bytes are counted (a new :class:`FetchStats` by default).
+        announced: The consumer calls :meth:`expect` once after parsing each block (as
+            :func:`~s3dlio.formats.framing.scan_windows` does): a prefetched block is then
+            requested at that moment, sized to what the parser needs, rather than when the
+            previous block is handed out.
 
     Attributes:
         size: The object's size, known after the first block.
@@ -141,6 +146,7 @@ class BlockSource:
         prefetch: bool | None = None,
         etag: str | None = None,
         stats: FetchStats | None = None,
+        announced: bool = False,
     ) -> None:
         self.uri = uri
         self._backend = backend_for(uri)
@@ -149,40 +155,53 @@ class BlockSource:
         self.block_size = block_size or default_block_size(self._backend)
         self.headroom = headroom
         self.prefetch = not self._backend.local if prefetch is None else prefetch
+        self.announced = announced
         self.size: int | None = None
         self.etag = etag
         self.stats = stats or FetchStats()
         self._pool = BufferPool()
         self._want = 0
         self._head = 0
+        self._reader: RangeReader | None = None
+        self._offset = start  # where the next block starts
+        self._current: bytearray | None = None  # the block being parsed
+        self._pending: _Pending | None = None
 
     def expect(self, nbytes: int, headroom: int) -> None:
         """Say what the next block must bring: ``nbytes`` after ``headroom`` free bytes.
 
-        A parser calls it when a record runs past the end of a block: ``headroom`` is the part
-        it holds (copied in front of the next block) and ``nbytes`` the rest of the record plus
-        the next record's header. When that record is large next to a block, the next read is
-        exactly ``nbytes`` long: from then on each read ends just after the next header, so a
-        stream of large records costs one read per record and no copies. (Prefetched blocks
-        are requested before this is known; they grow to twice the record instead.)
+        A parser calls it when it is done with a block. ``headroom`` is the part of a record
+        it holds (copied in front of the next block) and ``nbytes`` the rest of that record
+        plus the next record's header (``0``: nothing in particular, a full block). When that
+        record is large next to a block, the next read is exactly ``nbytes`` long: from then on
+        each read ends just after the next header, so a stream of large records costs one read
+        per record and no copies. With ``announced`` and ``prefetch``, that read starts now, in
+        the background; without ``announced``, prefetched blocks were requested before this
+        was known, so they grow to twice the record instead.
         """
-        if self.prefetch:
+        if self.prefetch and not self.announced:
             self.headroom = max(self.headroom, headroom)
             self.block_size = max(self.block_size, 2 * (nbytes + headroom))
             return
         self._head = headroom
         self._want = nbytes if nbytes + headroom > self.block_size // 2 else 0
+        if (
+            self.prefetch and self._current is not None and self._pending is None
+            and self._more(self._offset)
+        ):  # fmt: skip
+            self._start_next()
 
     def _next_buffer(self, *busy: bytearray) -> tuple[bytearray, int, int]:
         """``(buffer, head, size)`` for the next block, honouring :meth:`expect`.
 
-        Blocks read in place get the headroom the parser announced (or room for a partial
-        header, which is all it can hold otherwise); prefetched blocks get the largest headroom
-        seen, since they are requested before the parser knows. Headroom is rounded up to a
-        page so that data lands page-aligned (buffers from the pool are page-aligned).
+        Blocks sized by the parser get the headroom it announced (or room for a partial
+        header, which is all it can hold otherwise); other prefetched blocks get the largest
+        headroom seen, since they are requested before the parser knows. Headroom is rounded
+        up to a page so that data lands page-aligned (buffers from the pool are page-aligned).
         """
         size = self._want or self.block_size
-        head = self.headroom if self.prefetch else max(self._head, HEADROOM_MIN)
+        sized = self.announced or not self.prefetch
+        head = max(self._head, HEADROOM_MIN) if sized else self.headroom
         head = -(-head // _PAGE) * _PAGE  # data on a page boundary: kernel copies run fastest
         self._want = self._head = 0
         return self._pool.acquire(head + size, *busy), head, size
@@ -196,49 +215,72 @@ class BlockSource:
             want = min(want, self.size - offset)
         if want <= 0:
             return head, 0
-        result = fetch(
-            self._backend, self.uri, offset, want, into=memoryview(buf)[head : head + want],
-            if_match=self.etag, op="GET_RANGE",
-        )  # fmt: skip
+        assert self._reader is not None
+        nbytes, requests = self._reader.read_into(offset, memoryview(buf)[head : head + want])
         if self.size is None:
-            self.size, self.etag = result.size, self.etag or result.etag
-        self.stats.add(result.requests, result.nbytes)
-        return head, result.nbytes
+            self.size, self.etag = self._reader.size, self._reader.etag
+        self.stats.add(requests, nbytes)
+        return head, nbytes
+
+    def _start_next(self) -> None:
+        """Start reading the block at ``self._offset`` in the background."""
+        assert self._current is not None
+        buf, head, size = self._next_buffer(self._current)
+        job = (buf, head, size, self._offset)
+        self._pending = _Pending(get_executor().submit(self._read, *job), job)
+
+    def _finish_next(self) -> tuple[bytearray, int, int]:
+        """The block started by :meth:`_start_next`: ``(buffer, head, nbytes)``."""
+        pending, self._pending = self._pending, None
+        assert pending is not None
+        buf = pending.job[0]
+        if pending.future.cancel():  # not started (busy pool): read here, never wait for it
+            head, n = self._read(*pending.job)
+        else:
+            head, n = pending.future.result()
+        return buf, head, n
+
+    def _drop_pending(self) -> None:
+        """Cancel the background read, or wait until it is done (its file must stay open)."""
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.future.cancel():
+            wait([pending.future])
 
     def __iter__(self) -> Iterator[Window]:
-        offset = self.start
-        current, head, size = self._next_buffer()
-        pending: Future[tuple[int, int]] | None = None
-        head, n = self._read(current, head, size, offset)
-        while n:
-            offset += n
-            nxt: bytearray | None = None
-            if self.prefetch and self._more(offset):
-                nxt, nxt_head, nxt_size = self._next_buffer(current)
-                job = (nxt, nxt_head, nxt_size, offset)
-                pending = get_executor().submit(self._read, *job)
-            try:
-                yield current, head, head + n
-            except GeneratorExit:
-                if pending is not None:
-                    pending.cancel()
-                raise
-            if not self._more(offset):
-                return
-            if pending is not None and nxt is not None:
-                if pending.cancel():  # not started (busy pool): read here, never wait for it
-                    head, n = self._read(*job)
+        self._reader = reader = RangeReader(self.uri, etag=self.etag, backend=self._backend)
+        try:
+            self._offset = self.start
+            buf, head, size = self._next_buffer()
+            head, n = self._read(buf, head, size, self._offset)
+            while n:
+                self._offset += n
+                self._current = buf
+                if self.prefetch and not self.announced and self._more(self._offset):
+                    self._start_next()
+                yield buf, head, head + n
+                self._current = None
+                if not self._more(self._offset):
+                    return
+                if self._pending is not None:
+                    buf, head, n = self._finish_next()
                 else:
-                    head, n = pending.result()
-                pending = None
-                current = nxt
-            else:
-                current, head, size = self._next_buffer(current)
-                head, n = self._read(current, head, size, offset)
+                    buf, head, size = self._next_buffer(buf)
+                    head, n = self._read(buf, head, size, self._offset)
+        finally:
+            self._current = None
+            self._drop_pending()
+            reader.close()
 
     def _more(self, offset: int) -> bool:
         limit = self.size if self.end is None else min(self.end, self.size or self.end)
         return limit is None or offset < limit
+
+
+class _Pending(NamedTuple):
+    """A block being read in the background, and the arguments of its read."""
+
+    future: Future[tuple[int, int]]
+    job: tuple[bytearray, int, int, int]
 
 
 class GzipBlockSource:

@@ -170,8 +170,11 @@ def scan_windows(
         check_header: Verify each length field's CRC.
         limit: Returns the stream's end offset once known (a record claiming to run past it
             is reported as truncated at once, without reading further).
-        expect: ``callable(nbytes, headroom)`` told what the next window must hold when a
-            record runs past a window's end (``BlockSource.expect``).
+        expect: ``callable(nbytes, headroom)`` told, once each window is parsed and before
+            its records are yielded, what the next window must hold: ``headroom`` bytes of a
+            record cut by the window's end, then ``nbytes`` more (the rest of that record and
+            the next header; ``0`` when the cut record's size is not known yet)
+            (``BlockSource.expect``).
 
     Yields:
         ``(window, segments, delta)``: the window as a memoryview, its complete records as
@@ -199,31 +202,46 @@ def scan_windows(
         win = memoryview(buf)
         segments, pos, corrupt = _scan(win, lo, hi, check_header, hcrcs)
         delta = at - lo
+        at = pos + delta
+        need, problem = _carried(win, pos, hi, at, uri, check_header, hcrcs, limit)
+        if expect is not None and not corrupt and problem is None:
+            # before the records are handed out, so that the next block can be on its way
+            expect(need - (hi - pos) + HEADER if need else 0, hi - pos)
         if segments:
             yield win, segments, delta
         if corrupt:
             raise IntegrityError(
                 "corrupt record header (length CRC mismatch)", uri=uri, op="GET",
-                byte_range=(pos + delta, HEADER),
+                byte_range=(at, HEADER),
             )  # fmt: skip
-        at = pos + delta
+        if problem is not None:
+            raise problem
         carry = win[pos:hi]
-        if len(carry) >= HEADER:
-            need = _LEN.unpack_from(carry)[0] + OVERHEAD
-            if check_header and _HDR.unpack_from(carry)[1] != hcrcs[need - OVERHEAD]:
-                raise IntegrityError(
-                    "corrupt record header (length CRC mismatch)", uri=uri, op="GET",
-                    byte_range=(at, HEADER),
-                )  # fmt: skip
-            end = limit() if limit is not None else None
-            if end is not None and at + need > end:
-                raise _truncated(uri, at, need, end - at)
-            if expect is not None:  # the next block: the rest of this record + the next header
-                expect(need - len(carry) + HEADER, len(carry))
         del win
     if carry is not None and len(carry):
         need = _LEN.unpack_from(carry)[0] + OVERHEAD if len(carry) >= HEADER else HEADER
         raise _truncated(uri, at, need, len(carry))
+
+
+def _carried(
+    win: memoryview, pos: int, hi: int, at: int, uri: str, check: bool, hcrcs: _HeaderCRCs,
+    limit: Callable[[], int | None] | None,
+) -> tuple[int, IntegrityError | None]:  # fmt: skip
+    """The framed size of the incomplete record at ``win[pos:hi]`` (0 if its header is cut),
+    and the error it is known to cause (a corrupt header, or a record past the stream's end)."""
+    if hi - pos < HEADER:
+        return 0, None
+    length, hcrc = _HDR.unpack_from(win, pos)
+    if check and hcrc != hcrcs[length]:
+        return 0, IntegrityError(
+            "corrupt record header (length CRC mismatch)", uri=uri, op="GET",
+            byte_range=(at, HEADER),
+        )  # fmt: skip
+    need = length + OVERHEAD
+    end = limit() if limit is not None else None
+    if end is not None and at + need > end:
+        return need, _truncated(uri, at, need, end - at)
+    return need, None
 
 
 def _truncated(uri: str, at: int, need: int, have: int) -> IntegrityError:

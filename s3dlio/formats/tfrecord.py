@@ -167,7 +167,7 @@ class TFRecordReader:
             block = min(block, max(1, end - start))
         return BlockSource(
             self.uri, start=start, end=end, block_size=block, prefetch=self.prefetch,
-            etag=self._etag, stats=self.stats,
+            etag=self._etag, stats=self.stats, announced=True,
         )  # fmt: skip
 
     def _records(self, windows: Any, base: int, limit: Any, expect: Any) -> Iterator[memoryview]:

@@ -122,7 +122,7 @@ def scan_index(
 ) -> np.ndarray:
     """Build the ``(n, 2)`` index array of a TFRecord object by streaming through it once."""
     parsed = parse_uri(uri, allow_bare=True)
-    source = BlockSource(parsed, block_size=block_size, stats=stats)
+    source = BlockSource(parsed, block_size=block_size, stats=stats, announced=True)
     return _entries(source, str(parsed), limit=lambda: source.size, expect=source.expect)
 
 

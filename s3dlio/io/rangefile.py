@@ -21,19 +21,145 @@ mixing two versions, and every request is retried and op-logged by the RangeEngi
 from __future__ import annotations
 
 import io
+import os
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
 from ..errors import IntegrityError, InvalidURIError
-from . import ops
+from . import oplog, ops, retry
+from .backends.file import FileReadStream, FileStore, file_etag
 from .buffers import BytesView
 from .config import KiB, MiB, parse_size
 from .range_engine import fetch
-from .store import backend_for
+from .store import ObjectStore, backend_for
 from .uri import ObjectURI, parse_uri
 
-__all__ = ["RangeFile"]
+__all__ = ["RangeFile", "RangeReader"]
+
+
+class RangeReader:
+    """Byte ranges of one version of one object, each read at the least cost the backend allows.
+
+    Every read is pinned to one version: ``etag`` if given, else the version the first read
+    finds. On ``file://`` the reader keeps one descriptor open and, before each read, checks that
+    the path still names that version (one ``stat``: inode, size and modification time make up
+    the etag), so a file replaced, rewritten or cut short fails with
+    :class:`~s3dlio.errors.IntegrityError` exactly as a changed object does elsewhere; a read then
+    costs a ``stat`` and a ``preadv`` instead of an open, ``fstat`` and close plus the
+    RangeEngine's layers (~20 µs less per read), and is op-logged as ``GET_RANGE`` like those.
+    Any error on that path is retried once through :func:`~s3dlio.io.range_engine.fetch`, which
+    maps, retries and reports it. Other backends make a ranged GET with ``if_match`` per read.
+
+    Reads may run concurrently from several threads; :meth:`close` must not race with a read.
+
+    Args:
+        uri: The object.
+        etag: Pin reads to this version (``None``: the version the first read sees).
+        backend: The store serving ``uri`` (looked up when ``None``).
+
+    Attributes:
+        size: The object's size, known after the first read.
+        etag: The version every read is pinned to, known after the first read.
+    """
+
+    def __init__(
+        self, uri: ObjectURI, *, etag: str | None = None, backend: ObjectStore | None = None
+    ) -> None:
+        self.uri = uri
+        self.backend = backend or backend_for(uri)
+        self.etag = etag
+        self.size: int | None = None
+        # exactly file:// (direct:// needs aligned reads and must not touch the page cache)
+        self._local = type(self.backend) is FileStore
+        self._stream: FileReadStream | None = None
+        self._version: tuple[int, int, int] | None = None  # (inode, mtime, size) of the etag
+        self._lock = threading.Lock()
+
+    def read_into(self, offset: int, dst: memoryview) -> tuple[int, int]:
+        """Read up to ``len(dst)`` bytes at ``offset`` into ``dst``.
+
+        Returns:
+            ``(nbytes, requests)``: bytes read (fewer than asked only at the end of the object)
+            and requests made.
+
+        Raises:
+            IntegrityError: the object is not the pinned version any more.
+        """
+        if self._local:
+            try:
+                return self._pread(offset, dst), 1
+            except OSError:
+                pass  # not the fast path's business: fetch maps it, retries it, or reports it
+        result = fetch(
+            self.backend, self.uri, offset, len(dst), into=dst, if_match=self.etag,
+            op="GET_RANGE",
+        )  # fmt: skip
+        if self.size is None:
+            self.size, self.etag = result.size, self.etag or result.etag
+        return result.nbytes, result.requests
+
+    def _pread(self, offset: int, dst: memoryview) -> int:
+        stream = self._stream or self._open()
+        logging = oplog.is_op_log_active()
+        start = time.time_ns() if logging else 0
+        st = os.stat(self.uri.key)
+        if (st.st_ino, st.st_mtime_ns, st.st_size) != self._version:
+            raise IntegrityError(
+                "object changed during the read (version token differs)", uri=str(self.uri),
+                op="GET_RANGE", byte_range=(offset, len(dst)),
+            )  # fmt: skip
+        want = min(len(dst), stream.size - offset)
+        done = 0
+        while done < want:
+            got = os.preadv(stream.fd, [dst[done:want] if done or want < len(dst) else dst],
+                            offset + done)  # fmt: skip
+            if not got:
+                raise IntegrityError(
+                    f"object shrank during the read: ended at {offset + done}, expected "
+                    f"{stream.size} bytes", uri=str(self.uri), op="GET_RANGE",
+                    byte_range=(offset, want),
+                )  # fmt: skip
+            done += got
+        if logging:
+            oplog.record(
+                "GET_RANGE", self.uri.key, endpoint=self.backend.endpoint(self.uri), nbytes=done,
+                start_ns=start, first_byte_ns=start, end_ns=time.time_ns(),
+            )  # fmt: skip
+        return done
+
+    def _open(self) -> FileReadStream:
+        with self._lock:
+            if self._stream is not None:
+                return self._stream
+            stream = retry.call(
+                lambda: self.backend.open_read(self.uri, 0, None, if_match=self.etag),
+                op="GET_RANGE", uri=self.uri,
+            )  # fmt: skip
+            if not isinstance(stream, FileReadStream):  # pragma: no cover - FileStore's own
+                stream.close()
+                raise TypeError(f"unexpected stream type {type(stream).__name__}")
+            st = os.fstat(stream.fd)
+            if file_etag(st) != stream.etag:  # changed between open_read's fstat and this one
+                stream.close()
+                raise IntegrityError(
+                    "object changed during the read (version token differs)",
+                    uri=str(self.uri), op="GET_RANGE",
+                )  # fmt: skip
+            self._version = (st.st_ino, st.st_mtime_ns, st.st_size)
+            self.size, self.etag = stream.size, stream.etag
+            self._stream = stream
+            return stream
+
+    def close(self) -> None:
+        """Close the local file descriptor, if one is open (idempotent)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class RangeFile(io.RawIOBase):
@@ -93,6 +219,7 @@ class RangeFile(io.RawIOBase):
         self._readahead = 0  # current window, in blocks
         self._last_end = -1  # end of the previous read, to detect sequential access
         self._lock = threading.Lock()
+        self._reader = RangeReader(self.uri, etag=etag, backend=self._backend)
 
     # -- io.RawIOBase ----------------------------------------------------------------------------
     @property
@@ -175,8 +302,12 @@ class RangeFile(io.RawIOBase):
         return bytes(out[:got])
 
     def close(self) -> None:
-        """Drop the cache; further reads raise ``ValueError``."""
-        self._cache.clear()
+        """Drop the cache and close the local file, if any; further reads raise ``ValueError``."""
+        lock = getattr(self, "_lock", None)  # absent if __init__ failed
+        if lock is not None:
+            with lock:
+                self._cache.clear()
+                self._reader.close()
         super().close()
 
     def __repr__(self) -> str:
@@ -234,14 +365,11 @@ class RangeFile(io.RawIOBase):
             self._cache.move_to_end(index)
 
     def _fetch(self, offset: int, dst: memoryview) -> None:
-        result = fetch(
-            self._backend, self.uri, offset, len(dst), into=dst, if_match=self.etag,
-            op="GET_RANGE",
-        )  # fmt: skip
-        self.requests += result.requests
-        self.bytes_fetched += result.nbytes
-        if result.nbytes != len(dst):
+        nbytes, requests = self._reader.read_into(offset, dst)
+        self.requests += requests
+        self.bytes_fetched += nbytes
+        if nbytes != len(dst):
             raise IntegrityError(
-                f"object is {result.size} bytes, expected {self.size} (changed while open)",
+                f"object is {self._reader.size} bytes, expected {self.size} (changed while open)",
                 uri=str(self.uri), op="GET_RANGE", byte_range=(offset, len(dst)),
             )  # fmt: skip
