@@ -94,7 +94,8 @@ def test_prefetch_window_and_concurrency_are_bounded(local_objects):
     passage = iter(create_async_loader(prefix, LoaderOptions(prefetch=5, num_workers=2)))
     assert len(list(passage)) == n
     assert 1 <= passage.stats["max_ahead"] <= 5
-    assert 1 <= passage.stats["max_active"] <= 2
+    assert passage.stats["max_active"] <= 2  # the consumer may have copied every file itself
+    assert passage.stats["requests"] == n
 
 
 def test_items_name_the_object(objects):
