@@ -343,3 +343,23 @@ def test_stale_index_is_detected(store_root: str) -> None:
         reader.read_record(0)
     with pytest.raises(IntegrityError, match="past the end"):
         TFRecordReader(uri, index=[(40, 100)]).read_record(0)
+
+
+def test_runs_of_equal_records_of_every_length(tmp_path: Path) -> None:
+    """Runs of equal-length records (found with strided probes) ending at every position."""
+    rng = np.random.default_rng(13)
+    payloads = []
+    for run in list(range(1, 70)) + [200, 1000, 1500]:
+        size = int(rng.integers(0, 40))
+        payloads += [rng.bytes(size) for _ in range(run)]
+    path = tmp_path / "runs.tfrecord"
+    path.write_bytes(b"".join(_frame(p) for p in payloads))
+    assert [bytes(r) for r in tfrecord_iterator(str(path))] == payloads
+    for block in (4096, 65536, 1 << 20):
+        for verify in (True, False):
+            reader = TFRecordReader(str(path), verify=verify, block_size=block)
+            assert [bytes(r) for r in reader] == payloads
+    offsets = np.cumsum([0] + [len(p) + 16 for p in payloads[:-1]])
+    assert s3dlio.get_tfrecord_index_entries(path.read_bytes()) == [
+        (int(o), len(p) + 16) for o, p in zip(offsets, payloads, strict=True)
+    ]
