@@ -139,7 +139,8 @@ def _expected_crcs(win: memoryview, segments: list[Segment]) -> list[int]:
     if len(segments) <= 4 and sum(count for _, count, _ in segments) <= 8:
         out = []
         for first, count, length in segments:
-            for end in range(first + length, first + count * (length + OVERHEAD), length + OVERHEAD):
+            stride = length + OVERHEAD
+            for end in range(first + length, first + count * stride, stride):
                 x = (_FOOTER.unpack_from(win, end)[0] - _MASK_DELTA) & 0xFFFFFFFF
                 out.append(((x << 15) | (x >> 17)) & 0xFFFFFFFF)
         return out
