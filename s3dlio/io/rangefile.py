@@ -271,7 +271,9 @@ class RangeFile(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         """Read up to ``len(buffer)`` bytes at the current position into ``buffer``."""
         self._check_closed()
-        view = memoryview(buffer).cast("B")
+        view = memoryview(buffer)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
         with self._lock:
             n = self._read_at(self._pos, view)
             self._pos += n
@@ -329,11 +331,11 @@ class RangeFile(io.RawIOBase):
             self._readahead = min(max(1, 2 * self._readahead), self.max_readahead_blocks)
         else:
             self._readahead = 0
+        if n >= self.direct_threshold:
+            self._fetch(offset, dst if n == len(dst) else dst[:n])
+            return n
         bs = self.block_size
         first, last = offset // bs, (offset + n - 1) // bs
-        if n >= self.direct_threshold:
-            self._fetch(offset, dst[:n])
-            return n
         missing = [i for i in range(first, last + 1) if i not in self._cache]
         if missing:
             self._fill_blocks(missing[0], missing[-1])
