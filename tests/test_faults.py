@@ -16,6 +16,7 @@ import pytest
 
 import s3dlio
 from s3dlio import (
+    BatchError,
     IntegrityError,
     PermissionDeniedError,
     RangeEngineConfig,
@@ -230,6 +231,122 @@ def test_keep_alive_through_the_proxy(proxy: FaultProxy, root: str) -> None:
     opened = pool.opened
     for _ in range(5):
         assert s3dlio.get(uri) == b"kept alive"
+    assert pool.opened == opened
+
+
+# -- get_many: many requests from one thread -------------------------------------------------
+
+
+def _objects(root: str, count: int, size: int = 50_000) -> dict[str, bytes]:
+    items = {f"{root}many/{i}.bin": _payload(size + i, 100 + i) for i in range(count)}
+    s3dlio.put_many(items.items())
+    return items
+
+
+def test_get_many_retries_each_failed_object(proxy: FaultProxy, root: str) -> None:
+    items = _objects(root, 12)
+    uris = list(items)
+    proxy.add_fault("reset", match=f"GET {_path(uris[1])}")
+    proxy.add_fault("status", count=2, match=f"GET {_path(uris[4])}", **SLOWDOWN)
+    proxy.add_fault("truncate", match=f"GET {_path(uris[7])}", after=1000)
+    before = _retries()
+    got = s3dlio.get_many(uris, max_in_flight=4)
+    assert [u for u, _ in got] == uris and all(data == items[u] for u, data in got)
+    sent = {u: len(proxy.requests_matching(f"GET {_path(u)}")) for u in uris}
+    assert sent == {u: {1: 2, 4: 3, 7: 2}.get(i, 1) for i, u in enumerate(uris)}
+    counted = _delta(before)
+    assert counted["retries"] == 4 and counted["throttled"] == 2
+
+
+def test_get_many_counts_the_attempts_of_a_persistent_fault(proxy: FaultProxy, root: str) -> None:
+    items = _objects(root, 5)
+    uris = list(items)
+    proxy.add_fault("status", count=None, match=f"GET {_path(uris[2])}", **SLOWDOWN)
+    with pytest.raises(BatchError) as info:
+        s3dlio.get_many(uris)
+    assert info.value.succeeded == 4
+    ((failed, error),) = info.value.failures
+    assert failed == uris[2] and isinstance(error, ThrottledError)
+    assert error.attempts == 4 and "after 4 attempts" in str(error)
+    assert len(proxy.requests_matching(f"GET {_path(uris[2])}")) == 4
+
+
+def test_get_many_does_not_retry_access_denied(proxy: FaultProxy, root: str) -> None:
+    items = _objects(root, 3)
+    uris = list(items)
+    proxy.add_fault(
+        "status", count=None, match=f"GET {_path(uris[0])}", status=403,
+        body=_s3_error("AccessDenied", "Access Denied"),
+    )  # fmt: skip
+    with pytest.raises(BatchError) as info:
+        s3dlio.get_many(uris)
+    ((failed, error),) = info.value.failures
+    assert failed == uris[0] and isinstance(error, PermissionDeniedError)
+    assert len(proxy.requests_matching(f"GET {_path(uris[0])}")) == 1
+
+
+def test_get_many_times_out_a_stalled_object(proxy: FaultProxy, root: str) -> None:
+    items = _objects(root, 4)
+    uris = list(items)
+    old = settings()
+    reset_settings(Settings(retry=FAST_RETRIES, operation_timeout=0.3))
+    try:
+        proxy.add_fault("stall_first_byte", match=f"GET {_path(uris[3])}", seconds=10)
+        got = s3dlio.get_many(uris)
+    finally:
+        reset_settings(old)
+    assert all(data == items[u] for u, data in got)
+    assert len(proxy.requests_matching(f"GET {_path(uris[3])}")) == 2
+
+
+def test_get_many_reads_the_rest_of_large_objects_pinned(proxy: FaultProxy, root: str) -> None:
+    items = _objects(root, 3, size=5 * MiB)
+    uris = list(items)
+    old = settings()
+    reset_settings(
+        Settings(retry=FAST_RETRIES, range=RangeEngineConfig(threshold="2MiB", chunk_size="1MiB"))
+    )
+    try:
+        got = s3dlio.get_many(uris)
+    finally:
+        reset_settings(old)
+    assert all(data == items[u] for u, data in got)
+    for uri in uris:
+        first, *rest = proxy.requests_matching(f"GET {_path(uri)}")
+        assert first.headers["range"] == f"bytes=0-{2 * MiB - 1}"
+        assert "if-match" not in first.headers
+        etag = s3dlio.stat(uri)["etag"]
+        assert rest and all(r.headers["if-match"] == etag for r in rest)
+        spans = sorted(tuple(map(int, r.headers["range"][6:].split("-"))) for r in rest)
+        assert spans[0][0] == 2 * MiB and spans[-1][1] == len(items[uri]) - 1
+        assert all(a[1] + 1 == b[0] for a, b in zip(spans, spans[1:], strict=False))
+
+
+def test_get_many_follows_a_region_redirect(proxy: FaultProxy, root: str) -> None:
+    items = _objects(root, 3)
+    uris = list(items)
+    proxy.add_fault(
+        "status", match=f"GET {_path(uris[1])}", status=400,
+        headers={"x-amz-bucket-region": "eu-west-1"},
+        body=_s3_error("AuthorizationHeaderMalformed", "the region 'us-east-1' is wrong"),
+    )  # fmt: skip
+    try:
+        got = s3dlio.get_many(uris)
+        assert all(data == items[u] for u, data in got)
+        first, second = proxy.requests_matching(f"GET {_path(uris[1])}")
+        assert "/eu-west-1/s3/aws4_request" in second.headers["authorization"]
+    finally:
+        s3dlio.configure_s3()  # forget the learned region
+
+
+def test_get_many_keeps_its_connections(proxy: FaultProxy, root: str) -> None:
+    items = _objects(root, 16, size=1000)
+    parsed = parse_uri(root)
+    pool = s3mod._state().service(parsed).pool_for(parsed.bucket)[0]
+    s3dlio.get_many(items, max_in_flight=4)
+    opened = pool.opened
+    for _ in range(3):
+        assert [data for _, data in s3dlio.get_many(items, max_in_flight=4)] == list(items.values())
     assert pool.opened == opened
 
 

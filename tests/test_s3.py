@@ -449,6 +449,29 @@ def test_op_log_file(s3_root: str, moto_s3: MotoS3, tmp_path: Path) -> None:
     assert by_op["GET"][7] == _key(s3_root + "a.bin")
 
 
+def test_get_many_logs_every_request(s3_root: str, split_at_8mib: None, tmp_path: Path) -> None:
+    root = s3_root
+    items = {root + f"m/{i}.bin": _payload(1000 * (i + 1), 40 + i) for i in range(5)}
+    items[root + "m/big.bin"] = _payload(12 * MiB, 50)
+    s3dlio.put_many(items.items())
+    missing = root + "m/missing.bin"
+    s3dlio.init_op_log(tmp_path / "ops.zst")
+    with pytest.raises(s3dlio.BatchError) as info:
+        s3dlio.get_many([*items, missing], max_in_flight=3)
+    s3dlio.finalize_op_log()
+    assert info.value.succeeded == len(items) and info.value.failures[0][0] == missing
+    rows = _read_log(tmp_path / "ops.zst")
+    gets = {row[7]: row for row in rows if row[2] == "GET"}
+    assert set(gets) == {_key(u) for u in [*items, missing]}
+    for uri, payload in items.items():
+        row = gets[_key(uri)]
+        assert row[5] == str(min(len(payload), 8 * MiB)) and row[8] == ""
+        assert TIMESTAMP.match(row[10]) and row[9] <= row[10] <= row[11]
+    assert "NoSuchKey" in gets[_key(missing)][8]
+    ranges = [row for row in rows if row[2] == "GET_RANGE"]
+    assert sum(int(row[5]) for row in ranges) == 4 * MiB  # the rest of big.bin, pinned
+
+
 # -- server-side copies ------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@
 | ``S3DLIO_MAX_RETRY_ATTEMPTS`` | attempts per request (first try included) | 5 |
 | ``S3DLIO_RETRY_MAX_SECS`` | total time a request may spend retrying | 60 |
 | ``S3DLIO_HUGE_PAGES`` | back new buffers from 32 MiB up with transparent huge pages | 1 |
+| ``S3DLIO_MALLOC_KEEP_MB`` | freed heap memory glibc keeps for new buffers (0: untouched) | 256 |
 """
 
 from __future__ import annotations
@@ -212,6 +213,9 @@ class Settings:
         oplog_level: zstd level of the op-log stream.
         huge_pages: Ask Linux for transparent huge pages for new buffers from 32 MiB up
             (:meth:`~s3dlio.io.buffers.BytesView.allocate`; ``docs/performance.md``).
+        malloc_keep: Bytes of freed heap memory glibc keeps for reuse instead of returning
+            them to the system (its trim threshold), set once, at the first buffer allocation;
+            0 leaves ``malloc`` as it is.
         range: Range-engine configuration.
         retry: Retry policy.
     """
@@ -222,12 +226,15 @@ class Settings:
     operation_timeout: float = 60.0
     oplog_level: int = 1
     huge_pages: bool = True
+    malloc_keep: int = 256 * MiB
     range: RangeEngineConfig = field(default_factory=RangeEngineConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
 
     def __post_init__(self) -> None:
         if self.threads < 1:
             raise InvalidURIError(f"S3DLIO_RT_THREADS must be >= 1, got {self.threads}")
+        if self.malloc_keep < 0:
+            raise InvalidURIError(f"S3DLIO_MALLOC_KEEP_MB must be >= 0, got {self.malloc_keep}")
 
     @property
     def connections(self) -> int:
@@ -244,6 +251,7 @@ class Settings:
             operation_timeout=_env_float("S3DLIO_OPERATION_TIMEOUT_SECS", 60.0),
             oplog_level=_env_int("S3DLIO_OPLOG_LEVEL", 1) or 1,
             huge_pages=_env_bool("S3DLIO_HUGE_PAGES", True),
+            malloc_keep=(_env_int("S3DLIO_MALLOC_KEEP_MB", 256) or 0) * MiB,
             range=RangeEngineConfig.from_env(),
             retry=RetryConfig.from_env(),
         )
@@ -270,7 +278,8 @@ def configure(**changes: Any) -> Settings:
     """Change process-wide settings from code; returns the new :class:`Settings`.
 
     Keywords are :class:`Settings` fields: ``threads``, ``max_connections``,
-    ``connect_timeout``, ``operation_timeout``, ``oplog_level``, ``huge_pages``, ``range``
+    ``connect_timeout``, ``operation_timeout``, ``oplog_level``, ``huge_pages``,
+    ``malloc_keep``, ``range``
     (a :class:`RangeEngineConfig`) and ``retry`` (a :class:`RetryConfig`). Fields not given keep
     their current value (from the environment by default). A new pool size applies to pools
     created afterwards; backends rebuild their clients when network settings change.

@@ -11,20 +11,24 @@ whole (a short body is never returned) and recorded in the op-log. The engine on
 
 from __future__ import annotations
 
+import functools
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidURIError, S3DlioError, TransientError
+from ..errors import IntegrityError, InvalidURIError, S3DlioError, TransientError
 from . import oplog, retry
 from .buffers import BytesView
 from .config import RangeEngineConfig, settings
-from .executor import run_claimed
-from .store import ObjectStore, ReadStream
+from .executor import get_executor, run_claimed
+from .store import FirstPart, ObjectStore, ReadStream
 from .uri import ObjectURI
 
-__all__ = ["FetchResult", "fetch", "fill_from_stream", "plan_ranges"]
+__all__ = ["FetchResult", "fetch", "fetch_many", "fill_from_stream", "plan_ranges"]
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ def fetch(
     config: RangeEngineConfig | None = None,
     op: str = "GET",
     should_stop: Callable[[], bool] | None = None,
+    failed: TransientError | None = None,
 ) -> FetchResult:
     """Read ``length`` bytes at ``offset`` (to the end when ``None``) of one object.
 
@@ -157,6 +162,8 @@ def fetch(
         config: Range-engine settings (process defaults when ``None``).
         op: Op-log name of the first request (``"GET"`` or ``"GET_RANGE"``).
         should_stop: Checked between retries (cancellation).
+        failed: The error of a first request already made for this span elsewhere (see
+            :func:`fetch_many`): it counts as the first attempt.
 
     Returns:
         A :class:`FetchResult`; ``data`` is ``into`` or a new :class:`BytesView`.
@@ -180,7 +187,7 @@ def fetch(
     asked = (offset, length) if offset or length is not None else None  # for error messages
     opened = retry.call(
         lambda: request.open(offset, first_len, op), op=op, uri=uri, byte_range=asked,
-        should_stop=should_stop,
+        should_stop=should_stop, failed=failed,
     )  # fmt: skip
     stream = opened[0]
     size, etag = stream.size, stream.etag
@@ -227,3 +234,127 @@ def fetch(
     finally:
         stream.close()
     return FetchResult(out, total, size, etag, len(pieces))
+
+
+def fetch_many(
+    backend: ObjectStore,
+    uris: Sequence[ObjectURI],
+    width: int,
+    *,
+    config: RangeEngineConfig | None = None,
+) -> Iterator[tuple[int, FetchResult | BaseException]]:
+    """Read whole objects of a :attr:`~ObjectStore.multiplexed` backend, ``width`` at a time.
+
+    The first request of every object is :func:`fetch`'s (up to the split threshold), but all
+    of them run from the calling thread through :meth:`ObjectStore.read_first_parts`, many
+    connections waited on at once. What one request does not finish goes to :func:`fetch` on
+    the shared pool: the rest of a larger object (split into ranges, each pinned to the first
+    answer's etag), and objects whose first request failed transiently (retried under the retry
+    policy, that request counting as the first attempt). Each request is op-logged.
+
+    Yields:
+        ``(index, result)`` for every object as it completes, in no particular order; the
+        result is a :class:`FetchResult` or the error that ended that object (an
+        :class:`~s3dlio.errors.S3DlioError`, or whatever else a pool task raised).
+    """
+    cfg = config or settings().range
+    first = cfg.threshold_for(backend.local) if cfg.enabled else None
+    logging = oplog.is_op_log_active()
+    follow = _FollowUps()
+    for part in backend.read_first_parts(uris, first, width):
+        uri = uris[part.index]
+        if logging:
+            oplog.record(
+                "GET", uri.key, endpoint=backend.endpoint(uri), nbytes=part.nbytes,
+                start_ns=part.start_ns, first_byte_ns=part.first_byte_ns, end_ns=part.end_ns,
+                error="" if part.error is None else str(part.error),
+            )  # fmt: skip
+        error = part.error
+        if isinstance(error, TransientError):
+            follow.add(part.index, functools.partial(fetch, backend, uri, config=cfg, failed=error))
+        elif error is not None:
+            error.attempts = error.attempts or 1
+            yield part.index, error.with_context(uri=str(uri), op="GET")
+        elif part.nbytes >= part.size:
+            data: Any = part.data
+            yield part.index, FetchResult(data, part.size, part.size, part.etag, 1)
+        else:
+            follow.add(part.index, functools.partial(_rest, backend, uri, part, cfg))
+        yield from follow.done()
+    yield from follow.wait()
+
+
+def _rest(
+    backend: ObjectStore, uri: ObjectURI, part: FirstPart, cfg: RangeEngineConfig
+) -> FetchResult:
+    """Read what follows ``part`` into its buffer (the object pinned to the part's etag)."""
+    data = part.data
+    assert data is not None
+    rest = fetch(
+        backend, uri, part.nbytes, part.size - part.nbytes, into=memoryview(data)[part.nbytes :],
+        if_match=part.etag, config=cfg, op="GET_RANGE",
+    )  # fmt: skip
+    if rest.nbytes != part.size - part.nbytes:  # the object shrank: another version
+        raise IntegrityError(
+            f"object changed during the read: {part.nbytes + rest.nbytes} of {part.size} bytes",
+            uri=str(uri), op="GET",
+        )  # fmt: skip
+    return FetchResult(data, part.size, part.size, part.etag, 1 + rest.requests)
+
+
+class _FollowUps:
+    """Work handed from :func:`fetch_many`'s thread to the shared pool.
+
+    The waiting thread runs the tasks no pool thread has started yet itself, and then waits
+    only for tasks that are running, so waiting inside a pool task cannot deadlock.
+    """
+
+    def __init__(self) -> None:
+        self._backlog: deque[tuple[int, Callable[[], FetchResult]]] = deque()
+        self._results: queue.SimpleQueue[tuple[int, FetchResult | BaseException]]
+        self._results = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._running = 0
+        self._pending = 0
+
+    def add(self, index: int, task: Callable[[], FetchResult]) -> None:
+        self._pending += 1
+        self._backlog.append((index, task))
+        get_executor().submit(self._run_one)
+
+    def _run_one(self) -> None:
+        with self._cond:
+            if not self._backlog:
+                return
+            index, task = self._backlog.popleft()
+            self._running += 1
+        try:
+            outcome: FetchResult | BaseException = task()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome = exc
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+        self._results.put((index, outcome))
+
+    def done(self) -> Iterator[tuple[int, FetchResult | BaseException]]:
+        """Results that are in."""
+        while self._pending:
+            try:
+                item = self._results.get_nowait()
+            except queue.Empty:
+                return
+            self._pending -= 1
+            yield item
+
+    def wait(self) -> Iterator[tuple[int, FetchResult | BaseException]]:
+        """Every remaining result, running tasks not started yet in this thread."""
+        while True:
+            with self._cond:
+                if not self._backlog:
+                    break
+            self._run_one()
+        while self._pending:
+            self._pending -= 1
+            yield self._results.get()

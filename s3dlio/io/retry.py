@@ -40,6 +40,7 @@ def call(
     byte_range: tuple[int, int | None] | None = None,
     config: RetryConfig | None = None,
     should_stop: Callable[[], bool] | None = None,
+    failed: TransientError | None = None,
 ) -> T:
     """Run ``fn()``, retrying transient faults with backoff.
 
@@ -51,6 +52,8 @@ def call(
         config: Retry policy; defaults to the process settings.
         should_stop: Checked before each retry; when it returns True, the last error is raised
             at once (used by cancellation).
+        failed: The error of a first attempt already made elsewhere (a multiplexed request):
+            it counts as attempt 1, and ``fn`` runs after its backoff.
 
     Raises:
         S3DlioError: the last error, with ``attempts`` filled in.
@@ -61,6 +64,9 @@ def call(
     while True:
         attempt += 1
         try:
+            if failed is not None:
+                error, failed = failed, None
+                raise error
             return fn()
         except TransientError as exc:
             elapsed = time.monotonic() - started

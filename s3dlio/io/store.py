@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from ..errors import InvalidURIError, UnsupportedOperationError
+from ..errors import InvalidURIError, S3DlioError, UnsupportedOperationError
 from .buffers import BytesView
 from .uri import ObjectURI, parse_uri
 
 __all__ = [
+    "FirstPart",
     "ObjectMeta",
     "ObjectStore",
     "ReadStream",
@@ -117,6 +118,33 @@ class ReadStream(ABC):
         self.close()
 
 
+@dataclass(slots=True)
+class FirstPart:
+    """The start of one object, as :meth:`ObjectStore.read_first_parts` read it.
+
+    Attributes:
+        index: Position of the object in the request.
+        data: A buffer for the whole object, its first ``nbytes`` filled (``None`` on error).
+        nbytes: Bytes read.
+        size: Total size of the object.
+        etag: The object's version token.
+        error: Why the read failed, else ``None``.
+        start_ns: ``time.time_ns()`` when the request started.
+        first_byte_ns: When the answer began (0 if it never did).
+        end_ns: When the request finished.
+    """
+
+    index: int
+    data: BytesView | None = None
+    nbytes: int = 0
+    size: int = 0
+    etag: str | None = None
+    error: S3DlioError | None = None
+    start_ns: int = 0
+    first_byte_ns: int = 0
+    end_ns: int = 0
+
+
 class Upload(ABC):
     """One multi-part upload in progress: nothing is visible until :meth:`commit`.
 
@@ -148,6 +176,8 @@ class ObjectStore(ABC):
         min_part_size: Smallest upload part but the last (S3: 5 MiB).
         part_multiple: Parts but the last must be a multiple of this (GCS: 256 KiB).
         max_parallel_parts: Parts that may upload at once (1 = strictly in order).
+        multiplexed: Whether :meth:`read_first_parts` reads many objects at once from one
+            thread (``get_many`` then uses it instead of a thread per request).
     """
 
     scheme: ClassVar[str]
@@ -155,6 +185,7 @@ class ObjectStore(ABC):
     min_part_size: ClassVar[int] = 1
     part_multiple: ClassVar[int] = 1
     max_parallel_parts: ClassVar[int] = 64
+    multiplexed: ClassVar[bool] = False
 
     def endpoint(self, uri: ObjectURI) -> str:
         """The endpoint string the op-log records for requests on ``uri``."""
@@ -178,6 +209,18 @@ class ObjectStore(ABC):
             NotFoundError: no such object.
             IntegrityError: ``if_match`` is given and the object has changed.
         """
+
+    def read_first_parts(
+        self, uris: Sequence[ObjectURI], length: int | None, width: int
+    ) -> Iterator[FirstPart]:
+        """Read the first ``length`` bytes (all when ``None``) of every object, ``width``
+        requests at a time, all from the calling thread; yield each as it finishes.
+
+        Only :attr:`multiplexed` backends implement it. Nothing is retried here:
+        :func:`~s3dlio.io.range_engine.fetch_many` retries transient errors and reads the rest
+        of larger objects.
+        """
+        raise UnsupportedOperationError("no multiplexed reads", op="GET")
 
     @abstractmethod
     def put(

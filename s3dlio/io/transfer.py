@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 from ..errors import BatchError, InvalidURIError, NotFoundError, S3DlioError
 from . import ops
 from .buffers import BytesView, as_readonly_view
-from .config import MiB
+from .config import MiB, settings
 from .executor import bounded_map
 from .listing import Selection, has_glob, select
-from .range_engine import fetch
-from .store import ObjectMeta, backend_for
+from .range_engine import FetchResult, fetch, fetch_many
+from .store import ObjectMeta, ObjectStore, backend_for
 from .uri import ObjectURI, parse_uri
 from .writer import ObjectWriter, WriterOptions
 
@@ -78,12 +78,51 @@ def run_batch(
 def get_many(
     uris: Iterable[str | ObjectURI], max_in_flight: int = 64
 ) -> list[tuple[str, BytesView]]:
-    """Fetch many objects concurrently; ``[(uri, data), ...]`` in input order."""
+    """Fetch many objects concurrently; ``[(uri, data), ...]`` in input order.
 
-    def one(uri: str | ObjectURI) -> tuple[str, BytesView]:
-        return str(uri), ops.get(parse_uri(uri))
-
-    return run_batch(one, uris, max_in_flight, what="GET")
+    Objects of a backend that multiplexes reads (``s3://``) are read from the calling thread,
+    up to ``max_in_flight`` requests (at most one per kept connection,
+    ``S3DLIO_MAX_HTTP_CONNECTIONS``) in flight at once: see
+    :func:`~s3dlio.io.range_engine.fetch_many`. Others run on the shared pool, ``max_in_flight``
+    at a time.
+    """
+    if max_in_flight < 1:
+        raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+    items = list(uris)
+    outcomes: list[Any] = [None] * len(items)
+    parsed: list[Any] = [None] * len(items)
+    multiplexed: dict[ObjectStore, list[int]] = {}
+    threaded: list[int] = []
+    for index, item in enumerate(items):
+        try:
+            parsed[index] = uri = parse_uri(item)
+            backend = backend_for(uri)
+        except (S3DlioError, ValueError) as exc:
+            outcomes[index] = exc
+            continue
+        if backend.multiplexed:
+            multiplexed.setdefault(backend, []).append(index)
+        else:
+            threaded.append(index)
+    width = min(max_in_flight, settings().connections)
+    for backend, indices in multiplexed.items():
+        for at, outcome in fetch_many(backend, [parsed[i] for i in indices], width):
+            outcomes[indices[at]] = outcome.data if isinstance(outcome, FetchResult) else outcome
+    if threaded:
+        for index, done in bounded_map(lambda i: ops.get(parsed[i]), threaded, max_in_flight):
+            outcomes[index] = done.exception() or done.result()
+    results: list[tuple[str, BytesView]] = []
+    failures: list[tuple[str, BaseException]] = []
+    for item, outcome in zip(items, outcomes, strict=True):
+        if not isinstance(outcome, BaseException):
+            results.append((str(item), outcome))
+        elif isinstance(outcome, (S3DlioError, OSError, ValueError)):
+            failures.append((str(item), outcome))
+        else:
+            raise outcome
+    if failures:
+        raise BatchError("GET", failures=failures, succeeded=len(results))
+    return results
 
 
 def put_many(items: Iterable[tuple[str | ObjectURI, Any]], max_in_flight: int = 64) -> None:

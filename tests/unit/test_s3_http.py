@@ -7,7 +7,7 @@ from __future__ import annotations
 import select
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from botocore.auth import S3SigV4Auth
@@ -24,6 +24,7 @@ from s3dlio.io.http import (
     canonical_query,
     quote_path,
 )
+from s3dlio.io.http.multiplex import Exchange, exchange
 
 # -- signing -----------------------------------------------------------------------------------
 
@@ -77,13 +78,14 @@ CLOSE = b"\x00close"
 class ScriptedServer:
     """Answers each request on a connection with the next scripted reply (raw bytes).
 
+    ``replies`` is a list (used in the order requests arrive) or a function of the request head.
     A reply of ``None`` closes the connection without answering; ``b"STALL"`` waits until the
     test ends; a reply ending in :data:`CLOSE` is sent and the connection closed. Records how
     many connections were accepted.
     """
 
-    def __init__(self, replies: list[bytes | None]) -> None:
-        self.replies = list(replies)
+    def __init__(self, replies: list[bytes | None] | Callable[[bytes], bytes | None]) -> None:
+        self.replies = replies if callable(replies) else list(replies)
         self.connections = 0
         self.requests: list[bytes] = []
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -121,7 +123,10 @@ class ScriptedServer:
                 data = data[length:]
                 with self._lock:
                     self.requests.append(head)
-                    reply = self.replies.pop(0) if self.replies else None
+                    if callable(self.replies):
+                        reply = self.replies(head)
+                    else:
+                        reply = self.replies.pop(0) if self.replies else None
                 if reply is None:
                     return
                 if reply == b"STALL":
@@ -145,7 +150,7 @@ def scripted() -> Iterator[type[ScriptedServer]]:
     """A factory of scripted servers; servers and the pools made in the test are closed after."""
     made: list[ScriptedServer] = []
 
-    def make(replies: list[bytes | None]) -> ScriptedServer:
+    def make(replies: list[bytes | None] | Callable[[bytes], bytes | None]) -> ScriptedServer:
         server = ScriptedServer(replies)
         made.append(server)
         return server
@@ -258,3 +263,101 @@ def test_endpoint_parsing() -> None:
     assert Endpoint.from_url("http://[::1]:9000").host_header == "[::1]:9000"
     with pytest.raises(ValueError):
         Endpoint.from_url("localhost:9000")
+
+
+# -- many requests from one thread (multiplex.exchange) ----------------------------------------
+
+
+def _exchanges(pool: ConnectionPool, paths: list[str], method: str = "GET") -> list[Exchange]:
+    return [Exchange(pool, method, pool.format_head(method, p, []), p) for p in paths]
+
+
+def _into_new_buffer(ex: Exchange) -> memoryview | None:
+    response = ex.response
+    assert response is not None
+    if response.status != 200 or response.length is None:
+        return None
+    return memoryview(bytearray(response.length))
+
+
+def _payload_for(path: bytes) -> bytes:
+    return path * (1 + len(path) * 997 % 5000)  # a different length for every path
+
+
+def test_exchange_reads_every_body_into_its_buffer(scripted: type[ScriptedServer]) -> None:
+    def reply(head: bytes) -> bytes:
+        path = head.split(b" ")[1]
+        body = _payload_for(path)
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    server = scripted(reply)
+    pool = _pool(server)
+    paths = [f"/b/k{i}" for i in range(40)]
+    done = list(exchange(_exchanges(pool, paths), 4, _into_new_buffer))
+    assert sorted(ex.tag for ex in done) == sorted(paths)
+    for ex in done:
+        assert ex.error is None and ex.response is not None and ex.response.complete
+        assert ex.target is not None and bytes(ex.target) == _payload_for(ex.tag.encode())
+        assert ex.nbytes == len(ex.target) and ex.start_ns <= ex.first_byte_ns <= ex.end_ns
+    assert server.connections <= 4 and pool.idle == server.connections  # all kept alive
+    list(exchange(_exchanges(pool, paths[:8]), 4, _into_new_buffer))
+    assert pool.opened == server.connections  # the second batch reused them
+
+
+def test_exchange_hands_back_what_it_does_not_read(scripted: type[ScriptedServer]) -> None:
+    replies = {
+        b"/missing": b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found",
+        b"/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"/empty": b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"/interim": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    }
+    server = scripted(lambda head: replies[head.split(b" ")[1]])
+    pool = _pool(server)
+    done = {ex.tag: ex for ex in exchange(_exchanges(pool, [p.decode() for p in replies]), 8,
+                                          _into_new_buffer)}  # fmt: skip
+    missing, chunked = done["/missing"], done["/chunked"]
+    assert missing.target is None and missing.response.status == 404  # type: ignore[union-attr]
+    assert _body(missing.response) == b"not found"
+    assert chunked.target is None and _body(chunked.response) == b"abc"
+    empty = done["/empty"]
+    assert empty.response.complete and empty.target is None  # type: ignore[union-attr]
+    assert bytes(done["/interim"].target) == b"ok"  # type: ignore[arg-type]
+    assert all(ex.error is None for ex in done.values())
+
+
+def test_exchange_failures_stay_with_their_request(scripted: type[ScriptedServer]) -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    replies = {
+        b"/short": b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc" + CLOSE,
+        b"/dropped": None,
+        b"/stalled": b"STALL",
+    }
+    server = scripted(lambda head: replies.get(head.split(b" ")[1], ok))
+    pool = _pool(server, read_timeout=0.3)
+    paths = ["/short", "/a", "/dropped", "/b", "/stalled", "/c"]
+    done = {ex.tag: ex for ex in exchange(_exchanges(pool, paths), 6, _into_new_buffer)}
+    assert isinstance(done["/short"].error, IncompleteBody)
+    assert isinstance(done["/dropped"].error, ProtocolError)
+    assert isinstance(done["/stalled"].error, TimeoutError)
+    for path in ("/a", "/b", "/c"):
+        assert done[path].error is None and bytes(done[path].target) == b"ok"  # type: ignore[arg-type]
+    assert pool.idle == 3  # the failed ones were closed, not pooled
+
+
+def test_head_answers_have_no_body(scripted: type[ScriptedServer]) -> None:
+    server = scripted(lambda head: b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    pool = _pool(server)
+    (ex,) = exchange(_exchanges(pool, ["/x"], "HEAD"), 1, _into_new_buffer)
+    assert ex.response.complete and ex.target is None and pool.idle == 1  # type: ignore[union-attr]
+
+
+def test_abandoned_exchange_closes_what_is_in_flight(scripted: type[ScriptedServer]) -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    server = scripted(lambda head: b"STALL" if b"/slow" in head else ok)
+    pool = _pool(server)
+    fast, *slow = _exchanges(pool, ["/fast", "/slow1", "/slow2"])
+    run = exchange([fast, *slow], 3, _into_new_buffer)
+    assert next(run) is fast
+    run.close()
+    assert pool.opened == 3 and pool.idle == 1  # the stalled two were closed, not pooled
+    assert all(isinstance(ex.error, ConnectionAbortedError) for ex in slow)

@@ -47,7 +47,8 @@ from .. import retry
 from ..config import GiB, MiB
 from ..executor import run_claimed
 from ..http import Response
-from ..store import ObjectMeta, ObjectStore, ReadStream, Upload
+from ..http.multiplex import Exchange, available, exchange
+from ..store import FirstPart, ObjectMeta, ObjectStore, ReadStream, Upload
 from ..uri import ObjectURI
 from .s3_client import S3Config, State, configure_s3, current_state
 
@@ -367,6 +368,7 @@ class S3Store(ObjectStore):
     scheme = "s3"
     min_part_size = 5 * MiB
     max_parallel_parts = 32
+    multiplexed = available()
 
     def endpoint(self, uri: ObjectURI) -> str:
         try:
@@ -423,6 +425,13 @@ class S3Store(ObjectStore):
         if if_match:
             headers["if-match"] = if_match
         response = self._send("GET", uri, "GET", headers=headers)
+        return self._answer(response, uri, offset, length, if_match)
+
+    def _answer(
+        self, response: Response, uri: ObjectURI, offset: int, length: int | None,
+        if_match: str | None,
+    ) -> S3ReadStream:  # fmt: skip
+        """The stream of a GET answer (``[offset, offset + length)`` asked), or its error."""
         status = response.status
         fields = response.headers
         etag = fields.get("etag")
@@ -463,6 +472,95 @@ class S3Store(ObjectStore):
                 return S3ReadStream(None, uri, meta.size, meta.etag, offset, 0)
             return S3ReadStream(None, uri, total, etag, offset, 0)
         _raise_for(response, uri, "GET", (offset, length))
+
+    def read_first_parts(
+        self, uris: Sequence[ObjectURI], length: int | None, width: int
+    ) -> Iterator[FirstPart]:
+        """GET the first ``length`` bytes of every object from this thread, ``width`` requests
+        in flight on as many keep-alive connections (:func:`s3dlio.io.http.multiplex.exchange`).
+
+        A ``200`` answer (a server that ignored ``Range``) is read whole. Other answers (errors,
+        ``416``, region redirects, bodies without a length) are handled as :meth:`open_read`
+        handles them.
+        """
+        unsent: list[FirstPart] = []  # requests that could not even be signed
+
+        def requests() -> Iterator[Exchange]:
+            headers = {} if length is None else {"range": f"bytes=0-{length - 1}"}
+            for index, uri in enumerate(uris):
+                try:
+                    service = _state().service(uri)
+                    pool, target, fields = service.prepare("GET", uri, headers=headers)
+                except S3DlioError as exc:
+                    unsent.append(FirstPart(index, error=exc.with_context(uri=str(uri), op="GET")))
+                    continue
+                head = pool.format_head("GET", target, fields)
+                yield Exchange(pool, "GET", head, FirstPart(index))
+
+        for ex in exchange(requests(), width, self._first_part_target):
+            part: FirstPart = ex.tag
+            part.start_ns, part.first_byte_ns, part.end_ns = (
+                ex.start_ns,
+                ex.first_byte_ns,
+                ex.end_ns,
+            )
+            uri = uris[part.index]
+            if ex.error is not None:
+                part.error = error_for_exception(ex.error, uri, "GET")
+            elif ex.target is not None:
+                part.nbytes = ex.nbytes
+            else:
+                assert ex.response is not None
+                try:
+                    self._read_answer(part, ex.response, uri, length)
+                except S3DlioError as exc:
+                    part.error = exc
+            yield part
+            while unsent:
+                yield unsent.pop()
+        yield from unsent
+
+    def _first_part_target(self, ex: Exchange) -> memoryview | None:
+        """Where the body of a first-part answer goes: the start of a buffer for the whole
+        object (``None``: not a ``200``/``206`` answer with a body of known length)."""
+        response = ex.response
+        assert response is not None
+        delivered = response.length
+        if delivered is None:
+            return None
+        if response.status == 206:
+            size = _content_range_total(response.headers.get("content-range"))
+            if size is None or size < delivered:
+                return None
+        elif response.status == 200:
+            size = delivered
+        else:
+            return None
+        part: FirstPart = ex.tag
+        part.size, part.etag = size, response.headers.get("etag")
+        part.data = self.allocate(size)
+        return memoryview(part.data)[:delivered]
+
+    def _read_answer(
+        self, part: FirstPart, response: Response, uri: ObjectURI, length: int | None
+    ) -> None:
+        """Read an answer :meth:`_first_part_target` did not take, as :meth:`open_read` would."""
+        state = _state()
+        region = response.headers.get("x-amz-bucket-region")
+        if region and response.status in (301, 307, 400) and state.learn_region(uri, region):
+            response.close()
+            stream = self.open_read(uri, 0, length)  # again, to the bucket's own region
+        else:
+            stream = self._answer(response, uri, 0, length, None)
+        with stream:
+            part.size, part.etag = stream.size, stream.etag
+            part.data = self.allocate(stream.size)
+            view = memoryview(part.data)
+            while part.nbytes < stream.length:
+                got = stream.readinto(view[part.nbytes : stream.length])
+                if not got:
+                    raise TransientError("truncated body", uri=str(uri), op="GET")
+                part.nbytes += got
 
     def put(
         self, uri: ObjectURI, data: memoryview, *, content_type: str | None = None,

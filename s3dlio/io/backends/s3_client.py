@@ -175,6 +175,26 @@ class Service:
                 self._routes[bucket] = route
         return route
 
+    def prepare(
+        self,
+        method: str,
+        uri: ObjectURI,
+        *,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        body: memoryview | None = None,
+    ) -> tuple[ConnectionPool, str, list[tuple[str, str]]]:
+        """Sign one data-path request: its pool, request target and headers."""
+        pool, prefix = self.pool_for(uri.bucket)
+        path = quote_path(prefix + uri.key)
+        q = canonical_query(query)
+        fields = headers or {}
+        auth = self._state.signer.sign(
+            method, pool.endpoint.host_header, path, q, fields, region=self.region,
+            payload_hash=EMPTY_SHA256 if body is None else UNSIGNED_PAYLOAD,
+        )  # fmt: skip
+        return pool, f"{path}?{q}" if q else path, [*fields.items(), *auth]
+
     def request(
         self,
         method: str,
@@ -185,16 +205,8 @@ class Service:
         body: memoryview | None = None,
     ) -> Response:
         """Sign and send one data-path request; returns the answer whatever its status."""
-        pool, prefix = self.pool_for(uri.bucket)
-        path = quote_path(prefix + uri.key)
-        q = canonical_query(query)
-        fields = headers or {}
-        auth = self._state.signer.sign(
-            method, pool.endpoint.host_header, path, q, fields, region=self.region,
-            payload_hash=EMPTY_SHA256 if body is None else UNSIGNED_PAYLOAD,
-        )  # fmt: skip
-        target = f"{path}?{q}" if q else path
-        return pool.request(method, target, [*fields.items(), *auth], body)
+        pool, target, fields = self.prepare(method, uri, query=query, headers=headers, body=body)
+        return pool.request(method, target, fields, body)
 
     def close(self) -> None:
         """Close the idle connections of every pool."""

@@ -156,34 +156,60 @@ class Connection:
         Raises:
             ProtocolError: malformed head, or the peer closed before a whole head arrived.
         """
-        sock = self._live()
-        start = self._pos
-        scan = start
-        while True:
-            found = self._buf.find(b"\r\n\r\n", scan, self._end)
-            if found >= 0:
-                break
-            scan = max(start, self._end - 3)
-            if self._end == READ_AHEAD:
-                if start == 0:
-                    raise ProtocolError(f"response head larger than {READ_AHEAD} bytes")
-                kept = self._end - start
-                self._buf[:kept] = self._view[start : self._end]
-                scan -= start
-                start, self._end = 0, kept
-            got = _recv_into(sock, self._view[self._end :])
-            if not got:
-                received = self._end - start
-                raise ProtocolError(
-                    f"connection closed after {received} bytes of a response head"
-                    if received
-                    else "connection closed before a response"
-                )
-            self._end += got
-        text = self._view[start:found].tobytes().decode("latin-1")
+        head = self._take_head()
+        while head is None:
+            self._receive()
+            head = self._take_head()
+        return head
+
+    def poll_head(self) -> tuple[str, int, str, dict[str, str]] | None:
+        """Like :meth:`read_head`, for a socket that has turned readable: the head if it is
+        complete after one receive (more if TLS holds decrypted bytes), else ``None``."""
+        head = self._take_head()
+        if head is None:
+            self._receive()
+            head = self._take_head()
+            while head is None and self._tls_pending():
+                self._receive()
+                head = self._take_head()
+        return head
+
+    def pending(self) -> bool:
+        """Whether body bytes can be read without waiting for the socket (already received)."""
+        return self._end > self._pos or self._tls_pending()
+
+    def _tls_pending(self) -> bool:
+        sock = self._sock
+        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+
+    def _take_head(self) -> tuple[str, int, str, dict[str, str]] | None:
+        """Parse a complete head from the read-ahead buffer, if one is there."""
+        found = self._buf.find(b"\r\n\r\n", self._pos, self._end)
+        if found < 0:
+            return None
+        text = self._view[self._pos : found].tobytes().decode("latin-1")
         self._pos = found + 4
         self._compact()
         return _parse_head(text)
+
+    def _receive(self) -> None:
+        """Append what the socket has to the read-ahead buffer (one receive)."""
+        sock = self._live()
+        if self._end == READ_AHEAD:
+            if self._pos == 0:
+                raise ProtocolError(f"response head larger than {READ_AHEAD} bytes")
+            kept = self._end - self._pos
+            self._buf[:kept] = self._view[self._pos : self._end]
+            self._pos, self._end = 0, kept
+        got = _recv_into(sock, self._view[self._end :])
+        if not got:
+            received = self._end - self._pos
+            raise ProtocolError(
+                f"connection closed after {received} bytes of a response head"
+                if received
+                else "connection closed before a response"
+            )
+        self._end += got
 
     def readinto(self, view: memoryview) -> int:
         """Read up to ``len(view)`` body bytes (``0`` only at the end of the connection)."""

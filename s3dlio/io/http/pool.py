@@ -79,11 +79,8 @@ class ConnectionPool:
             OSError: connecting, sending or reading the head failed (``ProtocolError``,
                 ``ConnectionResetError``, ``TimeoutError``, ...).
         """
-        parts = [f"{method} {target} HTTP/1.1\r\n", self._host_line]
-        parts += [f"{name}: {value}\r\n" for name, value in headers]
-        parts.append("\r\n")
-        head = "".join(parts).encode("latin-1")
-        conn = self._get()
+        head = self.format_head(method, target, headers)
+        conn = self.acquire()
         try:
             try:
                 conn.send(head, body)
@@ -106,7 +103,21 @@ class ConnectionPool:
             raise
         return Response(self, conn, version, status, reason, fields, head_request=method == "HEAD")
 
-    def _get(self) -> Connection:
+    def format_head(self, method: str, target: str, headers: Iterable[tuple[str, Any]]) -> bytes:
+        """The request head :meth:`request` sends (``Host`` added), ready for :meth:`Connection.send`."""
+        parts = [f"{method} {target} HTTP/1.1\r\n", self._host_line]
+        parts += [f"{name}: {value}\r\n" for name, value in headers]
+        parts.append("\r\n")
+        return "".join(parts).encode("latin-1")
+
+    def acquire(self) -> Connection:
+        """An idle connection (the most recently used), or a new one.
+
+        Give it back with :meth:`put` once a response was read completely, or close it.
+
+        Raises:
+            OSError: connecting failed, or the pool is closed (``ProtocolError``).
+        """
         while True:
             try:
                 conn = self._idle.pop()
