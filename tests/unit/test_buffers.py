@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -88,3 +91,36 @@ def test_huge_pages_setting_from_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("S3DLIO_HUGE_PAGES", "maybe")
     with pytest.raises(ValueError, match="S3DLIO_HUGE_PAGES"):
         config.Settings.from_env()
+
+
+_REFILL = """
+import resource
+from s3dlio.io.buffers import BytesView
+
+def batch():
+    bufs = [BytesView.allocate(64 * 1024) for _ in range(512)]
+    for b in bufs:
+        b[::4096] = b"x" * 16  # touch every page
+    return bufs
+
+batch()  # a batch, dropped: its memory is freed
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+batch()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+@pytest.mark.parametrize("keep_mb", ["256", "0"])
+def test_freed_buffers_are_reused_without_page_faults(keep_mb: str) -> None:
+    env = {**os.environ, "S3DLIO_MALLOC_KEEP_MB": keep_mb}
+    for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES"):
+        env.pop(name, None)
+    out = subprocess.run(
+        [sys.executable, "-c", _REFILL], env=env, capture_output=True, text=True, check=True
+    )
+    faults = int(out.stdout)
+    if keep_mb == "0":  # glibc's default: the freed batch went back to the system
+        assert faults > 512 * 8  # about one per page (16 per buffer)
+    else:
+        assert faults < 512  # the second batch reused the first one's memory
