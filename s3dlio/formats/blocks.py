@@ -1,10 +1,12 @@
 """Sequential reading of an object in large blocks, into a few reused buffers.
 
 Format readers that stream through an object (TFRecord iteration, index building, raw records)
-read it through :class:`BlockSource`: block *k+1* is fetched in the background while block *k*
-is parsed, each block lands in a buffer from a small :class:`BufferPool`, and every block after
-the first carries the version token of the first (``if_match``), so a replaced object fails
-loudly instead of mixing versions.
+read it through :class:`BlockSource`: over a network block *k+1* is fetched in the background
+while block *k* is parsed (local files are read in place, through one descriptor: see
+:class:`~s3dlio.io.rangefile.RangeReader`), each block lands in a buffer from a small
+:class:`BufferPool`, and every block after the first is pinned to the version of the first
+(``if_match``; a ``stat`` check locally), so a replaced object fails loudly instead of mixing
+versions.
 
 Every buffer keeps some headroom free in front of its data. A parser whose last record runs past
 the end of a block copies that partial record into the headroom of the next block, so records

@@ -10,11 +10,13 @@ through an LRU cache of aligned blocks:
   so streaming small reads turn into a few large requests, while random reads fetch only
   their own blocks;
 - a read of at least ``direct_threshold`` bytes bypasses the cache and lands straight in the
-  caller's buffer (``readinto``) with the RangeEngine splitting it when it is large.
+  caller's buffer (``readinto``), the RangeEngine splitting it when it is large.
 
 Every request carries the version token (etag) seen when the file was opened, so an object
 replaced while it is being read raises :class:`~s3dlio.errors.IntegrityError` instead of
-mixing two versions, and every request is retried and op-logged by the RangeEngine.
+mixing two versions, and every request is op-logged. Requests go through :class:`RangeReader`:
+a ranged GET per read on object stores (retried by the RangeEngine), and on ``file://`` a
+``preadv`` on one descriptor kept open, after a ``stat`` that checks the version.
 :attr:`RangeFile.requests` and :attr:`RangeFile.bytes_fetched` count what was fetched.
 """
 
@@ -164,6 +166,10 @@ class RangeReader:
 
 class RangeFile(io.RawIOBase):
     """A read-only, seekable binary file over one object on any backend.
+
+    On ``file://`` it holds the file open (one descriptor) until :meth:`close`, like a file
+    object; a file replaced or modified meanwhile fails the next read with
+    :class:`~s3dlio.errors.IntegrityError`.
 
     Args:
         uri: The object (a URI, or a bare local path).
