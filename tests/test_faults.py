@@ -322,6 +322,44 @@ def test_get_many_reads_the_rest_of_large_objects_pinned(proxy: FaultProxy, root
         assert all(a[1] + 1 == b[0] for a, b in zip(spans, spans[1:], strict=False))
 
 
+def test_get_many_retries_a_failed_range(proxy: FaultProxy, root: str) -> None:
+    items = _objects(root, 2, size=6 * MiB)
+    uri = list(items)[0]
+    old = settings()
+    reset_settings(
+        Settings(retry=FAST_RETRIES, range=RangeEngineConfig(threshold="2MiB", chunk_size="1MiB"))
+    )
+    try:
+        proxy.add_fault(
+            "truncate", match=lambda m, p, h: p.endswith(_path(uri)) and "if-match" in h,
+            after=1000,
+        )  # fmt: skip
+        got = s3dlio.get_many(items)
+    finally:
+        reset_settings(old)
+    assert all(data == items[u] for u, data in got)
+    assert len(proxy.requests_matching(f"GET {_path(uri)}")) == 1 + 4 + 1  # one range again
+
+
+def test_get_many_fails_an_object_replaced_mid_read(proxy: FaultProxy, root: str) -> None:
+    items = _objects(root, 3, size=3 * MiB)
+    changed = list(items)[1]
+    old = settings()
+    reset_settings(Settings(retry=FAST_RETRIES, range=RangeEngineConfig(threshold="1MiB")))
+    try:
+        proxy.add_fault(  # what S3 answers a range pinned to a version that is gone
+            "status", count=None, status=412, body=_s3_error("PreconditionFailed", "If-Match"),
+            match=lambda m, p, h: p.endswith(_path(changed)) and "if-match" in h,
+        )  # fmt: skip
+        with pytest.raises(BatchError) as info:
+            s3dlio.get_many(items)
+    finally:
+        reset_settings(old)
+    assert info.value.succeeded == 2
+    ((failed, error),) = info.value.failures
+    assert failed == changed and isinstance(error, IntegrityError)
+
+
 def test_get_many_follows_a_region_redirect(proxy: FaultProxy, root: str) -> None:
     items = _objects(root, 3)
     uris = list(items)

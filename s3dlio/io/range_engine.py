@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +24,7 @@ from . import oplog, retry
 from .buffers import BytesView
 from .config import RangeEngineConfig, settings
 from .executor import get_executor, run_claimed
-from .store import FirstPart, ObjectStore, ReadStream
+from .store import ObjectStore, PartRead, ReadStream
 from .uri import ObjectURI
 
 __all__ = ["FetchResult", "fetch", "fetch_many", "fill_from_stream", "plan_ranges"]
@@ -243,63 +242,152 @@ def fetch_many(
     *,
     config: RangeEngineConfig | None = None,
 ) -> Iterator[tuple[int, FetchResult | BaseException]]:
-    """Read whole objects of a :attr:`~ObjectStore.multiplexed` backend, ``width`` at a time.
+    """Read whole objects of a :attr:`~ObjectStore.multiplexed` backend, ``width`` requests at a
+    time, all from the calling thread.
 
-    The first request of every object is :func:`fetch`'s (up to the split threshold), but all
-    of them run from the calling thread through :meth:`ObjectStore.read_first_parts`, many
-    connections waited on at once. What one request does not finish goes to :func:`fetch` on
-    the shared pool: the rest of a larger object (split into ranges, each pinned to the first
-    answer's etag), and objects whose first request failed transiently (retried under the retry
-    policy, that request counting as the first attempt). Each request is op-logged.
+    The requests are :func:`fetch`'s: a first one up to the split threshold, then, for larger
+    objects, the rest in ranges pinned to the first answer's etag. Here they all run through
+    :meth:`ObjectStore.read_parts`, many connections waited on at once, the ranges of objects
+    already started ahead of new objects. A request that fails transiently is retried by
+    :func:`fetch` on the shared pool, under the retry policy, the failed request counting as
+    its first attempt. Each request is op-logged.
 
     Yields:
         ``(index, result)`` for every object as it completes, in no particular order; the
         result is a :class:`FetchResult` or the error that ended that object (an
         :class:`~s3dlio.errors.S3DlioError`, or whatever else a pool task raised).
     """
-    cfg = config or settings().range
-    first = cfg.threshold_for(backend.local) if cfg.enabled else None
-    logging = oplog.is_op_log_active()
-    follow = _FollowUps()
-    for part in backend.read_first_parts(uris, first, width):
-        uri = uris[part.index]
-        if logging:
+    run = _ManyRun(backend, uris, config or settings().range)
+    for part in backend.read_parts(run.feed(), width):
+        run.outstanding -= 1
+        yield from run.finished(part)
+        for key, outcome in run.follow.done():
+            yield from run.followed(key, outcome)
+    for key, outcome in run.follow.wait():
+        yield from run.followed(key, outcome)
+
+
+class _ManyRun:
+    """The state of one :func:`fetch_many`: objects started, ranges to send, follow-ups."""
+
+    def __init__(self, backend: ObjectStore, uris: Sequence[ObjectURI], cfg: RangeEngineConfig):
+        self.backend = backend
+        self.uris = uris
+        self.cfg = cfg
+        self.first = cfg.threshold_for(backend.local) if cfg.enabled else None
+        self.logging = oplog.is_op_log_active()
+        self.ranges: deque[PartRead] = deque()  # of objects already started: sent first
+        self.started: dict[int, _Started] = {}
+        self.follow = _FollowUps()
+        self.outstanding = 0  # parts handed to read_parts and not back yet
+
+    def feed(self) -> Iterator[PartRead | None]:
+        """The reads to make: ranges of started objects first, then new objects."""
+        fresh = enumerate(self.uris)
+        while True:
+            if self.ranges:
+                part = self.ranges.popleft()
+                if part.tag not in self.started:
+                    continue  # its object failed meanwhile
+            else:
+                nxt = next(fresh, None)
+                if nxt is None:
+                    if not self.outstanding:
+                        return
+                    yield None  # more ranges may follow from the reads in flight
+                    continue
+                part = PartRead(nxt[0], nxt[1], 0, self.first)
+            self.outstanding += 1
+            yield part
+
+    def finished(self, part: PartRead) -> Iterator[tuple[int, FetchResult | BaseException]]:
+        """Account for one read that :meth:`ObjectStore.read_parts` finished."""
+        index, uri, error = part.tag, part.uri, part.error
+        if self.logging:
             oplog.record(
-                "GET", uri.key, endpoint=backend.endpoint(uri), nbytes=part.nbytes,
+                part.op, uri.key, endpoint=self.backend.endpoint(uri), nbytes=part.nbytes,
                 start_ns=part.start_ns, first_byte_ns=part.first_byte_ns, end_ns=part.end_ns,
-                error="" if part.error is None else str(part.error),
+                error="" if error is None else str(error),
             )  # fmt: skip
-        error = part.error
-        if isinstance(error, TransientError):
-            follow.add(part.index, functools.partial(fetch, backend, uri, config=cfg, failed=error))
+        if isinstance(error, TransientError):  # again, on the pool, under the retry policy
+            if part.into is None:
+                task = functools.partial(fetch, self.backend, uri, config=self.cfg, failed=error)
+            else:
+                task = functools.partial(
+                    fetch, self.backend, uri, part.offset, part.length, into=part.into,
+                    if_match=part.if_match, config=self.cfg, op=part.op, failed=error,
+                )  # fmt: skip
+            self.follow.add((index, part), task)
+        elif part.into is not None:
+            yield from self._range_done(part, error or part.nbytes)
         elif error is not None:
             error.attempts = error.attempts or 1
-            yield part.index, error.with_context(uri=str(uri), op="GET")
-        elif part.nbytes >= part.size:
-            data: Any = part.data
-            yield part.index, FetchResult(data, part.size, part.size, part.etag, 1)
+            yield index, error.with_context(uri=str(uri), op=part.op)
         else:
-            follow.add(part.index, functools.partial(_rest, backend, uri, part, cfg))
-        yield from follow.done()
-    yield from follow.wait()
+            yield from self._first_done(part)
+
+    def followed(self, key: tuple[int, PartRead], outcome: Any) -> Iterator[tuple[int, Any]]:
+        """Account for a follow-up: a whole object (its first read failed) or a range."""
+        index, part = key
+        if part.into is None:
+            yield index, outcome
+        else:
+            yield from self._range_done(
+                part, outcome.nbytes if isinstance(outcome, FetchResult) else outcome
+            )
+
+    def _first_done(self, part: PartRead) -> Iterator[tuple[int, FetchResult]]:
+        data: Any = part.data
+        if part.nbytes >= part.size:
+            yield part.tag, FetchResult(data, part.size, part.size, part.etag, 1)
+            return
+        view = memoryview(data)
+        chunk = self.cfg.chunk_for(part.size, self.backend.local)
+        pieces = plan_ranges(part.nbytes, part.size, chunk)
+        self.started[part.tag] = _Started(data, part.size, part.etag, len(pieces))
+        self.ranges.extend(
+            PartRead(part.tag, part.uri, off, n, part.etag, view[off : off + n], "GET_RANGE")
+            for off, n in pieces
+        )
+
+    def _range_done(
+        self, part: PartRead, outcome: int | BaseException
+    ) -> Iterator[tuple[int, FetchResult | BaseException]]:
+        """One range of a started object is in: ``outcome`` is its byte count or its error."""
+        started = self.started.get(part.tag)
+        if started is None:  # the object failed already
+            return
+        if isinstance(outcome, int) and outcome != len(part.into or ()):
+            outcome = IntegrityError(
+                f"object changed during the read: a range ended after {outcome} of "
+                f"{part.length} bytes", uri=str(part.uri), op=part.op,
+                byte_range=(part.offset, part.length),
+            )  # fmt: skip
+        if isinstance(outcome, BaseException):
+            del self.started[part.tag]
+            yield part.tag, outcome
+            return
+        started.left -= 1
+        started.requests += 1
+        if not started.left:
+            del self.started[part.tag]
+            yield (
+                part.tag,
+                FetchResult(
+                    started.data, started.size, started.size, started.etag, started.requests
+                ),
+            )
 
 
-def _rest(
-    backend: ObjectStore, uri: ObjectURI, part: FirstPart, cfg: RangeEngineConfig
-) -> FetchResult:
-    """Read what follows ``part`` into its buffer (the object pinned to the part's etag)."""
-    data = part.data
-    assert data is not None
-    rest = fetch(
-        backend, uri, part.nbytes, part.size - part.nbytes, into=memoryview(data)[part.nbytes :],
-        if_match=part.etag, config=cfg, op="GET_RANGE",
-    )  # fmt: skip
-    if rest.nbytes != part.size - part.nbytes:  # the object shrank: another version
-        raise IntegrityError(
-            f"object changed during the read: {part.nbytes + rest.nbytes} of {part.size} bytes",
-            uri=str(uri), op="GET",
-        )  # fmt: skip
-    return FetchResult(data, part.size, part.size, part.etag, 1 + rest.requests)
+@dataclass(eq=False)
+class _Started:
+    """An object :func:`fetch_many` is reading in ranges."""
+
+    data: Any
+    size: int
+    etag: str | None
+    left: int  # ranges still to come
+    requests: int = 1
 
 
 class _FollowUps:
@@ -310,36 +398,30 @@ class _FollowUps:
     """
 
     def __init__(self) -> None:
-        self._backlog: deque[tuple[int, Callable[[], FetchResult]]] = deque()
-        self._results: queue.SimpleQueue[tuple[int, FetchResult | BaseException]]
+        self._backlog: deque[tuple[Any, Callable[[], FetchResult]]] = deque()
+        self._results: queue.SimpleQueue[tuple[Any, FetchResult | BaseException]]
         self._results = queue.SimpleQueue()
-        self._cond = threading.Condition()
-        self._running = 0
         self._pending = 0
 
-    def add(self, index: int, task: Callable[[], FetchResult]) -> None:
+    def add(self, key: Any, task: Callable[[], FetchResult]) -> None:
+        """Run ``task`` on the pool; its outcome comes back with ``key``."""
         self._pending += 1
-        self._backlog.append((index, task))
+        self._backlog.append((key, task))
         get_executor().submit(self._run_one)
 
     def _run_one(self) -> None:
-        with self._cond:
-            if not self._backlog:
-                return
-            index, task = self._backlog.popleft()
-            self._running += 1
+        try:
+            key, task = self._backlog.popleft()
+        except IndexError:  # another thread took it
+            return
         try:
             outcome: FetchResult | BaseException = task()
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             outcome = exc
-        finally:
-            with self._cond:
-                self._running -= 1
-                self._cond.notify_all()
-        self._results.put((index, outcome))
+        self._results.put((key, outcome))
 
-    def done(self) -> Iterator[tuple[int, FetchResult | BaseException]]:
-        """Results that are in."""
+    def done(self) -> Iterator[tuple[Any, FetchResult | BaseException]]:
+        """Outcomes that are in."""
         while self._pending:
             try:
                 item = self._results.get_nowait()
@@ -348,12 +430,9 @@ class _FollowUps:
             self._pending -= 1
             yield item
 
-    def wait(self) -> Iterator[tuple[int, FetchResult | BaseException]]:
-        """Every remaining result, running tasks not started yet in this thread."""
-        while True:
-            with self._cond:
-                if not self._backlog:
-                    break
+    def wait(self) -> Iterator[tuple[Any, FetchResult | BaseException]]:
+        """Every remaining outcome, running the tasks not started yet in this thread."""
+        while self._backlog:
             self._run_one()
         while self._pending:
             self._pending -= 1

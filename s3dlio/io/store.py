@@ -24,9 +24,9 @@ from .buffers import BytesView
 from .uri import ObjectURI, parse_uri
 
 __all__ = [
-    "FirstPart",
     "ObjectMeta",
     "ObjectStore",
+    "PartRead",
     "ReadStream",
     "Upload",
     "backend_for",
@@ -118,13 +118,21 @@ class ReadStream(ABC):
         self.close()
 
 
-@dataclass(slots=True)
-class FirstPart:
-    """The start of one object, as :meth:`ObjectStore.read_first_parts` read it.
+@dataclass(slots=True, eq=False)
+class PartRead:
+    """One read of :meth:`ObjectStore.read_parts`: what to read, and then what was read.
 
     Attributes:
-        index: Position of the object in the request.
-        data: A buffer for the whole object, its first ``nbytes`` filled (``None`` on error).
+        tag: Anything the caller needs to recognise the read.
+        uri: The object.
+        offset: First byte.
+        length: Bytes wanted (``None``: to the end of the object).
+        if_match: Require this version token.
+        into: Read into this buffer (``len(into)`` bytes are expected, fewer only at the end of
+            the object); ``None`` reads a first part (``offset`` 0) into a new buffer sized
+            for the whole object, :attr:`data`.
+        op: The op-log name of the request.
+        data: The new buffer (when ``into`` is ``None``), its first ``nbytes`` filled.
         nbytes: Bytes read.
         size: Total size of the object.
         etag: The object's version token.
@@ -134,7 +142,13 @@ class FirstPart:
         end_ns: When the request finished.
     """
 
-    index: int
+    tag: Any
+    uri: ObjectURI
+    offset: int = 0
+    length: int | None = None
+    if_match: str | None = None
+    into: memoryview | None = None
+    op: str = "GET"
     data: BytesView | None = None
     nbytes: int = 0
     size: int = 0
@@ -176,8 +190,8 @@ class ObjectStore(ABC):
         min_part_size: Smallest upload part but the last (S3: 5 MiB).
         part_multiple: Parts but the last must be a multiple of this (GCS: 256 KiB).
         max_parallel_parts: Parts that may upload at once (1 = strictly in order).
-        multiplexed: Whether :meth:`read_first_parts` reads many objects at once from one
-            thread (``get_many`` then uses it instead of a thread per request).
+        multiplexed: Whether :meth:`read_parts` runs many reads at once from one thread
+            (``get_many`` then uses it instead of a thread per request).
     """
 
     scheme: ClassVar[str]
@@ -210,15 +224,14 @@ class ObjectStore(ABC):
             IntegrityError: ``if_match`` is given and the object has changed.
         """
 
-    def read_first_parts(
-        self, uris: Sequence[ObjectURI], length: int | None, width: int
-    ) -> Iterator[FirstPart]:
-        """Read the first ``length`` bytes (all when ``None``) of every object, ``width``
-        requests at a time, all from the calling thread; yield each as it finishes.
+    def read_parts(self, parts: Iterator[PartRead | None], width: int) -> Iterator[PartRead]:
+        """Run the reads ``parts`` yields, ``width`` at a time, all from the calling thread, and
+        yield each once it is done (in any order).
 
-        Only :attr:`multiplexed` backends implement it. Nothing is retried here:
-        :func:`~s3dlio.io.range_engine.fetch_many` retries transient errors and reads the rest
-        of larger objects.
+        ``parts`` is pulled whenever a slot is free; a ``None`` from it means "nothing more for
+        now": it is asked again after the next read finishes. Only :attr:`multiplexed` backends
+        implement this. Nothing is retried here: :func:`~s3dlio.io.range_engine.fetch_many`
+        plans the reads and retries transient errors.
         """
         raise UnsupportedOperationError("no multiplexed reads", op="GET")
 

@@ -48,7 +48,7 @@ from ..config import GiB, MiB
 from ..executor import run_claimed
 from ..http import Response
 from ..http.multiplex import Exchange, available, exchange
-from ..store import FirstPart, ObjectMeta, ObjectStore, ReadStream, Upload
+from ..store import ObjectMeta, ObjectStore, PartRead, ReadStream, Upload
 from ..uri import ObjectURI
 from .s3_client import S3Config, State, configure_s3, current_state
 
@@ -473,94 +473,99 @@ class S3Store(ObjectStore):
             return S3ReadStream(None, uri, total, etag, offset, 0)
         _raise_for(response, uri, "GET", (offset, length))
 
-    def read_first_parts(
-        self, uris: Sequence[ObjectURI], length: int | None, width: int
-    ) -> Iterator[FirstPart]:
-        """GET the first ``length`` bytes of every object from this thread, ``width`` requests
-        in flight on as many keep-alive connections (:func:`s3dlio.io.http.multiplex.exchange`).
+    def read_parts(self, parts: Iterator[PartRead | None], width: int) -> Iterator[PartRead]:
+        """Run ranged GETs from this thread, ``width`` in flight on as many keep-alive
+        connections (:func:`s3dlio.io.http.multiplex.exchange`).
 
-        A ``200`` answer (a server that ignored ``Range``) is read whole. Other answers (errors,
-        ``416``, region redirects, bodies without a length) are handled as :meth:`open_read`
-        handles them.
+        Answers the fast path does not take (errors, ``416``, region redirects, a ``200`` to a
+        ranged read, bodies without a length, another version than ``if_match``) are read as
+        :meth:`open_read` reads them.
         """
-        unsent: list[FirstPart] = []  # requests that could not even be signed
-
-        def requests() -> Iterator[Exchange]:
-            headers = {} if length is None else {"range": f"bytes=0-{length - 1}"}
-            for index, uri in enumerate(uris):
-                try:
-                    service = _state().service(uri)
-                    pool, target, fields = service.prepare("GET", uri, headers=headers)
-                except S3DlioError as exc:
-                    unsent.append(FirstPart(index, error=exc.with_context(uri=str(uri), op="GET")))
-                    continue
-                head = pool.format_head("GET", target, fields)
-                yield Exchange(pool, "GET", head, FirstPart(index))
-
-        for ex in exchange(requests(), width, self._first_part_target):
-            part: FirstPart = ex.tag
+        for ex in exchange(map(self._part_exchange, parts), width, self._part_target):
+            part: PartRead = ex.tag
             part.start_ns, part.first_byte_ns, part.end_ns = (
                 ex.start_ns,
                 ex.first_byte_ns,
                 ex.end_ns,
             )
-            uri = uris[part.index]
             if ex.error is not None:
-                part.error = error_for_exception(ex.error, uri, "GET")
+                part.error = error_for_exception(ex.error, part.uri, part.op)
             elif ex.target is not None:
                 part.nbytes = ex.nbytes
             else:
                 assert ex.response is not None
                 try:
-                    self._read_answer(part, ex.response, uri, length)
+                    self._read_answer(part, ex.response)
                 except S3DlioError as exc:
                     part.error = exc
             yield part
-            while unsent:
-                yield unsent.pop()
-        yield from unsent
 
-    def _first_part_target(self, ex: Exchange) -> memoryview | None:
-        """Where the body of a first-part answer goes: the start of a buffer for the whole
-        object (``None``: not a ``200``/``206`` answer with a body of known length)."""
+    def _part_exchange(self, part: PartRead | None) -> Exchange | None:
+        """The signed request of one part (``None`` passes through)."""
+        if part is None:
+            return None
+        headers: dict[str, str] = {}
+        if part.offset or part.length is not None:
+            last = "" if part.length is None else str(part.offset + part.length - 1)
+            headers["range"] = f"bytes={part.offset}-{last}"
+        if part.if_match:
+            headers["if-match"] = part.if_match
+        try:
+            pool, target, fields = (
+                _state().service(part.uri).prepare("GET", part.uri, headers=headers)
+            )
+        except S3DlioError as exc:
+            ex = Exchange(None, "GET", b"", part)
+            ex.error = exc
+            return ex
+        return Exchange(pool, "GET", pool.format_head("GET", target, fields), part)
+
+    def _part_target(self, ex: Exchange) -> memoryview | None:
+        """Where the body of a part's answer goes (``None``: read it as :meth:`open_read`)."""
         response = ex.response
         assert response is not None
+        part: PartRead = ex.tag
         delivered = response.length
         if delivered is None:
             return None
+        etag = response.headers.get("etag")
         if response.status == 206:
             size = _content_range_total(response.headers.get("content-range"))
             if size is None or size < delivered:
                 return None
-        elif response.status == 200:
+        elif response.status == 200 and not part.offset:
             size = delivered
         else:
             return None
-        part: FirstPart = ex.tag
-        part.size, part.etag = size, response.headers.get("etag")
-        part.data = self.allocate(size)
-        return memoryview(part.data)[:delivered]
+        if part.if_match and etag and etag.strip('"') != part.if_match.strip('"'):
+            return None
+        part.size, part.etag = size, etag
+        if part.into is None:
+            part.data = self.allocate(size)
+            return memoryview(part.data)[:delivered]
+        if delivered > len(part.into):  # a 200 to a ranged read: more than asked for
+            return None
+        return part.into[:delivered]
 
-    def _read_answer(
-        self, part: FirstPart, response: Response, uri: ObjectURI, length: int | None
-    ) -> None:
-        """Read an answer :meth:`_first_part_target` did not take, as :meth:`open_read` would."""
+    def _read_answer(self, part: PartRead, response: Response) -> None:
+        """Read an answer :meth:`_part_target` did not take, as :meth:`open_read` would."""
+        uri = part.uri
         state = _state()
         region = response.headers.get("x-amz-bucket-region")
         if region and response.status in (301, 307, 400) and state.learn_region(uri, region):
-            response.close()
-            stream = self.open_read(uri, 0, length)  # again, to the bucket's own region
+            response.close()  # again, to the bucket's own region
+            stream = self.open_read(uri, part.offset, part.length, if_match=part.if_match)
         else:
-            stream = self._answer(response, uri, 0, length, None)
+            stream = self._answer(response, uri, part.offset, part.length, part.if_match)
         with stream:
             part.size, part.etag = stream.size, stream.etag
-            part.data = self.allocate(stream.size)
-            view = memoryview(part.data)
-            while part.nbytes < stream.length:
-                got = stream.readinto(view[part.nbytes : stream.length])
-                if not got:
-                    raise TransientError("truncated body", uri=str(uri), op="GET")
-                part.nbytes += got
+            if part.into is None:
+                part.data = self.allocate(stream.size)
+                view = memoryview(part.data)[: stream.length]
+            else:
+                view = part.into[: stream.length]
+            while part.nbytes < len(view):
+                part.nbytes += stream.readinto(view[part.nbytes :])
 
     def put(
         self, uri: ObjectURI, data: memoryview, *, content_type: str | None = None,

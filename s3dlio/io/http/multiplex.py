@@ -27,6 +27,7 @@ __all__ = ["Exchange", "available", "exchange"]
 
 #: Seconds between checks for exchanges whose server went quiet for too long.
 _SWEEP = 0.5
+_END: Any = object()
 
 
 def available() -> bool:
@@ -45,7 +46,8 @@ class Exchange:
         response: The answer, once its head has arrived (``None`` if it failed before).
         target: The buffer the body is read into (what ``on_head`` returned), or ``None``.
         nbytes: Body bytes read into ``target``.
-        error: Why the exchange failed (an ``OSError``), else ``None``.
+        error: Why the exchange failed (an ``OSError``), else ``None``. An exchange whose
+            error is set before :func:`exchange` gets it is not sent, just handed back.
         start_ns: ``time.time_ns()`` when the request was sent.
         first_byte_ns: When the response head arrived (0 if it never did).
         end_ns: When the exchange finished.
@@ -56,7 +58,9 @@ class Exchange:
         "pool", "response", "start_ns", "tag", "target",
     )  # fmt: skip
 
-    def __init__(self, pool: ConnectionPool, method: str, head: bytes, tag: Any = None) -> None:
+    def __init__(
+        self, pool: ConnectionPool | None, method: str, head: bytes, tag: Any = None
+    ) -> None:
         self.pool = pool
         self.method = method
         self.head = head
@@ -64,13 +68,14 @@ class Exchange:
         self.response: Response | None = None
         self.target: memoryview | None = None
         self.nbytes = 0
-        self.error: OSError | None = None
+        self.error: Exception | None = None
         self.start_ns = self.first_byte_ns = self.end_ns = 0
         self._conn: Connection | None = None
         self._deadline = 0.0
 
     def _start(self) -> Connection:
         self.start_ns = time.time_ns()
+        assert self.pool is not None
         conn = self.pool.acquire()
         try:
             conn.send(self.head)
@@ -116,7 +121,7 @@ class Exchange:
             self.response.close()  # a body longer than the buffer asked for: drop the rest
         return True
 
-    def _fail(self, exc: OSError) -> None:
+    def _fail(self, exc: Exception) -> None:
         self.error = exc
         if self.response is not None:
             self.response.close()
@@ -125,14 +130,16 @@ class Exchange:
 
 
 def exchange(
-    requests: Iterable[Exchange],
+    requests: Iterable[Exchange | None],
     width: int,
     on_head: Callable[[Exchange], memoryview | None],
 ) -> Iterator[Exchange]:
     """Send every request, at most ``width`` at a time, and yield each once it is finished.
 
     Args:
-        requests: Exchanges to run, pulled as slots free up.
+        requests: Exchanges to run, pulled as slots free up. ``None`` means "nothing more for
+            now": the iterator is asked again after the next exchange finishes (so it may only
+            say so while exchanges are in flight).
         width: Requests in flight at once (one connection each).
         on_head: Called with an exchange whose ``response`` head has arrived (and has a body);
             returns the buffer for the body, at most the body's length (``response.length``;
@@ -160,10 +167,16 @@ def exchange(
         while True:
             finished: list[Exchange] = []
             while more and len(flying) < width:
-                ex = next(source, None)
+                ex = next(source, _END)
                 if ex is None:
+                    break
+                if ex is _END:
                     more = False
                     break
+                if ex.error is not None:  # failed before it could be sent
+                    ex.end_ns = time.time_ns()
+                    finished.append(ex)
+                    continue
                 try:
                     conn = ex._start()
                 except OSError as exc:
@@ -194,7 +207,7 @@ def exchange(
                         ex.end_ns = time.time_ns()
                         finished.append(ex)
                     else:
-                        ex._deadline = now + ex.pool.read_timeout
+                        ex._deadline = now + ex.pool.read_timeout  # type: ignore[union-attr]
                 if now >= sweep_at:
                     sweep_at = now + _SWEEP
                     finished += _expire(flying, poller, now)
