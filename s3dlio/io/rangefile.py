@@ -69,13 +69,13 @@ class RangeReader:
     def __init__(
         self, uri: ObjectURI, *, etag: str | None = None, backend: ObjectStore | None = None
     ) -> None:
+        self._stream: FileReadStream | None = None
         self.uri = uri
         self.backend = backend or backend_for(uri)
         self.etag = etag
         self.size: int | None = None
         # exactly file:// (direct:// needs aligned reads and must not touch the page cache)
         self._local = type(self.backend) is FileStore
-        self._stream: FileReadStream | None = None
         self._version: tuple[int, int, int] | None = None  # (inode, mtime, size) of the etag
         self._lock = threading.Lock()
 
