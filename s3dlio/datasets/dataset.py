@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidURIError, NotFoundError
+from ..io import oplog
+from ..io.backends.file import FileStore
 from ..io.buffers import BytesView
 from ..io.config import RangeEngineConfig
 from ..io.listing import Selection, select
@@ -79,12 +81,21 @@ class ObjectDataset:
         uris: list[str] = []
         keys: list[str] = []
         sizes: list[int] = []
-        for meta in select(parsed, recursive=recursive, pattern=pattern):
-            if meta.is_prefix:
-                continue
-            uris.append(str(meta.uri))
-            keys.append(selection.relative(meta.key))
-            sizes.append(meta.size)
+        backend = backend_for(parsed)
+        plain = selection.exact is None and selection.glob is None and pattern is None
+        if plain and isinstance(backend, FileStore) and not oplog.is_op_log_active():
+            root, base = str(parsed.with_key("")), len(selection.base)
+            for path, size in backend.list_files(parsed, recursive=selection.recursive):
+                uris.append(root + path)
+                keys.append(path[base:])
+                sizes.append(size)
+        else:
+            for meta in select(parsed, recursive=recursive, pattern=pattern):
+                if meta.is_prefix:
+                    continue
+                uris.append(str(meta.uri))
+                keys.append(selection.relative(meta.key))
+                sizes.append(meta.size)
         if not uris:
             raise NotFoundError("selects no objects", uri=str(parsed), op="LIST")
         self._init(str(parsed), uris, keys, sizes, coerce_options(opts))

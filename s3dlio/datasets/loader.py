@@ -30,9 +30,11 @@ from typing import Any, Generic, TypeVar
 
 from ..errors import OperationTimeoutError
 from ..io.buffers import BytesView
+from ..io.store import backend_for
 from ..io.uri import ObjectURI
 from .cancel import CancellationToken
 from .dataset import ObjectDataset, create_dataset
+from .localread import supports_cached_reads
 from .options import LoaderOptions, PyLoaderOptions, coerce_options
 from .prefetch import Prefetcher, Slot
 from .sampling import EpochSampler
@@ -77,14 +79,23 @@ class LoaderItem:
         return bytes(self.data)
 
 
-def make_tuner(options: LoaderOptions) -> AdaptiveTuner:
-    """The tuner a loader with ``options`` uses (fixed unless ``auto_tune``)."""
+def make_tuner(options: LoaderOptions, dataset: ObjectDataset | None = None) -> AdaptiveTuner:
+    """The tuner a loader with ``options`` over ``dataset`` uses.
+
+    Concurrency is tuned unless ``num_workers`` fixes it (and ``auto_tune`` is off); part size
+    only with ``auto_tune``. Over page-cached ``file://`` objects the tuner may also try no
+    worker requests at all (the consumer copies the files itself).
+    """
     ranged = options.reader_mode == "range"
+    tuned = options.tunes_concurrency
+    inline = dataset is not None and not ranged and supports_cached_reads(backend_for(dataset.uri))
     return AdaptiveTuner(
-        inflight=options.initial_concurrency if options.auto_tune else options.concurrency,
+        inflight=options.initial_concurrency if tuned else options.concurrency,
         max_inflight=options.prefetch,
+        min_inflight=0 if inline else 1,
         part_size=options.part_size if ranged else None,
-        enabled=options.auto_tune,
+        enabled=tuned,
+        tune_part_size=options.auto_tune,
     )
 
 
@@ -220,7 +231,7 @@ class AsyncLoader:
             len(dataset), shuffle=options.shuffle, seed=options.seed, rank=options.rank,
             world_size=options.world_size, block_size=options.batch_size,
         )  # fmt: skip
-        self._tuner = make_tuner(options)
+        self._tuner = make_tuner(options, dataset)
         self._own = CancellationToken()
         self._lock = threading.Lock()
         self._passes: weakref.WeakSet[Prefetcher] = weakref.WeakSet()

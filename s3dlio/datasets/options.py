@@ -55,9 +55,11 @@ class LoaderOptions:
             ``(seed, epoch)``.
         seed: Seed of the shuffle.
         prefetch: Items requested ahead of the consumer (in flight or ready): the memory
-            bound of the loader, and the ceiling for ``auto_tune``.
-        num_workers: Concurrent requests (``0`` = ``prefetch``). With ``auto_tune`` it is
-            where tuning starts (``0`` = ``min(4, prefetch)``).
+            bound of the loader, and the ceiling of its concurrency.
+        num_workers: Concurrent requests. ``0`` (the default): the loader chooses, starting
+            at ``min(4, prefetch)`` and moving between 1 and ``prefetch`` with the measured
+            throughput (see ``loader.tuning``). A number fixes it, unless ``auto_tune`` is
+            on, where it is the start.
         ordered: Deliver items in sampler order (``True``) or as they complete.
         reader_mode: ``"sequential"``: one GET per object (the storage layer still splits
             very large objects). ``"range"``: every object is fetched as ``part_size`` range
@@ -67,8 +69,9 @@ class LoaderOptions:
         rank: This process's shard (``None``: ``torch.distributed``, then JAX, then the
             ``RANK`` environment variable, else 0).
         world_size: Number of shards (``None``: detected like ``rank``).
-        auto_tune: Adapt concurrency (and part size in ``"range"`` mode) to the measured
-            throughput while running; see ``loader.tuning``.
+        auto_tune: Adapt concurrency even when ``num_workers`` is set, and the part size in
+            ``"range"`` mode, to the measured throughput while running; see
+            ``loader.tuning``.
         timeout: Seconds to wait for one item before raising
             :class:`~s3dlio.errors.OperationTimeoutError` (``None`` = no limit).
         cancellation_token: Stops the loader when cancelled (may be shared by loaders).
@@ -146,13 +149,18 @@ class LoaderOptions:
         return out
 
     @property
+    def tunes_concurrency(self) -> bool:
+        """Whether the loader adapts its concurrency (``auto_tune``, or ``num_workers=0``)."""
+        return self.auto_tune or self.num_workers == 0
+
+    @property
     def concurrency(self) -> int:
         """Requests in flight when not tuning: ``num_workers`` capped by ``prefetch``."""
         return min(self.num_workers or self.prefetch, self.prefetch)
 
     @property
     def initial_concurrency(self) -> int:
-        """Where ``auto_tune`` starts."""
+        """Where tuning starts."""
         return min(self.num_workers or min(4, self.prefetch), self.prefetch)
 
 

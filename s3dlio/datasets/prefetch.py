@@ -70,13 +70,12 @@ class BufferPool:
     Args:
         capacity: Delivered buffers remembered (older ones are forgotten).
         min_size: Smaller buffers are not pooled.
-        scan: Buffers :meth:`take` looks at, oldest first; held ones it passes are forgotten
-            (a consumer keeping its items gets no reuse and pays no scan).
+        scan: Buffers :meth:`take` looks at, oldest first (those it passes go to the back), so
+            a consumer that keeps its items costs a bounded scan per object.
     """
 
     def __init__(self, capacity: int, min_size: int = 0, scan: int = 4) -> None:
         self._held: deque[BytesView] = deque(maxlen=max(1, capacity))
-        self._lock = threading.Lock()
         self.min_size = min_size
         self.scan = scan
         self.reused = 0
@@ -84,23 +83,28 @@ class BufferPool:
     def remember(self, buf: BytesView | None) -> None:
         """Note a buffer handed to the consumer."""
         if buf is not None and len(buf) >= self.min_size:
-            with self._lock:
-                self._held.append(buf)
+            self._held.append(buf)
 
     def take(self, size: int) -> BytesView | None:
-        """A remembered buffer of exactly ``size`` bytes that nobody else holds, if any."""
+        """A remembered buffer of exactly ``size`` bytes that nobody else holds, if any.
+
+        Thread-safe without a lock: each deque operation is atomic, and a buffer is in the
+        deque or in the hands of one caller (``reused`` is a statistic: a lost increment is
+        harmless).
+        """
         if size < self.min_size:
             return None
-        with self._lock:
-            held = self._held
-            for _ in range(min(self.scan, len(held))):
+        held = self._held
+        for _ in range(self.scan):
+            try:
                 buf = held.popleft()
-                # References: ``buf`` and getrefcount's argument.
-                if sys.getrefcount(buf) <= _FREE_REFS:
-                    if len(buf) == size:
-                        self.reused += 1
-                        return buf
-                    held.append(buf)  # free, another size: may fit a later object
+            except IndexError:
+                return None
+            # References: ``buf`` and getrefcount's argument.
+            if len(buf) == size and sys.getrefcount(buf) <= _FREE_REFS:
+                self.reused += 1
+                return buf
+            held.append(buf)  # in use, or another size: look again later
         return None
 
 
@@ -111,6 +115,10 @@ def _free_refs() -> int:
 
 
 _FREE_REFS = _free_refs()
+
+
+def _no_clock() -> float:
+    return 0.0
 
 
 class Slot:
@@ -190,6 +198,7 @@ class Prefetcher:
         self._ready: deque[Slot] = deque()  # unordered: finished items
         self._part_slots: deque[Slot] = deque()  # items with ranges waiting for a worker
         self._blocked: deque[Slot] = deque()  # items the consumer found uncached: for workers
+        self._shared: list[list[Slot]] = []  # workers' runs: their unread items, in order
         self._active = 0  # worker jobs running (each makes one request at a time)
         self._ahead = 0  # items started and not yet delivered
         self._state = "running"  # running | done | closed | cancelled
@@ -199,6 +208,8 @@ class Prefetcher:
         self._live = 0  # worker threads not yet exited
         self._parked = 0  # worker threads waiting for work
         self._waiting = 0  # consumers waiting for an item
+        self._batch = options.batch_size  # a waiting consumer is woken for this many items
+        self._want = 1  # ... or fewer at the end of the pass (under the lock)
         self._refill = max(1, self._window // 4)  # parked workers wake when this much room
         self._pool = BufferPool(2 * options.prefetch + 2)
         # Page-cache aware reads (file:// only): see localread.py and _limit().
@@ -246,18 +257,20 @@ class Prefetcher:
             self._live += 1
             thread.start()
 
-    def _note_reads(self, hit: bool, count: int = 1) -> None:
-        """Update the page-cache miss rate with ``count`` reads (under the lock).
+    def _note_reads(self, *, hits: int = 0, misses: int = 0) -> None:
+        """Update the page-cache miss rate with some reads (under the lock).
 
-        Hysteresis keeps a stray miss (a page under writeback, readahead in progress) from
-        starting every thread: reads turn cold above 10% misses and warm again below 2%.
+        A moving average over the last ~32 reads, with hysteresis, so that a stray miss (a page
+        under writeback, readahead in progress) does not start every thread: reads turn cold
+        above 10% misses and warm again below 2%.
         """
         rate = self._miss_rate
-        for _ in range(count):
-            rate += ((0.0 if hit else 1.0) - rate) / 32
+        for _ in range(min(misses, 256)):
+            rate += (1.0 - rate) / 32
+        if hits:
+            rate *= (31 / 32) ** hits
         self._miss_rate = rate
-        if not hit:
-            self.stats["cache_misses"] += count
+        self.stats["cache_misses"] += misses
         if self._warm and rate > 0.1:
             self._warm = False
             self._spawn()
@@ -282,10 +295,10 @@ class Prefetcher:
                         self._work.wait()
                         self._parked -= 1
                         job = self._claim()
-                if job[1] is None and not self._range:
-                    self._finish(*self._read_run(job[0], True), helper=False)
-                else:
+                if self._range:
                     self._run_part(job[0][0], job[1])
+                else:
+                    self._run_items(job[0])
         finally:
             if not exited:
                 with self._lock:
@@ -311,8 +324,10 @@ class Prefetcher:
             self._active += 1
             if self._active > self.stats["max_active"]:
                 self.stats["max_active"] = self._active
-            for slot in job[0]:
-                slot.active += 1
+            if self._range:
+                job[0][0].active += 1
+            elif len(job[0]) > 1:
+                self._shared.append(job[0])  # the consumer may take items from its end
         return job
 
     def _next_part(self) -> tuple[Slot, tuple[int, int]] | None:
@@ -358,17 +373,19 @@ class Prefetcher:
         """Read the whole objects of ``run`` one after another (outside the lock).
 
         Returns the reads made and, with ``blocking`` false, the items a page-cache read could
-        not serve at once (for the workers). A stop ends the run early.
+        not serve at once (for the workers). A stop ends the run early. Reads are timed only
+        for a tuner that listens.
         """
         done: list[Done] = []
         blocked: list[Slot] = []
-        clock = time.monotonic
+        clock = time.monotonic if self._tuner.enabled else _no_clock
+        read = self._read_whole
         for slot in run:
             if self._state != "running":
                 break
             started = clock()
             try:
-                got = self._read_whole(slot, blocking)
+                got = read(slot, blocking)
             except Exception as exc:  # noqa: BLE001 - delivered to the consumer at the item
                 slot.error = exc
                 got = (0, None)
@@ -378,39 +395,62 @@ class Prefetcher:
                 done.append((slot, started, clock(), got[0], got[1]))
         return done, blocked
 
+    def _run_items(self, run: list[Slot]) -> None:
+        """A worker job in sequential mode: read ``run``'s items from the front, one by one,
+        while a consumer that would otherwise wait takes items from the back."""
+        try:
+            while self._state == "running":
+                try:
+                    slot = run.pop(0)  # list.pop is atomic: each item is read once
+                except IndexError:
+                    return
+                self._finish(*self._read_run([slot], True), helper=False)
+        finally:
+            with self._lock:
+                self._active -= 1
+                for i, shared in enumerate(self._shared):
+                    if shared is run:
+                        del self._shared[i]
+                        break
+                if self._state != "running":
+                    self._items.notify_all()
+
     def _finish(self, done: list[Done], blocked: list[Slot], helper: bool) -> None:
-        """Account for a finished run and hand its items over (takes the lock).
+        """Account for finished reads and hand their items over (takes the lock).
 
         Args:
             done: The reads made.
             blocked: Items whose page-cache read would have waited: the workers read them.
-            helper: The consumer made the reads (not a worker job).
+            helper: The consumer made the reads (not a worker).
         """
         with self._lock:
-            if not helper:
-                self._active -= 1
             if self._state != "running":
-                self._items.notify_all()
                 return
-            limited = True if helper else self._waiting_work()
+            stats = self.stats
             if blocked:
                 self._blocked.extend(blocked)
-                self._note_reads(False, len(blocked))
+                self._note_reads(misses=len(blocked))
                 self._spawn()
                 self._work.notify(len(blocked))
-            for slot, started, finished, nbytes, hit in done:
-                self.stats["requests"] += 1
-                self.stats["bytes"] += nbytes
-                if hit is not None and self._reader is not None:
-                    self._note_reads(hit)
-                if self._tuner.observe(nbytes, started, finished, limited):
-                    self._spawn()
-                    self._work.notify_all()
-                if not helper:
-                    slot.active -= 1
+            hits = misses = 0
+            for slot, _, _, nbytes, hit in done:
+                stats["bytes"] += nbytes
+                if hit:
+                    hits += 1
+                elif hit is not None:
+                    misses += 1
                 self._complete(slot)
+            stats["requests"] += len(done)
             if helper:
-                self.stats["consumer_reads"] += len(done)
+                stats["consumer_reads"] += len(done)
+            if self._reader is not None and (hits or misses):
+                self._note_reads(hits=hits, misses=misses)
+            if self._tuner.enabled:
+                limited = True if helper else self._waiting_work()
+                for _, started, finished, nbytes, _ in done:
+                    if self._tuner.observe(nbytes, started, finished, limited):
+                        self._spawn()
+                        self._work.notify_all()
 
     def _run_part(self, slot: Slot, part: tuple[int, int] | None) -> None:
         """A worker job in range mode: one range request of ``slot``."""
@@ -441,13 +481,29 @@ class Prefetcher:
 
     def _complete(self, slot: Slot) -> None:
         """A request of ``slot`` ended: mark it done when nothing of it is left (under the lock)."""
-        if slot.active == 0 and not slot.queued:
+        if not (slot.active or slot.queued):  # range mode: no part running or waiting
             slot.done = True
             if not self._ordered:
                 self._ready.append(slot)
+                if len(self._ready) >= self._want or self._wakers:
+                    self._notify()
+            elif self._slots and (self._wakers or self._head_ready()):
                 self._notify()
-            elif self._slots and self._slots[0] is slot:
-                self._notify()  # in order, only the head can be delivered
+
+    def _head_ready(self) -> bool:
+        """Whether the ``_want`` items at the head are all done (ordered; under the lock)."""
+        slots = self._slots
+        if not slots[0].done:
+            return False
+        want = self._want
+        if want == 1:
+            return True
+        for count, slot in enumerate(slots):
+            if not slot.done:
+                return False
+            if count + 1 >= want:
+                return True
+        return False
 
     def _read_whole(self, slot: Slot, blocking: bool) -> tuple[int, bool | None] | None:
         """Read a whole object into ``slot.data``: ``(bytes, page-cache hit)``, or ``None``
@@ -545,7 +601,15 @@ class Prefetcher:
         """
         if self._reader is None or self._state != "running":
             return None
-        return self._next_run() or None
+        run = self._next_run()
+        if run:
+            return run
+        for shared in self._shared:  # a worker's run, nearest the head first: take its last
+            try:
+                return [shared.pop()]
+            except IndexError:
+                continue
+        return None
 
     def _help(self, run: list[Slot]) -> None:
         """Read ``run`` on the consumer's thread; reads that would block go to the workers."""
@@ -598,11 +662,18 @@ class Prefetcher:
                         raise OperationTimeoutError(
                             f"no item within {timeout} s", op="LOAD", uri=self._dataset.uri
                         )
+                    # Wake once a batch is ready, not per item: each wake-up is a thread
+                    # switch, which a busy machine makes slow (docs/datasets.md).
+                    # (With a timeout, any item counts: it must not wait for more.)
+                    undelivered = len(self._indices) - self._next + self._ahead
+                    batch = self._batch if deadline is None else 1
+                    self._want = max(1, min(batch, self._window, undelivered))
                     self._waiting += 1
                     try:
                         self._items.wait(remaining)
                     finally:
                         self._waiting -= 1
+                        self._want = 1
                     continue
             if slot is not None:
                 return self._deliver(slot)
@@ -642,6 +713,7 @@ class Prefetcher:
         self._ready.clear()
         self._part_slots.clear()
         self._blocked.clear()
+        self._shared.clear()
         self._items.notify_all()
         self._notify()
 

@@ -105,7 +105,7 @@ class _HillClimb:
         self.measured: dict[int, float] = {}
 
     def _step(self, value: int, direction: int) -> int | None:
-        new = value * 2 if direction > 0 else value // 2
+        new = max(1, value * 2) if direction > 0 else value // 2
         new = min(max(new, self.lo), self.hi)
         return None if new == value else new
 
@@ -157,11 +157,13 @@ class AdaptiveTuner:
     Args:
         inflight: Starting concurrency.
         max_inflight: Highest concurrency allowed.
-        min_inflight: Lowest concurrency allowed.
+        min_inflight: Lowest concurrency allowed (0: no worker requests; the loader's consumer
+            copies page-cached files itself).
         part_size: Starting part size (``None``: not tuned, sequential mode).
         min_part_size: Smallest part size tried.
         max_part_size: Largest part size tried.
         enabled: ``False`` keeps the starting values (``loader.tuning`` still reports them).
+        tune_part_size: Tune the part size too (after concurrency), when there is one.
         probe_seconds: Minimum length of one probe.
         min_samples: Minimum requests per probe.
         improvement: Relative gain that counts as "better" (0.1 = 10 %).
@@ -180,6 +182,7 @@ class AdaptiveTuner:
         min_part_size: int = MiB,
         max_part_size: int = 64 * MiB,
         enabled: bool = True,
+        tune_part_size: bool = True,
         probe_seconds: float = 0.2,
         min_samples: int = 8,
         improvement: float = 0.10,
@@ -187,10 +190,11 @@ class AdaptiveTuner:
         explore_every: int = 25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not 1 <= min_inflight <= max_inflight:
-            raise ValueError(f"need 1 <= min_inflight <= max_inflight, got {min_inflight}, "
+        if not 0 <= min_inflight <= max_inflight or max_inflight < 1:
+            raise ValueError(f"need 0 <= min_inflight <= max_inflight, got {min_inflight}, "
                              f"{max_inflight}")  # fmt: skip
         self.enabled = enabled
+        self.tune_part_size = tune_part_size
         self.min_inflight, self.max_inflight = min_inflight, max_inflight
         self.min_part_size = min(min_part_size, part_size or min_part_size)
         self.max_part_size = max(max_part_size, part_size or max_part_size)
@@ -281,7 +285,7 @@ class AdaptiveTuner:
         value, settled = self._climb.decide(bps)
         changed = self._apply(value)
         if settled:
-            if self._phase == "inflight" and self._part_size is not None:
+            if self._phase == "inflight" and self._part_size is not None and self.tune_part_size:
                 self._phase = "part_size"
                 self._climb = self._new_climb("part_size")
             else:

@@ -233,7 +233,14 @@ class FileStore(ObjectStore):
         key = prefix.key
         directory, _, start = key.rpartition("/")
         page: list[ObjectMeta] = []
-        for meta in self._walk(prefix, directory or "/", start, recursive):
+        for path, entry in self._walk(prefix, directory or "/", start, recursive):
+            if entry is None:
+                meta = ObjectMeta(uri=prefix.with_key(path), is_prefix=True)
+            else:
+                try:
+                    meta = meta_from_stat(prefix.with_key(path), entry.stat(follow_symlinks=True))
+                except FileNotFoundError:  # removed while listing
+                    continue
             page.append(meta)
             if len(page) >= PAGE:
                 yield page
@@ -241,9 +248,26 @@ class FileStore(ObjectStore):
         if page:
             yield page
 
+    def list_files(self, prefix: ObjectURI, *, recursive: bool) -> Iterator[tuple[str, int]]:
+        """``(path, size)`` of each file :meth:`list_pages` lists, in the same order.
+
+        The lean listing for datasets of many files: no :class:`ObjectMeta` per file (half the
+        time of a listing here), no "directory" entries, no op-log records.
+        """
+        key = prefix.key
+        directory, _, start = key.rpartition("/")
+        for path, entry in self._walk(prefix, directory or "/", start, recursive):
+            if entry is not None:
+                try:
+                    yield path, entry.stat(follow_symlinks=True).st_size
+                except FileNotFoundError:  # removed while listing
+                    continue
+
     def _walk(
         self, base: ObjectURI, directory: str, start: str, recursive: bool
-    ) -> Iterator[ObjectMeta]:
+    ) -> Iterator[tuple[str, os.DirEntry[str] | None]]:
+        """``(path, entry)`` of the files in key order; ``(path + "/", None)`` for each
+        sub-directory when not ``recursive``."""
         try:
             with os.scandir(directory) as it:
                 entries = []
@@ -263,13 +287,9 @@ class FileStore(ObjectStore):
                 if recursive:
                     yield from self._walk(base, path.rstrip("/"), "", True)
                 else:
-                    yield ObjectMeta(uri=base.with_key(path), is_prefix=True)
+                    yield path, None
                 continue
-            try:
-                st = entry.stat(follow_symlinks=True)
-            except FileNotFoundError:  # removed while listing
-                continue
-            yield meta_from_stat(base.with_key(path), st)
+            yield path, entry
 
     def delete(self, uri: ObjectURI) -> None:
         try:
