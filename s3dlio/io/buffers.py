@@ -35,8 +35,8 @@ ALIGN = 4096
 #: :meth:`BytesView.allocate` page-aligns buffers from this size up.
 ALIGN_ABOVE = 256 * 1024
 #: From this size up, :meth:`BytesView.allocate` asks Linux for transparent huge pages
-#: (``S3DLIO_HUGE_PAGES=0`` turns it off). glibc maps every block this large afresh and unmaps it
-#: on ``free``, so without them each new buffer costs one page fault per 4 KiB touched.
+#: (``S3DLIO_HUGE_PAGES=0`` turns it off): memory touched for the first time then costs one page
+#: fault per 2 MiB instead of one per 4 KiB.
 HUGE_ABOVE = 32 * 1024 * 1024
 #: The transparent huge page size (x86-64, and arm64 with 4 KiB pages).
 HUGE_PAGE = 2 * 1024 * 1024
@@ -64,27 +64,29 @@ _malloc_tuned = False
 
 
 def _tune_malloc() -> None:
-    """Once per process, before the first buffer: let glibc keep freed heap memory.
+    """Once per process, before the first buffer: let glibc keep freed memory for new buffers.
 
-    By default glibc returns the top of its heap to the system as soon as more than 128 KiB of
-    it is free, so a process that drops a batch of buffers and reads the next one takes a page
-    fault per 4 KiB of every new buffer (16 per 64 KiB object: a quarter of the CPU time of a
-    small GET). With ``Settings.malloc_keep`` set, up to that much stays mapped for reuse (the
-    ``M_TRIM_THRESHOLD``), and blocks below :data:`HUGE_ABOVE` come from the heap
-    (``M_MMAP_THRESHOLD``; glibc would raise it there itself after the first such block is
-    freed). Larger blocks are still mapped and unmapped per buffer. Values the user gave glibc
-    (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``, ``GLIBC_TUNABLES``) win.
+    By default glibc maps every block from 128 KiB up (32 MiB once it has adapted) afresh and
+    unmaps it on ``free``, and returns the top of its heap to the system as soon as 128 KiB of
+    it is free. A reader that drops a batch of buffers and allocates the next one then pays a
+    page fault per 4 KiB of every new buffer (16 per 64 KiB object, a quarter of the CPU time of
+    a small GET), and on virtual machines that hand free memory back to the host (free page
+    reporting) a host fault too: fresh 64 MiB buffers filled at ~1 GB/s here, reused ones at
+    ~6. With ``Settings.malloc_keep`` set, blocks up to that size come from the heap
+    (``M_MMAP_THRESHOLD``) and up to that much freed memory stays mapped for reuse
+    (``M_TRIM_THRESHOLD``). Values the user gave glibc (``MALLOC_TRIM_THRESHOLD_``,
+    ``MALLOC_MMAP_THRESHOLD_``, ``GLIBC_TUNABLES``) win.
     """
     global _malloc_tuned
     _malloc_tuned = True
-    keep = settings().malloc_keep
+    keep = min(settings().malloc_keep, 2**31 - 1)
     if not keep or _mallopt is None:
         return
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     if "MALLOC_MMAP_THRESHOLD_" not in os.environ and "mmap_threshold" not in tunables:
-        _mallopt(_M_MMAP_THRESHOLD, HUGE_ABOVE)
+        _mallopt(_M_MMAP_THRESHOLD, keep)
     if "MALLOC_TRIM_THRESHOLD_" not in os.environ and "trim_threshold" not in tunables:
-        _mallopt(_M_TRIM_THRESHOLD, min(keep, 2**31 - 1))
+        _mallopt(_M_TRIM_THRESHOLD, keep)
 
 
 _resize: Any
@@ -116,12 +118,13 @@ class BytesView(bytearray):
 
         From :data:`HUGE_ABOVE` bytes up (on Linux, unless ``S3DLIO_HUGE_PAGES=0``) the buffer
         starts on a :data:`HUGE_PAGE` boundary and its whole huge pages are advised
-        ``MADV_HUGEPAGE``: filling a new 64 MiB buffer then takes 32 page faults instead of
-        16,384 (3-4x less CPU for the read). Only the pages a read touches are resident; the
-        tail below one huge page keeps 4 KiB pages, so the resident size is unchanged.
+        ``MADV_HUGEPAGE``: filling new memory for a 64 MiB buffer then takes 32 page faults
+        instead of 16,384 (3-4x less CPU for the read). Only the pages a read touches are
+        resident; the tail below one huge page keeps 4 KiB pages.
 
-        The first call in a process tunes glibc's ``malloc`` to keep freed memory for reuse
-        (``S3DLIO_MALLOC_KEEP_MB``, see :func:`_tune_malloc`).
+        The first call in a process tunes glibc's ``malloc`` to keep freed memory for the next
+        buffers (``S3DLIO_MALLOC_KEEP_MB``, see :func:`_tune_malloc`), which avoids the page
+        faults altogether once a process has read its first batch.
         """
         if not _malloc_tuned:
             _tune_malloc()

@@ -13,7 +13,7 @@
 | ``S3DLIO_MAX_RETRY_ATTEMPTS`` | attempts per request (first try included) | 5 |
 | ``S3DLIO_RETRY_MAX_SECS`` | total time a request may spend retrying | 60 |
 | ``S3DLIO_HUGE_PAGES`` | back new buffers from 32 MiB up with transparent huge pages | 1 |
-| ``S3DLIO_MALLOC_KEEP_MB`` | freed heap memory glibc keeps for new buffers (0: untouched) | 256 |
+| ``S3DLIO_MALLOC_KEEP_MB`` | freed memory glibc keeps for new buffers (0: untouched) | RAM/16, at most 1024 |
 """
 
 from __future__ import annotations
@@ -197,6 +197,19 @@ class RetryConfig:
         )
 
 
+def _default_malloc_keep() -> int:
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        ram = 16 * GiB
+    return min(GiB, ram // 16 // MiB * MiB)
+
+
+def _malloc_keep_from_env() -> int:
+    mb = _env_int("S3DLIO_MALLOC_KEEP_MB", None)
+    return _default_malloc_keep() if mb is None else mb * MiB
+
+
 def _default_threads() -> int:
     return max(8, min(64, 4 * (os.cpu_count() or 2)))
 
@@ -213,9 +226,9 @@ class Settings:
         oplog_level: zstd level of the op-log stream.
         huge_pages: Ask Linux for transparent huge pages for new buffers from 32 MiB up
             (:meth:`~s3dlio.io.buffers.BytesView.allocate`; ``docs/performance.md``).
-        malloc_keep: Bytes of freed heap memory glibc keeps for reuse instead of returning
-            them to the system (its trim threshold), set once, at the first buffer allocation;
-            0 leaves ``malloc`` as it is.
+        malloc_keep: Bytes of freed memory glibc keeps for reuse instead of returning them to
+            the system (its mmap and trim thresholds), set once, at the first buffer
+            allocation; 0 leaves ``malloc`` as it is. Default: 1/16 of the RAM, at most 1 GiB.
         range: Range-engine configuration.
         retry: Retry policy.
     """
@@ -226,7 +239,7 @@ class Settings:
     operation_timeout: float = 60.0
     oplog_level: int = 1
     huge_pages: bool = True
-    malloc_keep: int = 256 * MiB
+    malloc_keep: int = field(default_factory=_default_malloc_keep)
     range: RangeEngineConfig = field(default_factory=RangeEngineConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
 
@@ -251,7 +264,7 @@ class Settings:
             operation_timeout=_env_float("S3DLIO_OPERATION_TIMEOUT_SECS", 60.0),
             oplog_level=_env_int("S3DLIO_OPLOG_LEVEL", 1) or 1,
             huge_pages=_env_bool("S3DLIO_HUGE_PAGES", True),
-            malloc_keep=(_env_int("S3DLIO_MALLOC_KEEP_MB", 256) or 0) * MiB,
+            malloc_keep=_malloc_keep_from_env(),
             range=RangeEngineConfig.from_env(),
             retry=RetryConfig.from_env(),
         )

@@ -94,13 +94,15 @@ def test_huge_pages_setting_from_environment(monkeypatch: pytest.MonkeyPatch) ->
 
 
 _REFILL = """
-import resource
+import resource, sys
 from s3dlio.io.buffers import BytesView
 
+size, count = int(sys.argv[1]), int(sys.argv[2])
+
 def batch():
-    bufs = [BytesView.allocate(64 * 1024) for _ in range(512)]
+    bufs = [BytesView.allocate(size) for _ in range(count)]
     for b in bufs:
-        b[::4096] = b"x" * 16  # touch every page
+        b[::4096] = b"x" * len(range(0, size, 4096))  # touch every page
     return bufs
 
 batch()  # a batch, dropped: its memory is freed
@@ -110,17 +112,28 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
-@pytest.mark.parametrize("keep_mb", ["256", "0"])
-def test_freed_buffers_are_reused_without_page_faults(keep_mb: str) -> None:
+def _refill_faults(size: int, count: int, keep_mb: str) -> int:
+    """Page faults taken by a second batch of buffers, the first one freed (in a new process)."""
     env = {**os.environ, "S3DLIO_MALLOC_KEEP_MB": keep_mb}
     for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES"):
         env.pop(name, None)
     out = subprocess.run(
-        [sys.executable, "-c", _REFILL], env=env, capture_output=True, text=True, check=True
-    )
-    faults = int(out.stdout)
-    if keep_mb == "0":  # glibc's default: the freed batch went back to the system
-        assert faults > 512 * 8  # about one per page (16 per buffer)
-    else:
-        assert faults < 512  # the second batch reused the first one's memory
+        [sys.executable, "-c", _REFILL, str(size), str(count)],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return int(out.stdout)
+
+
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+
+
+@glibc_only
+def test_freed_buffers_are_reused_without_page_faults() -> None:
+    assert _refill_faults(64 * 1024, 512, "256") < 512  # the second batch reused the first's
+    assert _refill_faults(64 * 1024 * 1024, 3, "256") < 100
+
+
+@glibc_only
+def test_malloc_left_alone_returns_freed_memory() -> None:
+    # glibc's default: the freed batch went back to the system, and comes back page by page
+    assert _refill_faults(64 * 1024, 512, "0") > 512 * 8
