@@ -7,6 +7,7 @@ clients on first use (the core's per-process clients).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -80,16 +81,19 @@ class ObjectDataset:
         selection = Selection.of(parsed.key, recursive)
         uris: list[str] = []
         keys: list[str] = []
-        sizes: list[int] = []
+        sizes: list[int] | None = []
         backend = backend_for(parsed)
         plain = selection.exact is None and selection.glob is None and pattern is None
         if plain and isinstance(backend, FileStore) and not oplog.is_op_log_active():
+            # Local directories list by name only (no stat per file: 3x faster); the
+            # loader learns sizes as it reads, ``sizes`` asks the file system when needed.
             root, base = str(parsed.with_key("")), len(selection.base)
-            for path, size in backend.list_files(parsed, recursive=selection.recursive):
+            for path, _ in backend.list_files(parsed, recursive=selection.recursive, stat=False):
                 uris.append(root + path)
                 keys.append(path[base:])
-                sizes.append(size)
+            sizes = None
         else:
+            assert sizes is not None
             for meta in select(parsed, recursive=recursive, pattern=pattern):
                 if meta.is_prefix:
                     continue
@@ -101,14 +105,30 @@ class ObjectDataset:
         self._init(str(parsed), uris, keys, sizes, coerce_options(opts))
 
     def _init(
-        self, uri: str, uris: list[str], keys: list[str], sizes: list[int],
+        self, uri: str, uris: list[str], keys: list[str], sizes: list[int] | None,
         options: LoaderOptions,
     ) -> None:  # fmt: skip
         self.uri = uri
         self._uris = uris
         self._keys = keys
-        self.sizes = np.asarray(sizes, dtype=np.int64)  # -1 = unknown
+        self._sizes = None if sizes is None else np.asarray(sizes, dtype=np.int64)
         self.options = options
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Object sizes in dataset order (``int64``; -1 = unknown, e.g. ``from_uris``).
+
+        Local directories are listed without sizes; the first use reads them from the file
+        system (-1 for a file removed since).
+        """
+        if self._sizes is None:
+            self._sizes = np.asarray([_local_size(u) for u in self._uris], dtype=np.int64)
+        return self._sizes
+
+    @property
+    def sizes_known(self) -> bool:
+        """Whether :attr:`sizes` is at hand (no file system calls to make)."""
+        return self._sizes is not None
 
     @classmethod
     def from_uris(
@@ -152,8 +172,9 @@ class ObjectDataset:
         return self._uris[self._check(index)]
 
     def size_of(self, index: int) -> int | None:
-        """The listed size of object ``index`` (``None`` when built ``from_uris``)."""
-        size = int(self.sizes[self._check(index)])
+        """The size of object ``index`` (``None`` when unknown: built ``from_uris``)."""
+        index = self._check(index)
+        size = _local_size(self._uris[index]) if self._sizes is None else int(self._sizes[index])
         return None if size < 0 else size
 
     def keys(self) -> list[str]:
@@ -166,6 +187,14 @@ class ObjectDataset:
 
     def __repr__(self) -> str:
         return f"ObjectDataset({self.uri!r}, {len(self)} objects)"
+
+
+def _local_size(uri: str) -> int:
+    """The size of a local file named by its URI (-1 if it is gone)."""
+    try:
+        return os.stat(parse_uri(uri).key).st_size
+    except OSError:
+        return -1
 
 
 def create_dataset(

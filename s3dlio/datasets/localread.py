@@ -27,6 +27,7 @@ from ..io import oplog
 from ..io.backends.file import FileStore
 from ..io.buffers import BytesView
 from ..io.store import ObjectStore
+from .bufferpool import BufferPool
 
 __all__ = ["CachedFileReader", "FallbackRead", "supports_cached_reads"]
 
@@ -56,7 +57,7 @@ class CachedFileReader:
     def __init__(self) -> None:
         self._no_nowait: set[int] = set()
 
-    def read(self, path: str, blocking: bool, reuse: BytesView | None = None,
+    def read(self, path: str, blocking: bool, pool: BufferPool | None = None,
              ) -> tuple[BytesView, bool] | None:  # fmt: skip
         """Read the file at ``path`` whole.
 
@@ -64,7 +65,7 @@ class CachedFileReader:
             path: Absolute path.
             blocking: Whether the read may wait for the disk; if not, a read the page cache
                 cannot serve at once returns ``None`` (nothing is kept).
-            reuse: A buffer to read into when the file has exactly its size.
+            pool: Where to find a free buffer of the file's size (and return it unused).
 
         Returns:
             ``(data, hit)``: the bytes, and whether the page cache served all of them at once;
@@ -82,7 +83,9 @@ class CachedFileReader:
         try:
             st = os.fstat(fd)
             size = st.st_size
-            buf = reuse if reuse is not None and len(reuse) == size else BytesView.allocate(size)
+            buf = pool.take(size) if pool is not None else None
+            if buf is None:
+                buf = BytesView.allocate(size)
             got = 0
             if st.st_dev not in self._no_nowait:
                 try:
@@ -97,6 +100,8 @@ class CachedFileReader:
                     if got == size:
                         return buf, True
             if not blocking:
+                if pool is not None:
+                    pool.remember(buf)
                 return None
             view = memoryview(buf)
             while got < size:

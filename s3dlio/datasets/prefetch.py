@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -39,6 +38,7 @@ from ..io.buffers import BytesView
 from ..io.range_engine import fetch, plan_ranges
 from ..io.store import backend_for
 from ..io.uri import ObjectURI, parse_uri
+from .bufferpool import BufferPool
 from .dataset import NO_SPLIT, ObjectDataset
 from .localread import CachedFileReader, FallbackRead, supports_cached_reads
 from .options import LoaderOptions
@@ -48,73 +48,13 @@ __all__ = ["BufferPool", "Prefetcher", "Slot", "WARM_WORKERS"]
 
 _ids = itertools.count(1)
 
-#: Worker threads while every read is a page-cache copy: one per core besides the consumer's
-#: (at most 3; copies of small files are mostly GIL-bound Python beyond that).
-WARM_WORKERS = max(0, min(os.cpu_count() or 1, 4) - 1)
+#: Worker threads while every read is a page-cache copy (the consumer copies too): none on a
+#: machine of two cores or fewer, where a second copying thread mostly fought the consumer for
+#: the GIL (+50% CPU per item, faster only while the other core was idle), then one per core
+#: beyond two, at most two.
+WARM_WORKERS = max(0, min((os.cpu_count() or 1) - 2, 2))
 #: Most consecutive items one thread claims at once while reads hit the page cache.
 MAX_RUN = 16
-
-
-class BufferPool:
-    """Reuses the buffers of delivered items once nothing outside the pool refers to them.
-
-    A fresh buffer per object costs page faults and zeroing in the kernel on every read: the
-    allocator returns freed big blocks to the system, and a buffer a worker thread allocated
-    and the consumer frees goes back to the worker's arena, which trims it. For 128 KiB
-    objects read by one worker that was 30 faults and ~60 µs of system time per object, more
-    than the read. The pool remembers delivered buffers; when an object of the same size is
-    read later and the oldest of them is referenced by nothing but the pool (no
-    ``BytesView``, ``memoryview``, array or tensor of the consumer's holds it, so nobody can
-    observe the reuse), its memory is read into again.
-
-    Args:
-        capacity: Delivered buffers remembered (older ones are forgotten).
-        min_size: Smaller buffers are not pooled.
-        scan: Buffers :meth:`take` looks at, oldest first (those it passes go to the back), so
-            a consumer that keeps its items costs a bounded scan per object.
-    """
-
-    def __init__(self, capacity: int, min_size: int = 0, scan: int = 4) -> None:
-        self._held: deque[BytesView] = deque(maxlen=max(1, capacity))
-        self.min_size = min_size
-        self.scan = scan
-        self.reused = 0
-
-    def remember(self, buf: BytesView | None) -> None:
-        """Note a buffer handed to the consumer."""
-        if buf is not None and len(buf) >= self.min_size:
-            self._held.append(buf)
-
-    def take(self, size: int) -> BytesView | None:
-        """A remembered buffer of exactly ``size`` bytes that nobody else holds, if any.
-
-        Thread-safe without a lock: each deque operation is atomic, and a buffer is in the
-        deque or in the hands of one caller (``reused`` is a statistic: a lost increment is
-        harmless).
-        """
-        if size < self.min_size:
-            return None
-        held = self._held
-        for _ in range(self.scan):
-            try:
-                buf = held.popleft()
-            except IndexError:
-                return None
-            # References: ``buf`` and getrefcount's argument.
-            if len(buf) == size and sys.getrefcount(buf) <= _FREE_REFS:
-                self.reused += 1
-                return buf
-            held.append(buf)  # in use, or another size: look again later
-        return None
-
-
-def _free_refs() -> int:
-    held: deque[BytesView] = deque([BytesView.allocate(1)])
-    buf = held.popleft()
-    return sys.getrefcount(buf)
-
-
-_FREE_REFS = _free_refs()
 
 
 def _no_clock() -> float:
@@ -182,7 +122,7 @@ class Prefetcher:
         self._dataset = dataset
         self._indices = list(indices)
         self._uris = dataset.uris()
-        self._sizes: list[int] = dataset.sizes.tolist()
+        self._sizes: list[int] | None = None  # page-cache reads learn sizes as they read
         self._tuner = tuner
         self._on_deliver = on_deliver
         self._window = options.prefetch
@@ -215,6 +155,8 @@ class Prefetcher:
         # Page-cache aware reads (file:// only): see localread.py and _limit().
         cached = not self._range and supports_cached_reads(backend_for(dataset.uri))
         self._reader = CachedFileReader() if cached else None
+        if self._reader is None or dataset.sizes_known:
+            self._sizes = dataset.sizes.tolist()
         self._warm = True  # reads are page-cache copies (few threads, runs of items)
         self._miss_rate = 0.0  # moving average over the last ~32 reads
         self.name = f"s3dlio-loader-{next(_ids)}"
@@ -352,7 +294,8 @@ class Prefetcher:
         uris, sizes, indices = self._uris, self._sizes, self._indices
         for position in range(self._next, self._next + count):
             index = indices[position]
-            run.append(Slot(position, index, uris[index], sizes[index], part))
+            size = -1 if sizes is None else sizes[index]
+            run.append(Slot(position, index, uris[index], size, part))
         self._next += count
         self._ahead += count
         if self._ahead > self.stats["max_ahead"]:
@@ -510,14 +453,12 @@ class Prefetcher:
         when ``blocking`` is false and the read would have to wait."""
         reader = self._reader
         if reader is not None and slot.uri.startswith("file://"):
-            reuse = self._pool.take(slot.size) if slot.size >= 0 else None
             try:
-                read = reader.read(slot.uri[7:], blocking, reuse)  # listed URIs are normalised
+                read = reader.read(slot.uri[7:], blocking, self._pool)  # URIs are normalised
             except FallbackRead:
                 pass  # fetch below repeats the read with retries and typed errors
             else:
                 if read is None:
-                    self._pool.remember(reuse)
                     return None
                 slot.data = read[0]
                 return len(read[0]), read[1]

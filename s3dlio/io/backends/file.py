@@ -248,20 +248,27 @@ class FileStore(ObjectStore):
         if page:
             yield page
 
-    def list_files(self, prefix: ObjectURI, *, recursive: bool) -> Iterator[tuple[str, int]]:
+    def list_files(
+        self, prefix: ObjectURI, *, recursive: bool, stat: bool = True
+    ) -> Iterator[tuple[str, int]]:
         """``(path, size)`` of each file :meth:`list_pages` lists, in the same order.
 
         The lean listing for datasets of many files: no :class:`ObjectMeta` per file (half the
-        time of a listing here), no "directory" entries, no op-log records.
+        time of a listing here), no "directory" entries, no op-log records. With ``stat``
+        false, no system call per file either (the size is -1; a third of the time again).
         """
         key = prefix.key
         directory, _, start = key.rpartition("/")
         for path, entry in self._walk(prefix, directory or "/", start, recursive):
-            if entry is not None:
-                try:
-                    yield path, entry.stat(follow_symlinks=True).st_size
-                except FileNotFoundError:  # removed while listing
-                    continue
+            if entry is None:
+                continue
+            if not stat:
+                yield path, -1
+                continue
+            try:
+                yield path, entry.stat(follow_symlinks=True).st_size
+            except FileNotFoundError:  # removed while listing
+                continue
 
     def _walk(
         self, base: ObjectURI, directory: str, start: str, recursive: bool
