@@ -141,17 +141,22 @@ def _has_children(backend: ObjectStore, uri: ObjectURI) -> bool:
 
 
 def list_pages(prefix: ObjectURI, *, recursive: bool) -> Iterator[list[ObjectMeta]]:
-    """The backend's listing pages, each logged as one ``LIST`` operation."""
+    """The backend's listing pages, each logged as one ``LIST`` operation (an empty listing
+    as one, with no objects)."""
     backend = backend_for(prefix)
     pages = backend.list_pages(prefix, recursive=recursive)
+    first = True
     while True:
         start = time.time_ns()
         try:
             page = next(pages)
         except StopIteration:
+            if first:
+                _record("LIST", backend, prefix, start, nbytes=0, n_objects=0)
             return
         except S3DlioError as exc:
             _record("LIST", backend, prefix, start, nbytes=0, n_objects=0, error=str(exc))
             raise exc.with_context(uri=str(prefix), op="LIST") from exc.__cause__
         _record("LIST", backend, prefix, start, nbytes=0, n_objects=len(page))
+        first = False
         yield page
