@@ -246,4 +246,3 @@ __all__ = [
     "upload",
     "upload_async",
 ]
-

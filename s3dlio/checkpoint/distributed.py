@@ -121,9 +121,7 @@ class CheckpointWriter:
         return self.store.commit(step, epoch, framework, metas, self.world_size, user_meta, ts)
 
     # -- torch.distributed -------------------------------------------------------------------
-    def save(
-        self, step: int, epoch: int, framework: str, data: Any, user_meta: Any = None
-    ) -> str:
+    def save(self, step: int, epoch: int, framework: str, data: Any, user_meta: Any = None) -> str:
         """Collective save in a ``torch.distributed`` job: call it on every rank.
 
         Returns:
@@ -179,7 +177,6 @@ class CheckpointWriter:
                               op="CHECKPOINT_SAVE")  # fmt: skip
         return str(value)
 
-
     def _discard(self, meta: Mapping[str, Any]) -> None:
         """Delete this rank's shard of a checkpoint that will never be committed."""
         uri = self.store.base.join(meta["key"])
@@ -203,8 +200,10 @@ def save_distributed_shard(
     rank: int,
 ) -> dict[str, Any]:
     """Store rank ``rank``'s shard under ``uri``; return the metadata rank 0 needs."""
-    return CheckpointStore(uri).writer(world_size, rank).save_distributed_shard(
-        step, epoch, framework, data
+    return (
+        CheckpointStore(uri)
+        .writer(world_size, rank)
+        .save_distributed_shard(step, epoch, framework, data)
     )
 
 
@@ -219,6 +218,8 @@ def finalize_distributed_checkpoint(
     user_meta: Any = None,
 ) -> str | None:
     """Rank 0 commits the checkpoint from every rank's metadata; other ranks do nothing."""
-    return CheckpointStore(uri).writer(world_size, rank).finalize_distributed_checkpoint(
-        step, epoch, framework, shard_metas, user_meta
+    return (
+        CheckpointStore(uri)
+        .writer(world_size, rank)
+        .finalize_distributed_checkpoint(step, epoch, framework, shard_metas, user_meta)
     )

@@ -104,7 +104,9 @@ class _Stream:
                     break
                 filled += got
         except zstandard.ZstdError as exc:
-            raise IntegrityError(f"corrupt zstd shard: {exc}", uri=str(self.uri), op="GET") from None
+            raise IntegrityError(
+                f"corrupt zstd shard: {exc}", uri=str(self.uri), op="GET"
+            ) from None
         return filled
 
     def rest(self, head: memoryview) -> BytesView:

@@ -139,7 +139,9 @@ def _torch_leaf(tensor: Any) -> _Leaf:
     if isinstance(tensor, torch.nn.Parameter):
         extra["parameter"] = True
         extra["requires_grad"] = bool(tensor.requires_grad)
-    return _Leaf("torch", str(t.dtype).removeprefix("torch."), tuple(t.shape), memoryview(raw), extra)
+    return _Leaf(
+        "torch", str(t.dtype).removeprefix("torch."), tuple(t.shape), memoryview(raw), extra
+    )
 
 
 def _torch_identity(tensor: Any) -> tuple[Any, ...] | None:
@@ -410,11 +412,17 @@ def parse_header(head: Any) -> Header:
         raw = json.loads(bytes(view[at : at + index_len]))["tensors"]
         tensors = tuple(
             TensorEntry(
-                index=i, kind=str(e["kind"]), dtype=str(e["dtype"]),
-                shape=tuple(int(d) for d in e["shape"]), start=data_start + int(e["offset"]),
+                index=i,
+                kind=str(e["kind"]),
+                dtype=str(e["dtype"]),
+                shape=tuple(int(d) for d in e["shape"]),
+                start=data_start + int(e["offset"]),
                 nbytes=int(e["nbytes"]),
-                extra={k: v for k, v in e.items()
-                       if k not in ("kind", "dtype", "shape", "offset", "nbytes")},
+                extra={
+                    k: v
+                    for k, v in e.items()
+                    if k not in ("kind", "dtype", "shape", "offset", "nbytes")
+                },
             )  # fmt: skip
             for i, e in enumerate(raw)
         )

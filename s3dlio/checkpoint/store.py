@@ -101,9 +101,7 @@ class CheckpointStore:
         return self.base.join(key)
 
     # -- saving ------------------------------------------------------------------------------
-    def save(
-        self, step: int, epoch: int, framework: str, data: Any, user_meta: Any = None
-    ) -> str:
+    def save(self, step: int, epoch: int, framework: str, data: Any, user_meta: Any = None) -> str:
         """Save a single-rank checkpoint and commit it.
 
         Args:
@@ -432,7 +430,9 @@ class CheckpointStore:
             ops.delete(self._uri(LATEST_KEY), missing_ok=True)
         else:
             name = found[0]
-            ops.put(self._uri(LATEST_KEY), memoryview(Latest(name.key, name.step, name.ts).encode()))
+            ops.put(
+                self._uri(LATEST_KEY), memoryview(Latest(name.key, name.step, name.ts).encode())
+            )
 
     # -- after a commit ----------------------------------------------------------------------
     def _tidy(self, committed: ManifestName, manifest: Manifest) -> None:

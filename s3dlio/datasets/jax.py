@@ -20,7 +20,7 @@ from ..io.uri import ObjectURI
 from .dataset import ObjectDataset, create_dataset
 from .loader import AsyncLoader
 from .options import LoaderOptions, PyLoaderOptions, coerce_options
-from .sampling import EpochSampler, detect_rank_world
+from .sampling import EpochSampler, Resumable, detect_rank_world
 
 __all__ = ["JaxIterable", "S3JaxIterable", "stack_batch"]
 
@@ -38,7 +38,7 @@ def stack_batch(items: list[Any]) -> Any:
     return items
 
 
-class JaxIterable:
+class JaxIterable(Resumable):
     """Iterates the objects a URI selects as NumPy arrays or ``jax.Array`` batches.
 
     With ``batch_size=1`` it yields one array per object (as the original did); with a larger
@@ -160,17 +160,8 @@ class JaxIterable:
             return items
         return items // size if self.options.drop_last else -(-items // size)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use the shuffle of ``epoch``."""
-        self.sampler.set_epoch(epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The resume state (items delivered so far in this epoch)."""
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Make the next pass yield exactly the items the state had not delivered."""
-        self.sampler.load_state_dict(state)
+    def _epoch_sampler(self) -> EpochSampler:
+        return self.sampler
 
     @property
     def process_index(self) -> int:

@@ -37,7 +37,7 @@ from .dataset import ObjectDataset, create_dataset
 from .localread import supports_cached_reads
 from .options import LoaderOptions, PyLoaderOptions, coerce_options
 from .prefetch import Prefetcher, Slot
-from .sampling import EpochSampler
+from .sampling import EpochSampler, Resumable
 from .tuning import AdaptiveTuner, TuningState
 
 __all__ = [
@@ -204,7 +204,7 @@ class AsyncBatchIterator:
             prefetcher.close()
 
 
-class AsyncLoader:
+class AsyncLoader(Resumable):
     """Loads the objects of a dataset with bounded prefetch, sharding, resume and tuning.
 
     Use :func:`create_async_loader` to make one. It is a context manager; :meth:`cancel`,
@@ -272,17 +272,8 @@ class AsyncLoader:
         return len(self.sampler)
 
     # -- epochs and resume -------------------------------------------------------------------
-    def set_epoch(self, epoch: int) -> None:
-        """Use the order of ``epoch`` from the next pass on."""
-        self.sampler.set_epoch(epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Position in the epoch (see :meth:`EpochSampler.state_dict`)."""
-        return self.sampler.state_dict()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Make the next pass yield exactly the items the state had not yet delivered."""
-        self.sampler.load_state_dict(state)
+    def _epoch_sampler(self) -> EpochSampler:
+        return self.sampler
 
     # -- tuning ------------------------------------------------------------------------------
     @property

@@ -34,6 +34,7 @@ from ..errors import InvalidURIError
 __all__ = [
     "STATE_VERSION",
     "EpochSampler",
+    "Resumable",
     "WorldLayout",
     "detect_rank_world",
     "detect_worker",
@@ -349,3 +350,35 @@ class EpochSampler:
             f"EpochSampler(num_items={self.num_items}, shuffle={self.shuffle}, seed={self.seed}, "
             f"epoch={self._epoch})"
         )
+
+
+class Resumable:
+    """``set_epoch``, ``state_dict`` and ``load_state_dict`` for a reader whose order is an
+    :class:`EpochSampler`'s (the one :meth:`_epoch_sampler` returns).
+
+    Mixed into the loader, the datasets, the JAX iterable and the samplers, so that every one
+    of them resumes the same way.
+    """
+
+    def _epoch_sampler(self) -> EpochSampler:
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order (shuffle) of ``epoch`` from the next pass on; call it before each
+        epoch."""
+        self._epoch_sampler().set_epoch(epoch)
+
+    def state_dict(self, samples_seen: int | None = None) -> dict[str, Any]:
+        """The resume state: a small, picklable dict (see :meth:`EpochSampler.state_dict`).
+
+        Args:
+            samples_seen: Items of this rank the training loop consumed this epoch. Needed
+                when items were drawn ahead of the loop (DataLoader workers or prefetch);
+                :class:`s3dlio.torch.ResumableDataLoader` counts them for you. ``None``: the
+                items delivered so far.
+        """
+        return self._epoch_sampler().state_dict(samples_seen)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Make the next pass yield exactly the items the state had not delivered."""
+        self._epoch_sampler().load_state_dict(state)

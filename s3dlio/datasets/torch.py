@@ -31,7 +31,7 @@ from ..io.uri import ObjectURI
 from .dataset import ObjectDataset, create_dataset, fetch_object
 from .loader import AsyncLoader
 from .options import LoaderOptions, PyLoaderOptions, coerce_options
-from .sampling import EpochSampler
+from .sampling import EpochSampler, Resumable
 
 __all__ = [
     "BufferReader",
@@ -108,7 +108,7 @@ def _converter(return_type: str, writable: bool) -> Callable[[BytesView], Any]:
     return as_tensor  # a BytesView is writable already: ``writable`` needs no copy
 
 
-class S3IterableDataset(IterableDataset):  # type: ignore[type-arg,unused-ignore]
+class S3IterableDataset(Resumable, IterableDataset):  # type: ignore[type-arg,unused-ignore]
     """Streams the objects a URI selects, sharded, shuffled per epoch and resumable.
 
     Args:
@@ -210,17 +210,8 @@ class S3IterableDataset(IterableDataset):  # type: ignore[type-arg,unused-ignore
         """Items this rank visits per epoch."""
         return len(self.sampler)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use the shuffle of ``epoch`` (call it before each epoch, before iterating)."""
-        self.sampler.set_epoch(epoch)
-
-    def state_dict(self, samples_seen: int | None = None) -> dict[str, Any]:
-        """The resume state (see :meth:`EpochSampler.state_dict`)."""
-        return self.sampler.state_dict(samples_seen)
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Make the next pass yield exactly the items the state had not consumed."""
-        self.sampler.load_state_dict(state)
+    def _epoch_sampler(self) -> EpochSampler:
+        return self.sampler
 
     @property
     def tuning(self) -> Any:
@@ -303,7 +294,7 @@ class S3MapDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
                               world_size=world_size)  # fmt: skip
 
 
-class ShardedSampler(Sampler[int]):
+class ShardedSampler(Resumable, Sampler[int]):
     """Indices for this rank (``torch.distributed`` / explicit), shuffled per epoch, resumable.
 
     The map-style counterpart of the iterable dataset's sharding: the same
@@ -331,21 +322,11 @@ class ShardedSampler(Sampler[int]):
     def __len__(self) -> int:
         return len(self.epoch_sampler)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use the shuffle of ``epoch``."""
-        self.epoch_sampler.set_epoch(epoch)
-
-    def state_dict(self, samples_seen: int | None = None) -> dict[str, Any]:
-        """The resume state; pass ``samples_seen`` (or use :class:`ResumableDataLoader`),
-        since the DataLoader draws indices ahead of what the training loop consumed."""
-        return self.epoch_sampler.state_dict(samples_seen)
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Make the next pass yield exactly the indices the state had not consumed."""
-        self.epoch_sampler.load_state_dict(state)
+    def _epoch_sampler(self) -> EpochSampler:
+        return self.epoch_sampler
 
 
-class ResumableDataLoader(DataLoader):  # type: ignore[type-arg,unused-ignore]
+class ResumableDataLoader(Resumable, DataLoader):  # type: ignore[type-arg,unused-ignore]
     """A ``DataLoader`` whose ``state_dict()`` is exact: it counts what the loop consumed.
 
     Works with :class:`S3IterableDataset` (and the other datasets here that have an
@@ -390,18 +371,6 @@ class ResumableDataLoader(DataLoader):  # type: ignore[type-arg,unused-ignore]
             seen = min(total, seen + per_batch)
             target.set_position(offset, seen)
             yield batch
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use the order of ``epoch`` for the next pass."""
-        self._epoch_sampler().set_epoch(epoch)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The exact resume state after the batches the loop has received."""
-        return self._epoch_sampler().state_dict()
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume: the next pass yields exactly the remaining batches."""
-        self._epoch_sampler().load_state_dict(state)
 
 
 ObjectStoreIterableDataset = S3IterableDataset

@@ -77,7 +77,9 @@ def call(
                 with _stats_lock:
                     _stats["gave_up"] += 1
                 exc.attempts = attempt
-                raise exc.with_context(uri=str(uri), op=op, byte_range=byte_range) from exc.__cause__
+                raise exc.with_context(
+                    uri=str(uri), op=op, byte_range=byte_range
+                ) from exc.__cause__
             with _stats_lock:
                 _stats["retries"] += 1
                 _stats["throttled"] += throttled

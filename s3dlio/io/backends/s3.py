@@ -47,6 +47,7 @@ from .. import retry
 from ..config import GiB, MiB
 from ..executor import run_claimed
 from ..http import Response
+from ..http.headers import content_range_total
 from ..http.multiplex import Exchange, available, exchange
 from ..store import ObjectMeta, ObjectStore, PartRead, ReadStream, Upload
 from ..uri import ObjectURI
@@ -230,13 +231,6 @@ class S3ReadStream(ReadStream):
         response, self._response = self._response, None
         if response is not None:
             response.close()
-
-
-def _content_range_total(value: str | None) -> int | None:
-    if value and "/" in value:
-        total = value.rsplit("/", 1)[1].strip()
-        return int(total) if total.isdigit() else None
-    return None
 
 
 # -- uploads -----------------------------------------------------------------------------------
@@ -443,7 +437,7 @@ class S3Store(ObjectStore):
             )  # fmt: skip
         if status == 206:
             delivered = response.length
-            total = _content_range_total(fields.get("content-range"))
+            total = content_range_total(fields.get("content-range"))
             if delivered is None or total is None:
                 response.close()
                 raise TransientError(
@@ -462,7 +456,7 @@ class S3Store(ObjectStore):
                 stream.skip(start)  # the server ignored Range: drop the head
             return stream
         if status == 416:  # the range starts at or past the end
-            total = _content_range_total(fields.get("content-range"))
+            total = content_range_total(fields.get("content-range"))
             body = response.read(ERROR_BODY_LIMIT)
             if total is None:
                 actual = _xml_field(body, "ActualObjectSize")
@@ -530,7 +524,7 @@ class S3Store(ObjectStore):
             return None
         etag = response.headers.get("etag")
         if response.status == 206:
-            size = _content_range_total(response.headers.get("content-range"))
+            size = content_range_total(response.headers.get("content-range"))
             if size is None or size < delivered:
                 return None
         elif response.status == 200 and not part.offset:
