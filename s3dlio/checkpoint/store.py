@@ -465,8 +465,17 @@ class CheckpointStore:
         return kept
 
     def _shard_dirs(self) -> Iterable[tuple[ManifestName, ObjectURI]]:
-        """Every ``ckpt-<step>-<ts>/`` directory below ``shards/`` (any strategy)."""
-        todo = [(self._uri(SHARD_DIR), 0)]
+        """Every ``ckpt-<step>-<ts>/`` directory below ``shards/`` (any strategy), also those
+        holding nothing but unfinished uploads."""
+        top = self._uri(SHARD_DIR)
+        seen: set[str] = set()
+        for uri in backend_for(top).list_incomplete(top):
+            directory = uri.key.rsplit("/", 1)[0]
+            name = ManifestName.parse_dir(directory.rsplit("/", 1)[-1])
+            if name is not None and directory not in seen:
+                seen.add(directory)
+                yield name, uri.with_key(directory + "/")
+        todo = [(top, 0)]
         while todo:
             prefix, depth = todo.pop()
             for page in ops.list_pages(prefix, recursive=False):
@@ -476,7 +485,8 @@ class CheckpointStore:
                     leaf = meta.key.rstrip("/").rsplit("/", 1)[-1]
                     name = ManifestName.parse_dir(leaf)
                     if name is not None:
-                        yield name, meta.uri
+                        if meta.key.rstrip("/") not in seen:
+                            yield name, meta.uri
                     elif depth < 2:
                         todo.append((meta.uri, depth + 1))
 

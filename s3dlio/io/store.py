@@ -315,6 +315,12 @@ class ObjectStore(ABC):
         """
         raise UnsupportedOperationError("no server-side copy", uri=str(dst), op="COPY")
 
+    def list_incomplete(self, prefix: ObjectURI) -> list[ObjectURI]:
+        """Objects below ``prefix`` whose upload began and never finished, where the service
+        keeps such uploads apart from objects (S3's open multipart uploads) and a listing
+        does not show them. The default: none."""
+        return []
+
     def discard_incomplete(self, prefix: ObjectURI) -> int:
         """Remove what interrupted uploads (a killed process) left below ``prefix``.
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import s3dlio
 from s3dlio.checkpoint import CheckpointStore
@@ -58,7 +59,22 @@ def temp_files(store_root: str) -> list[str]:
             if f.startswith(TEMP_MARK)]  # fmt: skip
 
 
-def test_sigkill_mid_save_keeps_previous_checkpoint(store_root: str) -> None:
+def pending_uploads(request: pytest.FixtureRequest, store_root: str) -> list[str] | None:
+    """Keys of the multipart uploads still open below an ``s3://`` ``store_root`` (else None)."""
+    if not store_root.startswith("s3://"):
+        return None
+    bucket, prefix = store_root[len("s3://") :].split("/", 1)
+    answer = (
+        request.getfixturevalue("moto_s3")
+        .client()
+        .list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    )
+    return [u["Key"] for u in answer.get("Uploads", [])]
+
+
+def test_sigkill_mid_save_keeps_previous_checkpoint(
+    store_root: str, request: pytest.FixtureRequest
+) -> None:
     store = CheckpointStore(store_root)
     before = {"w": np.arange(4096, dtype=np.float64), "step": 1}
     first = store.save(1, 0, "numpy", before)
@@ -67,6 +83,8 @@ def test_sigkill_mid_save_keeps_previous_checkpoint(store_root: str) -> None:
     local = store_root.startswith(("file://", "direct://"))
     if local:
         assert temp_files(store_root)  # the killed save left its partial shard behind
+    if store_root.startswith("s3://"):
+        assert pending_uploads(request, store_root)  # ... or its open multipart upload
 
     fresh = CheckpointStore(store_root)
     loaded = fresh.load_latest()
@@ -85,6 +103,7 @@ def test_sigkill_mid_save_keeps_previous_checkpoint(store_root: str) -> None:
     referenced = {s.key for m in manifests if m is not None for s in m.shards}
     stored = {u[len(store_root) :] for u in s3dlio.list(store_root, recursive=True)}
     assert stored == {"latest.json", first, second, *referenced}
+    assert pending_uploads(request, store_root) in (None, [])  # aborted by the clean-up
     if local:
         assert temp_files(store_root) == []
         top = store_root.split("://", 1)[1]

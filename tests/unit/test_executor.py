@@ -53,7 +53,9 @@ def test_nested_in_a_saturated_pool_makes_progress() -> None:
         return sum(o.result() for _, o in bounded_map(lambda j: j, range(10), 4))
 
     # more outer tasks than threads: every inner map must still finish
-    futures = [pool.submit(lambda i=i: list(bounded_map(outer, range(3), 2))) for i in range(width * 2)]
+    futures = [
+        pool.submit(lambda i=i: list(bounded_map(outer, range(3), 2))) for i in range(width * 2)
+    ]
     for fut in futures:
         assert [o.result() for _, o in fut.result(timeout=30)] == [45, 45, 45]
 

@@ -681,6 +681,32 @@ class S3Store(ObjectStore):
         return failed
 
     # -- buckets -----------------------------------------------------------------------------
+    def list_incomplete(self, prefix: ObjectURI) -> list[ObjectURI]:
+        """Keys below ``prefix`` with a multipart upload still open."""
+        return [upload.uri for upload in self._open_uploads(prefix)]
+
+    def discard_incomplete(self, prefix: ObjectURI) -> int:
+        """Abort the multipart uploads still open below ``prefix`` (a killed writer's parts,
+        which S3 keeps, and bills, until aborted). Returns how many were aborted."""
+        uploads = list(self._open_uploads(prefix))
+        for upload in uploads:
+            upload.abort()
+        return len(uploads)
+
+    def _open_uploads(self, prefix: ObjectURI) -> Iterator[S3Upload]:
+        """The multipart uploads begun and neither completed nor aborted below ``prefix``."""
+        params: dict[str, Any] = {"Bucket": prefix.bucket, "Prefix": prefix.key}
+        while True:
+            page = self._control(
+                prefix, "LIST_UPLOADS", lambda c: c.list_multipart_uploads(**params)
+            )  # fmt: skip
+            for upload in page.get("Uploads", ()):
+                yield S3Upload(self, prefix.with_key(upload["Key"]), upload["UploadId"])
+            if not page.get("IsTruncated"):
+                return
+            params["KeyMarker"] = page.get("NextKeyMarker", "")
+            params["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+
     def create_bucket(self, uri: ObjectURI) -> None:
         """Create the bucket (in the configured region); one we already own is fine."""
         region = _state().service(uri).region
