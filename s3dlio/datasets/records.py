@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -68,7 +69,15 @@ def expand_uris(
 
 
 class _MultiFileDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
-    """Items numbered across several files; per-process readers; a transform per item."""
+    """Items numbered across several files; per-process readers; a transform per item.
+
+    Each process keeps the readers of the :attr:`max_open_files` files it used last (a reader
+    of a local file holds its descriptor open); older ones are dropped, and closed once no
+    read still uses them.
+    """
+
+    #: Readers kept open per process (set it on the class or on one dataset).
+    max_open_files: int = 64
 
     def __init__(self, uris: list[str], counts: Sequence[int],
                  transform: Callable[[Any], Any] | None) -> None:  # fmt: skip
@@ -76,7 +85,7 @@ class _MultiFileDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
         self.counts = np.asarray(counts, dtype=np.int64)
         self._starts = [0, *np.cumsum(self.counts).tolist()]
         self.transform = transform
-        self._readers: dict[int, Any] = {}
+        self._readers: OrderedDict[int, Any] = OrderedDict()
         self._pid = os.getpid()
 
     def __len__(self) -> int:
@@ -93,11 +102,17 @@ class _MultiFileDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
 
     def reader(self, file: int) -> Any:
         """The open reader of file number ``file`` in this process."""
+        readers = self._readers
         if self._pid != os.getpid():
-            self._readers, self._pid = {}, os.getpid()
-        reader = self._readers.get(file)
-        if reader is None:
-            reader = self._readers[file] = self._open(file)
+            readers = self._readers = OrderedDict()
+            self._pid = os.getpid()
+        reader = readers.get(file)
+        if reader is not None:
+            readers.move_to_end(file)
+            return reader
+        reader = readers[file] = self._open(file)
+        while len(readers) > max(1, self.max_open_files):
+            readers.popitem(last=False)  # closed by its finaliser when no read holds it
         return reader
 
     def _open(self, file: int) -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import io
+import os
 
 import numpy as np
 import pytest
@@ -117,3 +119,35 @@ def test_npz_dataset_one_item_per_object(store_root):
     assert first.tolist() == [[3, 3, 3], [3, 3, 3]]
     everything = NPZDataset(store_root + "npz/", "*")[1]
     assert set(everything) == {"x", "y"} and everything["y"].tolist() == [10]
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("kind", ["tfrecord", "hdf5", "npz"])
+def test_readers_of_many_files_stay_bounded(file_root, kind):
+    files = 40
+    if kind == "tfrecord":
+        write_tfrecords(file_root, files=files, per_file=2)
+        ds = TFRecordDataset(file_root)
+    elif kind == "hdf5":
+        for f in range(files):
+            with open_hdf5(f"{file_root}f{f:02d}.h5", "w") as h5:
+                h5["data"] = np.full((2, 3), f, dtype=np.int32)
+        ds = HDF5Dataset(file_root)
+    else:
+        for f in range(files):
+            buf = io.BytesIO()
+            np.savez(buf, x=np.full(3, f))
+            s3dlio.put_bytes(f"{file_root}f{f:02d}.npz", buf.getvalue())
+        ds = NPZDataset(file_root)
+    ds.max_open_files = 8
+    before = _open_fds()
+    for _ in range(2):
+        items = [ds[i] for i in range(len(ds))]
+        assert len(items) == len(ds) == files * (1 if kind == "npz" else 2)
+        del items
+        gc.collect()
+        assert len(ds._readers) == 8
+        assert _open_fds() - before <= 8  # the dropped readers released their descriptors
