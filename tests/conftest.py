@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from s3dlio.io.config import RangeEngineConfig, Settings, reset_settings, settings
 
 pytest_plugins: list[str] = [
     "tests.servers.azurite",
@@ -61,3 +64,12 @@ def store_root(request: pytest.FixtureRequest) -> str:
 def scheme(store_root: str) -> str:
     """The scheme of ``store_root``."""
     return store_root.split("://", 1)[0]
+
+
+@pytest.fixture
+def split_ranges() -> Iterator[None]:
+    """Split GETs above 1 MiB into 1 MiB ranges (RangeEngine) for one test."""
+    old = settings()
+    reset_settings(Settings(range=RangeEngineConfig(threshold="1MiB", chunk_size="1MiB")))
+    yield
+    reset_settings(old)

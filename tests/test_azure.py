@@ -12,9 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import zstandard
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
@@ -23,7 +21,6 @@ from s3dlio import (
     IntegrityError,
     NotFoundError,
     PermissionDeniedError,
-    RangeEngineConfig,
     RetryConfig,
 )
 from s3dlio.io.backends import azure as azure_backend
@@ -31,10 +28,9 @@ from s3dlio.io.config import Settings, reset_settings, settings
 from s3dlio.io.retry import retry_stats
 from s3dlio.io.store import backend_for, reset_backends
 from s3dlio.io.uri import parse_uri
+from tests.helpers import MiB, key_of, logged_ops, random_payload
 from tests.servers.azurite import ACCOUNT, Azurite, connection_string
 from tests.servers.proxy import FaultProxy
-
-MiB = 1 << 20
 
 
 @pytest.fixture(scope="module")
@@ -44,42 +40,18 @@ def sdk(azurite: Azurite) -> Iterator[ContainerClient]:
         yield service.get_container_client(azurite.container)
 
 
-def _key(root: str, name: str) -> str:
-    """The blob name of ``root + name``."""
-    return parse_uri(root + name).key
-
-
-def _payload(size: int, seed: int) -> bytes:
-    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
-
-
-def _ops(log: Path) -> list[str]:
-    with open(log, "rb") as fh:
-        text = zstandard.ZstdDecompressor().stream_reader(fh).read().decode()
-    return [line.split("\t")[2] for line in text.splitlines()[1:]]
-
-
-@pytest.fixture
-def split_ranges() -> Iterator[None]:
-    """Split GETs above 1 MiB into 1 MiB ranges."""
-    old = settings()
-    reset_settings(Settings(range=RangeEngineConfig(threshold="1MiB", chunk_size="1MiB")))
-    yield
-    reset_settings(old)
-
-
 # -- cross-checks with the official client -----------------------------------------------------
 
 
 def test_what_we_write_the_sdk_reads(az_root: str, sdk: ContainerClient) -> None:
-    small, big = _payload(1000, 1), _payload(3 * MiB + 5, 2)
+    small, big = random_payload(1000, 1), random_payload(3 * MiB + 5, 2)
     s3dlio.put_bytes(az_root + "small.bin", small)
     opts = s3dlio.WriterOptions(part_size="1MiB", content_type="application/x-test")
     with s3dlio.open_writer(az_root + "big.bin", opts) as writer:
         for start in range(0, len(big), 300_000):
             writer.write(big[start : start + 300_000])
-    assert sdk.download_blob(_key(az_root, "small.bin")).readall() == small
-    blob = sdk.get_blob_client(_key(az_root, "big.bin"))
+    assert sdk.download_blob(key_of(az_root + "small.bin")).readall() == small
+    blob = sdk.get_blob_client(key_of(az_root + "big.bin"))
     assert blob.download_blob().readall() == big
     assert blob.get_blob_properties().content_settings.content_type == "application/x-test"
     committed, _ = blob.get_block_list("committed")
@@ -87,15 +59,16 @@ def test_what_we_write_the_sdk_reads(az_root: str, sdk: ContainerClient) -> None
 
 
 def test_what_the_sdk_writes_we_read(az_root: str, sdk: ContainerClient) -> None:
-    payload = _payload(100_000, 3)
-    sdk.upload_blob(_key(az_root, "dir/sdk.bin"), payload, metadata={"k": "v"})
+    payload = random_payload(100_000, 3)
+    sdk.upload_blob(key_of(az_root + "dir/sdk.bin"), payload, metadata={"k": "v"})
     assert s3dlio.get(az_root + "dir/sdk.bin") == payload
     assert s3dlio.get_range(az_root + "dir/sdk.bin", 99_990, 100) == payload[99_990:]
     info = s3dlio.stat(az_root + "dir/sdk.bin")
     assert info["size"] == 100_000 and info["metadata"] == {"k": "v"}
     assert info["blob_type"] == "BlockBlob"
     assert (
-        info["etag"] == sdk.get_blob_client(_key(az_root, "dir/sdk.bin")).get_blob_properties().etag
+        info["etag"]
+        == sdk.get_blob_client(key_of(az_root + "dir/sdk.bin")).get_blob_properties().etag
     )
     assert s3dlio.list(az_root) == [az_root + "dir/"]
 
@@ -104,14 +77,14 @@ def test_streamed_40mib_write_and_split_read(
     az_root: str, sdk: ContainerClient, split_ranges: None, tmp_path: Path
 ) -> None:
     uri = az_root + "stream/40mib.bin"
-    payload = _payload(40 * MiB, 4)
+    payload = random_payload(40 * MiB, 4)
     writer = s3dlio.open_writer(uri, s3dlio.WriterOptions(part_size="8MiB"))
     for start in range(0, len(payload), MiB):
         writer.write(payload[start : start + MiB])
         if start == 20 * MiB:
             assert not s3dlio.exists(uri)  # staged blocks are not a blob
     assert writer.finalize() == (40 * MiB, 40 * MiB)
-    blob = sdk.get_blob_client(_key(az_root, "stream/40mib.bin"))
+    blob = sdk.get_blob_client(key_of(az_root + "stream/40mib.bin"))
     assert len(blob.get_block_list("committed")[0]) == 5
     digest = hashlib.sha256(payload).hexdigest()
     assert hashlib.sha256(blob.download_blob().readall()).hexdigest() == digest
@@ -120,7 +93,7 @@ def test_streamed_40mib_write_and_split_read(
     got = s3dlio.get(uri)
     s3dlio.finalize_op_log()
     assert hashlib.sha256(got).hexdigest() == digest
-    ops = _ops(tmp_path / "ops.zst")
+    ops = logged_ops(tmp_path / "ops.zst")
     assert ops.count("GET") == 1 and ops.count("GET_RANGE") == 39
 
 
@@ -130,10 +103,10 @@ def test_writer_abort_leaves_no_blob_and_no_committed_blocks(
     uri = az_root + "aborted.bin"
     with pytest.raises(RuntimeError, match="stop"):
         with s3dlio.open_writer(uri, s3dlio.WriterOptions(part_size="1MiB")) as writer:
-            writer.write(_payload(3 * MiB, 5))
+            writer.write(random_payload(3 * MiB, 5))
             raise RuntimeError("stop")
     assert not s3dlio.exists(uri)
-    blob = sdk.get_blob_client(_key(az_root, "aborted.bin"))
+    blob = sdk.get_blob_client(key_of(az_root + "aborted.bin"))
     with pytest.raises(ResourceNotFoundError):
         blob.get_blob_properties()
     try:
@@ -148,7 +121,7 @@ def test_abort_keeps_the_previous_version(az_root: str) -> None:
     uri = az_root + "kept.bin"
     s3dlio.put_bytes(uri, b"old")
     writer = s3dlio.open_writer(uri, s3dlio.WriterOptions(part_size="1MiB"))
-    writer.write(_payload(2 * MiB + 1, 6))
+    writer.write(random_payload(2 * MiB + 1, 6))
     writer.abort()
     assert s3dlio.get(uri) == b"old"
 
@@ -258,8 +231,8 @@ def _blob_path(root: str, name: str) -> str:
 
 
 def test_server_busy_is_retried(az_root: str, proxied: FaultProxy, sdk: ContainerClient) -> None:
-    payload = _payload(200_000, 7)
-    sdk.upload_blob(_key(az_root, "busy.bin"), payload)
+    payload = random_payload(200_000, 7)
+    sdk.upload_blob(key_of(az_root + "busy.bin"), payload)
     path = _blob_path(az_root, "busy.bin")
     proxied.add_fault("status", count=2, match=f"GET {path}", status=503, body=SERVER_BUSY,
                       headers=BUSY_HEADERS)  # fmt: skip
@@ -273,7 +246,7 @@ def test_server_busy_is_retried(az_root: str, proxied: FaultProxy, sdk: Containe
     before = retry_stats()
     s3dlio.put_bytes(az_root + "busy.bin", b"replaced")  # 500 ServerBusy: throttled, retried
     assert retry_stats()["throttled"] - before["throttled"] == 2
-    assert sdk.download_blob(_key(az_root, "busy.bin")).readall() == b"replaced"
+    assert sdk.download_blob(key_of(az_root + "busy.bin")).readall() == b"replaced"
 
     proxied.add_fault("status", count=None, match=f"GET {path}", status=503, body=SERVER_BUSY,
                       headers=BUSY_HEADERS)  # fmt: skip
@@ -285,8 +258,8 @@ def test_server_busy_is_retried(az_root: str, proxied: FaultProxy, sdk: Containe
 def test_truncated_body_is_fetched_again(
     az_root: str, proxied: FaultProxy, sdk: ContainerClient
 ) -> None:
-    payload = _payload(300_000, 8)
-    sdk.upload_blob(_key(az_root, "cut.bin"), payload)
+    payload = random_payload(300_000, 8)
+    sdk.upload_blob(key_of(az_root + "cut.bin"), payload)
     path = _blob_path(az_root, "cut.bin")
     proxied.add_fault("truncate", match=f"GET {path}", after=100_000)
     assert s3dlio.get(az_root + "cut.bin") == payload
@@ -296,10 +269,10 @@ def test_truncated_body_is_fetched_again(
 def test_staged_block_rejected_once_is_sent_again(
     az_root: str, proxied: FaultProxy, sdk: ContainerClient
 ) -> None:
-    payload = _payload(3 * MiB, 9)
+    payload = random_payload(3 * MiB, 9)
     proxied.add_fault("status", match="comp=block&", status=503, body=SERVER_BUSY,
                       headers=BUSY_HEADERS)  # fmt: skip
     with s3dlio.open_writer(az_root + "w.bin", s3dlio.WriterOptions(part_size="1MiB")) as w:
         w.write(payload)
-    assert sdk.download_blob(_key(az_root, "w.bin")).readall() == payload
+    assert sdk.download_blob(key_of(az_root + "w.bin")).readall() == payload
     assert len(proxied.requests_matching("comp=block&")) == 4

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 
 import s3dlio
@@ -28,6 +27,7 @@ from s3dlio.io.config import Settings, reset_settings, settings
 from s3dlio.io.retry import retry_stats
 from s3dlio.io.store import backend_for
 from s3dlio.io.uri import parse_uri
+from tests.helpers import random_payload
 from tests.servers.moto import MotoS3
 from tests.servers.proxy import FaultProxy
 
@@ -66,10 +66,6 @@ def root(proxy: FaultProxy, moto_s3: MotoS3) -> str:
     return f"s3://{proxy.endpoint}/{moto_s3.bucket}/{uuid.uuid4().hex[:12]}/"
 
 
-def _payload(size: int, seed: int) -> bytes:
-    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
-
-
 def _path(uri: str) -> str:
     parsed = parse_uri(uri)
     return f"/{parsed.bucket}/{parsed.key}"
@@ -89,7 +85,7 @@ def _delta(before: dict[str, int]) -> dict[str, int]:
 
 def test_slowdown_then_success(proxy: FaultProxy, root: str) -> None:
     uri = root + "slow.bin"
-    payload = _payload(300_000, 1)
+    payload = random_payload(300_000, 1)
     s3dlio.put_bytes(uri, payload)
     proxy.add_fault("status", count=3, match=f"GET {_path(uri)}", **SLOWDOWN)
     before = _retries()
@@ -113,7 +109,7 @@ def test_persistent_slowdown_says_how_many_attempts(proxy: FaultProxy, root: str
 
 def test_connection_reset_is_retried(proxy: FaultProxy, root: str) -> None:
     uri = root + "reset.bin"
-    payload = _payload(200_000, 2)
+    payload = random_payload(200_000, 2)
     s3dlio.put_bytes(uri, payload)
     proxy.add_fault("reset", count=2, match=f"GET {_path(uri)}")
     before = _retries()
@@ -124,7 +120,7 @@ def test_connection_reset_is_retried(proxy: FaultProxy, root: str) -> None:
 
 def test_truncated_body_is_retried_never_returned(proxy: FaultProxy, root: str) -> None:
     uri = root + "cut.bin"
-    payload = _payload(2 * MiB, 3)
+    payload = random_payload(2 * MiB, 3)
     s3dlio.put_bytes(uri, payload)
     proxy.add_fault("truncate", count=2, match=f"GET {_path(uri)}", after=MiB + 17)
     data = s3dlio.get(uri)
@@ -134,7 +130,7 @@ def test_truncated_body_is_retried_never_returned(proxy: FaultProxy, root: str) 
 
 def test_truncated_range_of_a_split_read(proxy: FaultProxy, root: str) -> None:
     uri = root + "split.bin"
-    payload = _payload(6 * MiB, 4)
+    payload = random_payload(6 * MiB, 4)
     s3dlio.put_bytes(uri, payload)
     old = settings()
     reset_settings(
@@ -154,7 +150,7 @@ def test_truncated_range_of_a_split_read(proxy: FaultProxy, root: str) -> None:
 
 def test_stalled_first_byte_times_out_and_is_retried(proxy: FaultProxy, root: str) -> None:
     uri = root + "stall.bin"
-    payload = _payload(100_000, 5)
+    payload = random_payload(100_000, 5)
     s3dlio.put_bytes(uri, payload)
     old = settings()
     reset_settings(Settings(retry=FAST_RETRIES, operation_timeout=0.5))
@@ -238,7 +234,7 @@ def test_keep_alive_through_the_proxy(proxy: FaultProxy, root: str) -> None:
 
 
 def _objects(root: str, count: int, size: int = 50_000) -> dict[str, bytes]:
-    items = {f"{root}many/{i}.bin": _payload(size + i, 100 + i) for i in range(count)}
+    items = {f"{root}many/{i}.bin": random_payload(size + i, 100 + i) for i in range(count)}
     s3dlio.put_many(items.items())
     return items
 
@@ -411,7 +407,7 @@ def test_put_reset_before_the_server_is_written_once(
 ) -> None:
     key = f"once-{uuid.uuid4().hex[:8]}.bin"
     uri = f"s3://{proxy.endpoint}/{versioned}/{key}"
-    payload = _payload(500_000, 6)
+    payload = random_payload(500_000, 6)
     proxy.add_fault("reset", match=f"PUT /{versioned}/{key}")
     s3dlio.put_bytes(uri, payload)
     assert len(proxy.requests_matching(f"PUT /{versioned}/{key}")) == 2
@@ -424,7 +420,7 @@ def test_put_reset_after_the_server_wrote_keeps_the_content(
 ) -> None:
     key = f"twice-{uuid.uuid4().hex[:8]}.bin"
     uri = f"s3://{proxy.endpoint}/{versioned}/{key}"
-    payload = _payload(500_000, 7)
+    payload = random_payload(500_000, 7)
     proxy.add_fault("reset", match=f"PUT /{versioned}/{key}", forward=True)
     s3dlio.put_bytes(uri, payload)
     versions = _versions(moto_s3, versioned, key)
@@ -435,7 +431,7 @@ def test_put_reset_after_the_server_wrote_keeps_the_content(
 
 def test_multipart_part_retried_after_reset(proxy: FaultProxy, root: str) -> None:
     uri = root + "parts.bin"
-    payload = _payload(11 * MiB, 8)
+    payload = random_payload(11 * MiB, 8)
     proxy.add_fault("reset", match="partNumber=2&")
     proxy.add_fault("status", match="partNumber=3&", **SLOWDOWN)
     with s3dlio.open_writer(uri, s3dlio.WriterOptions(part_size="5MiB")) as writer:

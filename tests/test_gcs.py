@@ -14,22 +14,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-import numpy as np
 import pytest
-import zstandard
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 import s3dlio
-from s3dlio import IntegrityError, NotFoundError, RangeEngineConfig, RetryConfig
+from s3dlio import IntegrityError, NotFoundError, RetryConfig
 from s3dlio.io.config import Settings, reset_settings, settings
 from s3dlio.io.retry import retry_stats
 from s3dlio.io.store import backend_for, reset_backends
 from s3dlio.io.uri import parse_uri
+from tests.helpers import MiB, key_of, logged_ops, random_payload
 from tests.servers.gcs import FakeGCS
 from tests.servers.proxy import FaultProxy
-
-MiB = 1 << 20
 
 
 @pytest.fixture(scope="module")
@@ -39,50 +36,27 @@ def bucket(fake_gcs: FakeGCS) -> storage.Bucket:
     return client.bucket(fake_gcs.bucket)
 
 
-def _key(root: str, name: str) -> str:
-    return parse_uri(root + name).key
-
-
-def _payload(size: int, seed: int) -> bytes:
-    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
-
-
-def _ops(log: Path) -> list[str]:
-    with open(log, "rb") as fh:
-        text = zstandard.ZstdDecompressor().stream_reader(fh).read().decode()
-    return [line.split("\t")[2] for line in text.splitlines()[1:]]
-
-
-@pytest.fixture
-def split_ranges() -> Iterator[None]:
-    """Split GETs above 1 MiB into 1 MiB ranges."""
-    old = settings()
-    reset_settings(Settings(range=RangeEngineConfig(threshold="1MiB", chunk_size="1MiB")))
-    yield
-    reset_settings(old)
-
-
 # -- cross-checks with the official client -----------------------------------------------------
 
 
 def test_what_we_write_the_client_reads(gs_root: str, bucket: storage.Bucket) -> None:
-    small, big = _payload(1000, 1), _payload(MiB + 5, 2)
+    small, big = random_payload(1000, 1), random_payload(MiB + 5, 2)
     s3dlio.put_bytes(gs_root + "small.bin", small)
     opts = s3dlio.WriterOptions(part_size="256KiB", content_type="application/x-test",
                                 metadata={"team": "ml"})  # fmt: skip
     with s3dlio.open_writer(gs_root + "big.bin", opts) as writer:
         for start in range(0, len(big), 100_000):
             writer.write(big[start : start + 100_000])
-    assert bucket.blob(_key(gs_root, "small.bin")).download_as_bytes() == small
-    blob = bucket.get_blob(_key(gs_root, "big.bin"))
+    assert bucket.blob(key_of(gs_root + "small.bin")).download_as_bytes() == small
+    blob = bucket.get_blob(key_of(gs_root + "big.bin"))
     assert blob.download_as_bytes() == big
     assert blob.content_type == "application/x-test" and blob.metadata == {"team": "ml"}
     assert s3dlio.stat(gs_root + "big.bin")["etag"] == str(blob.generation)
 
 
 def test_what_the_client_writes_we_read(gs_root: str, bucket: storage.Bucket) -> None:
-    payload = _payload(100_000, 3)
-    blob = bucket.blob(_key(gs_root, "dir/client.bin"))
+    payload = random_payload(100_000, 3)
+    blob = bucket.blob(key_of(gs_root + "dir/client.bin"))
     blob.metadata = {"k": "v"}
     blob.upload_from_string(payload, content_type="image/png")
     assert s3dlio.get(gs_root + "dir/client.bin") == payload
@@ -107,7 +81,7 @@ def test_streamed_40mib_write_and_split_read(
     gs_root: str, bucket: storage.Bucket, split_ranges: None, tmp_path: Path
 ) -> None:
     uri = gs_root + "stream/40mib.bin"
-    payload = _payload(40 * MiB, 4)
+    payload = random_payload(40 * MiB, 4)
     writer = s3dlio.open_writer(uri, s3dlio.WriterOptions(part_size="8MiB"))
     assert writer.max_in_flight == 1 and writer.part_size % (256 * 1024) == 0
     for start in range(0, len(payload), MiB):
@@ -118,7 +92,7 @@ def test_streamed_40mib_write_and_split_read(
     digest = hashlib.sha256(payload).hexdigest()
     assert (
         hashlib.sha256(
-            bucket.blob(_key(gs_root, "stream/40mib.bin")).download_as_bytes()
+            bucket.blob(key_of(gs_root + "stream/40mib.bin")).download_as_bytes()
         ).hexdigest()
         == digest
     )
@@ -127,7 +101,7 @@ def test_streamed_40mib_write_and_split_read(
     got = s3dlio.get(uri)
     s3dlio.finalize_op_log()
     assert hashlib.sha256(got).hexdigest() == digest
-    ops = _ops(tmp_path / "ops.zst")
+    ops = logged_ops(tmp_path / "ops.zst")
     assert ops.count("GET") == 1 and ops.count("GET_RANGE") == 39
 
 
@@ -135,15 +109,15 @@ def test_writer_abort_leaves_nothing(gs_root: str, bucket: storage.Bucket) -> No
     uri = gs_root + "aborted.bin"
     with pytest.raises(RuntimeError, match="stop"):
         with s3dlio.open_writer(uri, s3dlio.WriterOptions(part_size="256KiB")) as writer:
-            writer.write(_payload(MiB, 5))
+            writer.write(random_payload(MiB, 5))
             raise RuntimeError("stop")
     assert not s3dlio.exists(uri)
-    assert bucket.get_blob(_key(gs_root, "aborted.bin")) is None
+    assert bucket.get_blob(key_of(gs_root + "aborted.bin")) is None
     assert s3dlio.list(gs_root, recursive=True) == []
 
 
 def test_exact_multiple_of_the_part_size(gs_root: str) -> None:
-    payload = _payload(MiB, 6)  # four whole chunks, then an empty final one
+    payload = random_payload(MiB, 6)  # four whole chunks, then an empty final one
     with s3dlio.open_writer(gs_root + "exact.bin", s3dlio.WriterOptions(part_size="256KiB")) as w:
         w.write(payload)
     assert s3dlio.get(gs_root + "exact.bin") == payload
@@ -230,8 +204,8 @@ def _media_path(root: str, name: str) -> str:
 
 
 def test_429_and_503_are_retried(gs_root: str, proxied: FaultProxy, bucket: storage.Bucket) -> None:
-    payload = _payload(200_000, 7)
-    bucket.blob(_key(gs_root, "busy.bin")).upload_from_string(payload)
+    payload = random_payload(200_000, 7)
+    bucket.blob(key_of(gs_root + "busy.bin")).upload_from_string(payload)
     path = _media_path(gs_root, "busy.bin")
     proxied.add_fault("status", match=f"GET {path}", status=429, body=_error(429, "rate"),
                       headers=JSON)  # fmt: skip
@@ -252,26 +226,26 @@ def test_429_and_503_are_retried(gs_root: str, proxied: FaultProxy, bucket: stor
 def test_truncated_body_is_fetched_again(
     gs_root: str, proxied: FaultProxy, bucket: storage.Bucket, tmp_path: Path
 ) -> None:
-    payload = _payload(300_000, 8)
-    bucket.blob(_key(gs_root, "cut.bin")).upload_from_string(payload)
+    payload = random_payload(300_000, 8)
+    bucket.blob(key_of(gs_root + "cut.bin")).upload_from_string(payload)
     path = _media_path(gs_root, "cut.bin")
     proxied.add_fault("truncate", match=f"GET {path}", after=100_000)
     s3dlio.init_op_log(tmp_path / "ops.zst")
     assert s3dlio.get(gs_root + "cut.bin") == payload
     s3dlio.finalize_op_log()
     assert len(proxied.requests_matching(f"GET {path}")) == 2
-    assert _ops(tmp_path / "ops.zst") == ["GET", "GET"]  # the cut attempt is logged too
+    assert logged_ops(tmp_path / "ops.zst") == ["GET", "GET"]  # the cut attempt is logged too
 
 
 def test_resumable_chunk_rejected_once_is_sent_again(
     gs_root: str, proxied: FaultProxy, bucket: storage.Bucket
 ) -> None:
-    payload = _payload(MiB + 10, 9)
+    payload = random_payload(MiB + 10, 9)
     proxied.add_fault("status", count=2, match="PUT /upload/", status=503,
                       body=_error(503, "backend"), headers=JSON)  # fmt: skip
     with s3dlio.open_writer(gs_root + "w.bin", s3dlio.WriterOptions(part_size="256KiB")) as w:
         w.write(payload)
-    assert bucket.blob(_key(gs_root, "w.bin")).download_as_bytes() == payload
+    assert bucket.blob(key_of(gs_root + "w.bin")).download_as_bytes() == payload
     assert len(proxied.requests_matching("PUT /upload/")) == 5 + 2
 
 
@@ -283,5 +257,5 @@ def test_chunk_with_unknown_outcome_fails_the_upload_on_the_emulator(
     proxied.add_fault("reset", match="PUT /upload/", forward=True)
     with pytest.raises(s3dlio.S3DlioError, match="outcome unknown"):
         with s3dlio.open_writer(gs_root + "u.bin", s3dlio.WriterOptions(part_size="256KiB")) as w:
-            w.write(_payload(MiB, 10))
+            w.write(random_payload(MiB, 10))
     assert not s3dlio.exists(gs_root + "u.bin")

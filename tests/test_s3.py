@@ -16,23 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import crc32c
-import numpy as np
 import pytest
 import zstandard
 
 import s3dlio
 from s3dlio import IntegrityError, NotFoundError, PermissionDeniedError, RangeEngineConfig
-from s3dlio.io import oplog
 from s3dlio.io.backends import s3 as s3mod
 from s3dlio.io.backends import s3_client
 from s3dlio.io.buffers import buffer_address
 from s3dlio.io.config import Settings, reset_settings, settings
 from s3dlio.io.store import backend_for
 from s3dlio.io.uri import parse_uri
+from tests.helpers import MiB, key_of, log_rows, random_payload
 from tests.servers.moto import MotoS3
 from tests.servers.proxy import FaultProxy
 
-MiB = 1 << 20
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 
 
@@ -40,21 +38,6 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 def boto(moto_s3: MotoS3) -> Any:
     """A plain boto3 client of the moto server."""
     return moto_s3.client()
-
-
-def _key(uri: str) -> str:
-    return parse_uri(uri).key
-
-
-def _payload(size: int, seed: int) -> bytes:
-    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
-
-
-def _read_log(path: Path) -> list[list[str]]:
-    with open(path, "rb") as fh:
-        text = zstandard.ZstdDecompressor().stream_reader(fh).read().decode()
-    assert text.startswith(oplog.HEADER)
-    return [line.split("\t") for line in text.splitlines()[1:]]
 
 
 @pytest.fixture
@@ -77,7 +60,7 @@ def proxied(moto_s3: MotoS3, fault_proxy: Callable[..., FaultProxy]) -> tuple[Fa
 
 
 def test_what_we_write_boto3_reads(s3_root: str, moto_s3: MotoS3, boto: Any) -> None:
-    small, big = _payload(1000, 1), _payload(6 * MiB + 7, 2)
+    small, big = random_payload(1000, 1), random_payload(6 * MiB + 7, 2)
     s3dlio.put_bytes(s3_root + "small.bin", small)
     opts = s3dlio.WriterOptions(
         part_size="5MiB", content_type="application/x-test", metadata={"Origin": "s3dlio"}
@@ -86,8 +69,8 @@ def test_what_we_write_boto3_reads(s3_root: str, moto_s3: MotoS3, boto: Any) -> 
         for start in range(0, len(big), 300_000):
             writer.write(big[start : start + 300_000])
     bucket = moto_s3.bucket
-    assert boto.get_object(Bucket=bucket, Key=_key(s3_root + "small.bin"))["Body"].read() == small
-    answer = boto.get_object(Bucket=bucket, Key=_key(s3_root + "big.bin"))
+    assert boto.get_object(Bucket=bucket, Key=key_of(s3_root + "small.bin"))["Body"].read() == small
+    answer = boto.get_object(Bucket=bucket, Key=key_of(s3_root + "big.bin"))
     assert answer["Body"].read() == big
     assert answer["ContentType"] == "application/x-test"
     assert answer["Metadata"] == {"origin": "s3dlio"}
@@ -96,8 +79,8 @@ def test_what_we_write_boto3_reads(s3_root: str, moto_s3: MotoS3, boto: Any) -> 
 
 
 def test_what_boto3_writes_we_read(s3_root: str, moto_s3: MotoS3, boto: Any) -> None:
-    payload = _payload(100_000, 3)
-    key = _key(s3_root + "dir/boto.bin")
+    payload = random_payload(100_000, 3)
+    key = key_of(s3_root + "dir/boto.bin")
     put = boto.put_object(
         Bucket=moto_s3.bucket, Key=key, Body=payload, ContentType="text/x-boto",
         Metadata={"k": "v"},
@@ -130,16 +113,16 @@ def test_put_with_content_type_and_metadata(s3_root: str, moto_s3: MotoS3, boto:
 
 def test_streamed_40mib_upload_is_multipart(s3_root: str, moto_s3: MotoS3, boto: Any) -> None:
     uri = s3_root + "stream/40mib.bin"
-    payload = _payload(40 * MiB, 4)
+    payload = random_payload(40 * MiB, 4)
     writer = s3dlio.create_s3_writer(uri)  # 16 MiB parts by default
     for start in range(0, len(payload), MiB):
         writer.write_chunk(payload[start : start + MiB])
         if start == 20 * MiB:
             assert not s3dlio.exists(uri)  # parts are not an object
     assert writer.finalize() == (40 * MiB, 40 * MiB)
-    head = boto.head_object(Bucket=moto_s3.bucket, Key=_key(uri), PartNumber=1)
+    head = boto.head_object(Bucket=moto_s3.bucket, Key=key_of(uri), PartNumber=1)
     assert head["PartsCount"] == 3
-    body = boto.get_object(Bucket=moto_s3.bucket, Key=_key(uri))["Body"].read()
+    body = boto.get_object(Bucket=moto_s3.bucket, Key=key_of(uri))["Body"].read()
     assert hashlib.sha256(body).digest() == hashlib.sha256(payload).digest()
     assert writer.checksum() == f"crc32c:{crc32c.crc32c(payload):08x}"
 
@@ -155,11 +138,11 @@ def test_exception_in_writer_leaves_no_object_and_no_upload(
     uri = s3_root + "failed.bin"
     with pytest.raises(RuntimeError, match="stop"):
         with s3dlio.open_writer(uri, s3dlio.WriterOptions(part_size="5MiB")) as writer:
-            writer.write(_payload(12 * MiB, 5))
-            assert _pending_uploads(boto, moto_s3.bucket, _key(s3_root)) == [_key(uri)]
+            writer.write(random_payload(12 * MiB, 5))
+            assert _pending_uploads(boto, moto_s3.bucket, key_of(s3_root)) == [key_of(uri)]
             raise RuntimeError("stop")
     assert not s3dlio.exists(uri)
-    assert _pending_uploads(boto, moto_s3.bucket, _key(s3_root)) == []
+    assert _pending_uploads(boto, moto_s3.bucket, key_of(s3_root)) == []
 
 
 def test_abort_leaves_no_upload_and_keeps_the_old_object(
@@ -168,11 +151,11 @@ def test_abort_leaves_no_upload_and_keeps_the_old_object(
     uri = s3_root + "kept.bin"
     s3dlio.put_bytes(uri, b"old")
     writer = s3dlio.open_writer(uri, s3dlio.WriterOptions(part_size="5MiB"))
-    writer.write(_payload(11 * MiB, 6))
-    assert _pending_uploads(boto, moto_s3.bucket, _key(s3_root)) == [_key(uri)]
+    writer.write(random_payload(11 * MiB, 6))
+    assert _pending_uploads(boto, moto_s3.bucket, key_of(s3_root)) == [key_of(uri)]
     writer.abort()
     writer.abort()  # idempotent
-    assert _pending_uploads(boto, moto_s3.bucket, _key(s3_root)) == []
+    assert _pending_uploads(boto, moto_s3.bucket, key_of(s3_root)) == []
     assert s3dlio.get(uri) == b"old"
 
 
@@ -185,7 +168,7 @@ def test_zstd_writer(s3_root: str, moto_s3: MotoS3, boto: Any) -> None:
         writer.write_chunk(payload[start : start + 1_000_000])
     written, stored = writer.finalize()
     assert written == len(payload) and stored < written
-    head = boto.head_object(Bucket=moto_s3.bucket, Key=_key(uri) + ".zst")
+    head = boto.head_object(Bucket=moto_s3.bucket, Key=key_of(uri) + ".zst")
     assert head["ContentLength"] == stored
     data = s3dlio.get(uri + ".zst")
     assert zstandard.ZstdDecompressor().stream_reader(bytes(data)).read() == payload
@@ -201,7 +184,7 @@ def test_24mib_get_is_split_into_ranges_with_if_match(
 ) -> None:
     proxy, root = proxied
     uri = root + "big.bin"
-    payload = _payload(24 * MiB, 7)
+    payload = random_payload(24 * MiB, 7)
     s3dlio.put_bytes(uri, payload)
     etag = s3dlio.stat(uri)["etag"]
     proxy.clear()
@@ -218,7 +201,7 @@ def test_24mib_get_is_split_into_ranges_with_if_match(
     )
     assert "if-match" not in gets[0].headers
     assert all(r.headers["if-match"] == etag for r in gets[1:])
-    ops = [row[2] for row in _read_log(tmp_path / "ops.zst")]
+    ops = [row[2] for row in log_rows(tmp_path / "ops.zst")]
     assert ops.count("GET") == 1 and ops.count("GET_RANGE") == 4
 
 
@@ -227,20 +210,20 @@ def test_object_replaced_mid_read_fails(
 ) -> None:
     proxy, root = proxied
     uri = root + "replaced.bin"
-    s3dlio.put_bytes(uri, _payload(12 * MiB, 8))
+    s3dlio.put_bytes(uri, random_payload(12 * MiB, 8))
     replaced: list[str] = []
 
     def replace_once(method: str, path: str, headers: dict[str, str]) -> bool:
         """On the first conditional range, overwrite the object (before it is forwarded)."""
         if "if-match" in headers and not replaced:
-            answer = boto.put_object(Bucket=moto_s3.bucket, Key=_key(uri), Body=b"new version")
+            answer = boto.put_object(Bucket=moto_s3.bucket, Key=key_of(uri), Body=b"new version")
             replaced.append(answer["ETag"])
         return False
 
     proxy.add_fault("latency", match=replace_once, seconds=0)
     with pytest.raises(IntegrityError) as info:
         s3dlio.get(uri)
-    assert replaced and _key(uri) in str(info.value)
+    assert replaced and key_of(uri) in str(info.value)
     assert s3dlio.get(uri) == b"new version"
 
 
@@ -368,7 +351,7 @@ def test_credentials_from_a_profile_and_anonymous(
         assert s3dlio.list(root) == [root + "p.bin", root + "private.bin"]
         signed = [r.headers.get("authorization", "") for r in proxy.requests]
         assert signed and all("Credential=AKIDPROFILE/" in a for a in signed)
-        boto.put_object_acl(Bucket=moto_s3.bucket, Key=_key(root + "p.bin"), ACL="public-read")
+        boto.put_object_acl(Bucket=moto_s3.bucket, Key=key_of(root + "p.bin"), ACL="public-read")
         monkeypatch.delenv("AWS_PROFILE")  # no credentials anywhere: anonymous requests
         s3dlio.configure_s3()
         proxy.clear()
@@ -408,7 +391,7 @@ def test_errors_name_the_uri_and_keep_credentials_out(
         s3dlio.configure_s3()
     assert texts[0].startswith(f"GET {s3_root}missing")
     assert "no-such-bucket-s3dlio" in texts[2]
-    rows = _read_log(tmp_path / "ops.zst")
+    rows = log_rows(tmp_path / "ops.zst")
     assert any(row[8] for row in rows)  # errors were logged
     blob = "\n".join(texts) + "\n".join("\t".join(row) for row in rows)
     assert access not in blob and secret not in blob
@@ -431,7 +414,7 @@ def test_op_log_file(s3_root: str, moto_s3: MotoS3, tmp_path: Path) -> None:
         text = zstandard.ZstdDecompressor().stream_reader(fh).read().decode()
     header = "idx thread op client_id n_objects bytes endpoint file error start first_byte end duration_ns"
     assert text.splitlines()[0] == header.replace(" ", "\t")
-    rows = _read_log(path)
+    rows = log_rows(path)
     assert all(len(row) == 13 for row in rows)
     assert [int(row[0]) for row in rows] == list(range(len(rows)))
     by_op = {row[2]: row for row in rows}
@@ -446,13 +429,13 @@ def test_op_log_file(s3_root: str, moto_s3: MotoS3, tmp_path: Path) -> None:
         assert by_op[op][9] <= by_op[op][10] <= by_op[op][11]
     for op in ("HEAD", "LIST", "DELETE"):
         assert by_op[op][10] == ""
-    assert by_op["GET"][7] == _key(s3_root + "a.bin")
+    assert by_op["GET"][7] == key_of(s3_root + "a.bin")
 
 
 def test_get_many_logs_every_request(s3_root: str, split_at_8mib: None, tmp_path: Path) -> None:
     root = s3_root
-    items = {root + f"m/{i}.bin": _payload(1000 * (i + 1), 40 + i) for i in range(5)}
-    items[root + "m/big.bin"] = _payload(12 * MiB, 50)
+    items = {root + f"m/{i}.bin": random_payload(1000 * (i + 1), 40 + i) for i in range(5)}
+    items[root + "m/big.bin"] = random_payload(12 * MiB, 50)
     s3dlio.put_many(items.items())
     missing = root + "m/missing.bin"
     s3dlio.init_op_log(tmp_path / "ops.zst")
@@ -460,14 +443,14 @@ def test_get_many_logs_every_request(s3_root: str, split_at_8mib: None, tmp_path
         s3dlio.get_many([*items, missing], max_in_flight=3)
     s3dlio.finalize_op_log()
     assert info.value.succeeded == len(items) and info.value.failures[0][0] == missing
-    rows = _read_log(tmp_path / "ops.zst")
+    rows = log_rows(tmp_path / "ops.zst")
     gets = {row[7]: row for row in rows if row[2] == "GET"}
-    assert set(gets) == {_key(u) for u in [*items, missing]}
+    assert set(gets) == {key_of(u) for u in [*items, missing]}
     for uri, payload in items.items():
-        row = gets[_key(uri)]
+        row = gets[key_of(uri)]
         assert row[5] == str(min(len(payload), 8 * MiB)) and row[8] == ""
         assert TIMESTAMP.match(row[10]) and row[9] <= row[10] <= row[11]
-    assert "NoSuchKey" in gets[_key(missing)][8]
+    assert "NoSuchKey" in gets[key_of(missing)][8]
     ranges = [row for row in rows if row[2] == "GET_RANGE"]
     assert sum(int(row[5]) for row in ranges) == 4 * MiB  # the rest of big.bin, pinned
 
@@ -480,7 +463,7 @@ def test_copy_on_one_endpoint_stays_on_the_server(
 ) -> None:
     proxy, root = proxied
     src, dst = parse_uri(root + "src.bin"), root + "copies/src.bin"
-    payload = _payload(3 * MiB, 9)
+    payload = random_payload(3 * MiB, 9)
     backend_for(src).put(
         src, memoryview(payload), content_type="application/x-src", metadata={"m": "1"}
     )
@@ -488,7 +471,7 @@ def test_copy_on_one_endpoint_stays_on_the_server(
     assert s3dlio.copy(str(src), root + "copies/") == [dst]
     assert [r.method for r in proxy.requests] == ["HEAD", "PUT"]  # no GET: no bytes moved
     assert proxy.requests[1].headers["x-amz-copy-source"].endswith(src.key)
-    head = boto.head_object(Bucket=moto_s3.bucket, Key=_key(dst))
+    head = boto.head_object(Bucket=moto_s3.bucket, Key=key_of(dst))
     assert head["ContentType"] == "application/x-src" and head["Metadata"] == {"m": "1"}
     assert s3dlio.get(dst) == payload
 
@@ -498,13 +481,13 @@ def test_large_server_side_copy_goes_in_parts(
 ) -> None:
     monkeypatch.setattr(s3mod, "COPY_SINGLE_MAX", 6 * MiB)
     monkeypatch.setattr(s3mod, "COPY_PART_SIZE", 5 * MiB)
-    payload = _payload(12 * MiB + 3, 10)
+    payload = random_payload(12 * MiB + 3, 10)
     s3dlio.put_bytes(s3_root + "big.bin", payload)
     s3dlio.copy(s3_root + "big.bin", s3_root + "big-copy.bin")
-    head = boto.head_object(Bucket=moto_s3.bucket, Key=_key(s3_root + "big-copy.bin"))
+    head = boto.head_object(Bucket=moto_s3.bucket, Key=key_of(s3_root + "big-copy.bin"))
     assert head["ETag"].endswith('-3"')  # three UploadPartCopy parts
     assert s3dlio.get(s3_root + "big-copy.bin") == payload
-    assert _pending_uploads(boto, moto_s3.bucket, _key(s3_root)) == []
+    assert _pending_uploads(boto, moto_s3.bucket, key_of(s3_root)) == []
 
 
 def test_copy_between_endpoints_streams(proxied: tuple[FaultProxy, str], moto_s3: MotoS3) -> None:

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-import zstandard
 
 import s3dlio
 from s3dlio import RangeEngineConfig
@@ -14,6 +13,7 @@ from s3dlio.io import range_engine
 from s3dlio.io.config import Settings, reset_settings, settings
 from s3dlio.io.store import backend_for
 from s3dlio.io.uri import parse_uri
+from tests.helpers import logged_ops
 
 
 @pytest.fixture
@@ -24,12 +24,6 @@ def small_threshold():
     reset_settings(old)
 
 
-def _ops(log: Path) -> list[str]:
-    with open(log, "rb") as fh:
-        text = zstandard.ZstdDecompressor().stream_reader(fh).read().decode()
-    return [line.split("\t")[2] for line in text.splitlines()[1:]]
-
-
 def test_large_get_is_split(store_root: str, small_threshold: None, tmp_path: Path) -> None:
     data = s3dlio.generate_data(5 * 2**20 + 777, seed=3)
     s3dlio.put_bytes(store_root + "big", data)
@@ -37,7 +31,7 @@ def test_large_get_is_split(store_root: str, small_threshold: None, tmp_path: Pa
     got = s3dlio.get(store_root + "big")
     s3dlio.finalize_op_log()
     assert got == data
-    ops = _ops(tmp_path / "ops.zst")
+    ops = logged_ops(tmp_path / "ops.zst")
     # 1 MiB first request, then 4 MiB + 777 bytes in 256 KiB ranges
     assert ops.count("GET") == 1 and ops.count("GET_RANGE") == 17
 
@@ -114,7 +108,7 @@ def test_configure_changes_only_what_is_given(store_root: str, tmp_path: Path) -
         s3dlio.init_op_log(tmp_path / "ops.zst")
         assert s3dlio.get(store_root + "cfg") == data
         s3dlio.finalize_op_log()
-        assert _ops(tmp_path / "ops.zst").count("GET_RANGE") == 4
+        assert logged_ops(tmp_path / "ops.zst").count("GET_RANGE") == 4
         with pytest.raises(ValueError, match="unknown settings"):
             s3dlio.configure(threadz=3)
     finally:

@@ -1,0 +1,36 @@
+"""Small helpers shared by the backend test modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import zstandard
+
+from s3dlio.io import oplog
+from s3dlio.io.uri import parse_uri
+
+MiB = 1 << 20
+
+
+def key_of(uri: str) -> str:
+    """The object key (blob name) of ``uri``."""
+    return parse_uri(uri).key
+
+
+def random_payload(size: int, seed: int) -> bytes:
+    """``size`` reproducible random bytes."""
+    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
+
+
+def log_rows(path: Path) -> list[list[str]]:
+    """The lines of a zstd op-log after its header, split into columns."""
+    with open(path, "rb") as fh:
+        text = zstandard.ZstdDecompressor().stream_reader(fh).read().decode()
+    assert text.startswith(oplog.HEADER)
+    return [line.split("\t") for line in text.splitlines()[1:]]
+
+
+def logged_ops(path: Path) -> list[str]:
+    """The operation column of each op-log line."""
+    return [row[2] for row in log_rows(path)]
