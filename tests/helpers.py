@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import zstandard
 
 from s3dlio.io import oplog
+from s3dlio.io.config import RetryConfig, Settings, reset_settings, settings
+from s3dlio.io.store import backend_for, reset_backends
 from s3dlio.io.uri import parse_uri
 
 MiB = 1 << 20
@@ -34,3 +39,20 @@ def log_rows(path: Path) -> list[list[str]]:
 def logged_ops(path: Path) -> list[str]:
     """The operation column of each op-log line."""
     return [row[2] for row in log_rows(path)]
+
+
+@contextmanager
+def through_proxy(scheme: str, env: str, proxied: str, direct: str) -> Iterator[None]:
+    """Point ``scheme``'s backend at a fault proxy by setting ``env`` to ``proxied``, with fast
+    retries; afterwards set it back to ``direct`` (the server itself)."""
+    old = settings()
+    reset_settings(Settings(retry=RetryConfig(max_attempts=4, base_delay=0.001, max_delay=0.01)))
+    os.environ[env] = proxied
+    reset_backends()
+    try:
+        yield
+    finally:
+        backend_for(f"{scheme}://x/y").close()  # type: ignore[attr-defined]
+        os.environ[env] = direct
+        reset_backends()
+        reset_settings(old)

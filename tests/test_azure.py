@@ -7,7 +7,6 @@ The backend-agnostic behaviour is in ``tests/contract/``.
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,14 +20,12 @@ from s3dlio import (
     IntegrityError,
     NotFoundError,
     PermissionDeniedError,
-    RetryConfig,
 )
 from s3dlio.io.backends import azure as azure_backend
-from s3dlio.io.config import Settings, reset_settings, settings
 from s3dlio.io.retry import retry_stats
 from s3dlio.io.store import backend_for, reset_backends
 from s3dlio.io.uri import parse_uri
-from tests.helpers import MiB, key_of, logged_ops, random_payload
+from tests.helpers import MiB, key_of, logged_ops, random_payload, through_proxy
 from tests.servers.azurite import ACCOUNT, Azurite, connection_string
 from tests.servers.proxy import FaultProxy
 
@@ -212,17 +209,11 @@ BUSY_HEADERS = {"Content-Type": "application/xml", "x-ms-error-code": "ServerBus
 def proxied(azurite: Azurite, fault_proxy: Callable[..., FaultProxy]) -> Iterator[FaultProxy]:
     """Route ``az://`` through a fault proxy in front of Azurite, with fast retries."""
     proxy = fault_proxy(azurite.port)
-    old_settings = settings()
-    reset_settings(Settings(retry=RetryConfig(max_attempts=4, base_delay=0.001, max_delay=0.01)))
-    os.environ["AZURE_STORAGE_CONNECTION_STRING"] = connection_string("127.0.0.1", proxy.port)
-    reset_backends()
-    try:
+    with through_proxy(
+        "az", "AZURE_STORAGE_CONNECTION_STRING", connection_string("127.0.0.1", proxy.port),
+        azurite.connection_string,
+    ):  # fmt: skip
         yield proxy
-    finally:
-        backend_for("az://x/y").close()  # type: ignore[attr-defined]
-        os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
-        reset_backends()
-        reset_settings(old_settings)
 
 
 def _blob_path(root: str, name: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,12 +18,11 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 import s3dlio
-from s3dlio import IntegrityError, NotFoundError, RetryConfig
-from s3dlio.io.config import Settings, reset_settings, settings
+from s3dlio import IntegrityError, NotFoundError
 from s3dlio.io.retry import retry_stats
-from s3dlio.io.store import backend_for, reset_backends
+from s3dlio.io.store import backend_for
 from s3dlio.io.uri import parse_uri
-from tests.helpers import MiB, key_of, logged_ops, random_payload
+from tests.helpers import MiB, key_of, logged_ops, random_payload, through_proxy
 from tests.servers.gcs import FakeGCS
 from tests.servers.proxy import FaultProxy
 
@@ -185,17 +183,8 @@ JSON = {"Content-Type": "application/json"}
 def proxied(fake_gcs: FakeGCS, fault_proxy: Callable[..., FaultProxy]) -> Iterator[FaultProxy]:
     """Route ``gs://`` through a fault proxy in front of the emulator, with fast retries."""
     proxy = fault_proxy(fake_gcs.port)
-    old_settings = settings()
-    reset_settings(Settings(retry=RetryConfig(max_attempts=4, base_delay=0.001, max_delay=0.01)))
-    os.environ["STORAGE_EMULATOR_HOST"] = proxy.url
-    reset_backends()
-    try:
+    with through_proxy("gs", "STORAGE_EMULATOR_HOST", proxy.url, fake_gcs.url):
         yield proxy
-    finally:
-        backend_for("gs://x/y").close()  # type: ignore[attr-defined]
-        os.environ["STORAGE_EMULATOR_HOST"] = fake_gcs.url
-        reset_backends()
-        reset_settings(old_settings)
 
 
 def _media_path(root: str, name: str) -> str:
