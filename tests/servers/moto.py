@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .common import free_port, start_server, stop_server
+from .common import environment, free_port, start_server, stop_server
 
 BUCKET = "s3dlio-test"
 #: Test credentials (moto accepts any; these are the ones its documentation uses).
@@ -85,23 +85,13 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     proc = start_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                         port, log)  # fmt: skip
-    saved = {name: os.environ.get(name) for name in _environment(url)}
     try:
-        for name, value in _environment(url).items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        s3dlio.configure_s3()  # rebuild clients from the new environment
-        server = MotoS3(port, url, BUCKET)
-        server.client().create_bucket(Bucket=BUCKET)
-        yield server
+        with environment(_environment(url)):
+            s3dlio.configure_s3()  # rebuild clients from the new environment
+            server = MotoS3(port, url, BUCKET)
+            server.client().create_bucket(Bucket=BUCKET)
+            yield server
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         s3dlio.configure_s3()
         stop_server(proc)
 
