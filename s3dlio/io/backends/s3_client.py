@@ -10,6 +10,7 @@ data path. The backend itself is :mod:`s3dlio.io.backends.s3`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import ssl
@@ -32,6 +33,11 @@ from ..http import (
 from ..uri import ObjectURI
 
 __all__ = ["S3Config", "Service", "State", "configure_s3", "current_state"]
+
+if importlib.util.find_spec("boto3") is None:  # imported on first use; missing: say so now
+    raise ImportError(
+        "the s3:// backend needs boto3; install it with: pip install 's3dlio[s3]'", name="boto3"
+    )
 
 _ADDRESSING = ("auto", "path", "virtual")
 
