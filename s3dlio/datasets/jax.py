@@ -12,9 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
+
+try:
+    import jax
+    import jax.numpy as jnp
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "s3dlio.jax needs JAX; install it with: pip install 's3dlio[jax]'", name="jax"
+    ) from exc
 
 from ..io.uri import ObjectURI
 from .dataset import ObjectDataset, create_dataset

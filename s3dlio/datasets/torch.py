@@ -23,8 +23,13 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+try:
+    import torch
+    from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "s3dlio.torch needs PyTorch; install it with: pip install 's3dlio[torch]'", name="torch"
+    ) from exc
 
 from ..io.buffers import BytesView
 from ..io.uri import ObjectURI

@@ -1,4 +1,5 @@
-"""A backend whose SDK is not installed fails with a hint naming the extra to install."""
+"""A backend or framework module whose package is not installed fails with a hint naming the
+extra to install."""
 
 from __future__ import annotations
 
@@ -41,3 +42,11 @@ def test_configure_s3_without_boto3_names_the_extra() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 1
     assert "pip install 's3dlio[s3]'" in out.stderr
+
+
+@pytest.mark.parametrize(("module", "extra"), [("torch", "torch"), ("jax", "jax")])
+def test_framework_modules_name_their_extra(module: str, extra: str) -> None:
+    script = f"import sys; sys.modules[{module!r}] = None\nimport s3dlio.{module}"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert f"pip install 's3dlio[{extra}]'" in out.stderr
