@@ -8,8 +8,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zstandard
 
+import s3dlio
+from s3dlio.errors import NotFoundError, S3DlioError
 from s3dlio.io import oplog
 from s3dlio.io.config import RetryConfig, Settings, reset_settings, settings
 from s3dlio.io.store import backend_for, reset_backends
@@ -56,3 +59,23 @@ def through_proxy(scheme: str, env: str, proxied: str, direct: str) -> Iterator[
         os.environ[env] = direct
         reset_backends()
         reset_settings(old)
+
+
+def check_bucket_lifecycle(root: str, listing: str, not_empty: str = "not empty") -> None:
+    """Create the bucket ``root`` (twice: idempotent), see it in ``list_containers(listing)``,
+    refuse to delete it while it holds an object, delete it, and check it is gone."""
+    s3dlio.create_bucket(root)
+    s3dlio.create_bucket(root)
+    assert root in s3dlio.list_containers(listing)
+    assert backend_for(root).bucket_exists(parse_uri(root))
+    s3dlio.put_bytes(root + "x", b"x")
+    with pytest.raises(S3DlioError, match=not_empty):
+        s3dlio.delete_bucket(root)
+    s3dlio.delete(root + "x")
+    s3dlio.delete_bucket(root)
+    assert root not in s3dlio.list_containers(listing)
+    assert not backend_for(root).bucket_exists(parse_uri(root))
+    with pytest.raises(NotFoundError):
+        s3dlio.get(root + "x")
+    with pytest.raises(NotFoundError):
+        s3dlio.delete_bucket(root)

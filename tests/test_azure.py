@@ -25,7 +25,14 @@ from s3dlio.io.backends import azure as azure_backend
 from s3dlio.io.retry import retry_stats
 from s3dlio.io.store import backend_for, reset_backends
 from s3dlio.io.uri import parse_uri
-from tests.helpers import MiB, key_of, logged_ops, random_payload, through_proxy
+from tests.helpers import (
+    MiB,
+    check_bucket_lifecycle,
+    key_of,
+    logged_ops,
+    random_payload,
+    through_proxy,
+)
 from tests.servers.azurite import ACCOUNT, Azurite, connection_string
 from tests.servers.proxy import FaultProxy
 
@@ -140,20 +147,8 @@ def test_containers(azurite: Azurite) -> None:
     name = f"c{uuid.uuid4().hex[:10]}"
     root = f"az://{ACCOUNT}/{name}/"
     s3dlio.create_bucket(root)
-    s3dlio.create_bucket(root)  # idempotent
-    assert root in s3dlio.list_containers("az://")
     assert root in s3dlio.list_containers(f"az://{ACCOUNT}/")
-    assert backend_for(root).bucket_exists(parse_uri(root))
-    s3dlio.put_bytes(root + "x", b"x")
-    with pytest.raises(s3dlio.S3DlioError, match="not empty"):
-        s3dlio.delete_bucket(root)
-    s3dlio.delete(root + "x")
-    s3dlio.delete_bucket(root)
-    assert root not in s3dlio.list_containers("az://")
-    with pytest.raises(NotFoundError):
-        s3dlio.get(root + "x")
-    with pytest.raises(NotFoundError):
-        s3dlio.delete_bucket(root)
+    check_bucket_lifecycle(root, "az://")
 
 
 def test_batch_delete(az_root: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,14 @@ from s3dlio import IntegrityError, NotFoundError
 from s3dlio.io.retry import retry_stats
 from s3dlio.io.store import backend_for
 from s3dlio.io.uri import parse_uri
-from tests.helpers import MiB, key_of, logged_ops, random_payload, through_proxy
+from tests.helpers import (
+    MiB,
+    check_bucket_lifecycle,
+    key_of,
+    logged_ops,
+    random_payload,
+    through_proxy,
+)
 from tests.servers.gcs import FakeGCS
 from tests.servers.proxy import FaultProxy
 
@@ -136,19 +143,8 @@ def test_gcs_alias_is_kept_for_display(gs_root: str) -> None:
 def test_buckets(fake_gcs: FakeGCS) -> None:
     root = f"gs://b-{uuid.uuid4().hex[:12]}/"
     s3dlio.create_bucket(root)
-    s3dlio.create_bucket(root)  # idempotent for a bucket we can see
-    assert root in s3dlio.list_containers("gs://")
     assert "gcs://" + root[5:] in s3dlio.list_containers("gcs://")
-    assert backend_for(root).bucket_exists(parse_uri(root))
-    s3dlio.put_bytes(root + "x", b"x")
-    with pytest.raises(s3dlio.S3DlioError, match="not empty"):
-        s3dlio.delete_bucket(root)
-    s3dlio.delete(root + "x")
-    s3dlio.delete_bucket(root)
-    assert root not in s3dlio.list_containers("gs://")
-    assert not backend_for(root).bucket_exists(parse_uri(root))
-    with pytest.raises(NotFoundError):
-        s3dlio.delete_bucket(root)
+    check_bucket_lifecycle(root, "gs://")  # idempotent for a bucket we can see
 
 
 def test_changed_object_fails_a_generation_checked_read(gs_root: str) -> None:
