@@ -5,30 +5,5 @@ Importing this module imports PyTorch; ``import s3dlio`` alone does not.
 
 from __future__ import annotations
 
-from .datasets.torch import (
-    BufferReader,
-    HDF5Dataset,
-    NPZDataset,
-    ObjectStoreIterableDataset,
-    ObjectStoreMapDataset,
-    ResumableDataLoader,
-    S3IterableDataset,
-    S3MapDataset,
-    ShardedSampler,
-    TFRecordDataset,
-    as_tensor,
-)
-
-__all__ = [
-    "BufferReader",
-    "HDF5Dataset",
-    "NPZDataset",
-    "ObjectStoreIterableDataset",
-    "ObjectStoreMapDataset",
-    "ResumableDataLoader",
-    "S3IterableDataset",
-    "S3MapDataset",
-    "ShardedSampler",
-    "TFRecordDataset",
-    "as_tensor",
-]
+from .datasets.torch import *  # noqa: F403 - this module is the public name of that one
+from .datasets.torch import __all__ as __all__
