@@ -234,15 +234,15 @@ class S3MapDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
 
     Args:
         uri: Prefix, exact object or glob, on any backend.
-        reader_mode: ``"sequential"`` or ``"range"`` (``part_size`` ranges,
+        reader_mode: ``"sequential"`` (default) or ``"range"`` (``part_size`` ranges,
             ``max_inflight_parts`` at a time).
-        part_size: Range size in ``"range"`` mode.
-        max_inflight_parts: Concurrent ranges of one object.
+        part_size: Range size in ``"range"`` mode (default 8 MiB).
+        max_inflight_parts: Concurrent ranges of one object (default 4).
         transform: Called on each item.
         return_type: ``"tensor"``, ``"bytes"``, ``"reader"`` or ``"view"``.
         writable: Accepted for compatibility (tensors are writable).
         suppress_nonwritable_warning: Accepted for compatibility.
-        loader_opts: Full options instead of the keywords above.
+        loader_opts: Full options; the keywords above, when given, override them.
         dataset: Use these objects instead of listing ``uri``.
     """
 
@@ -250,9 +250,9 @@ class S3MapDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
         self,
         uri: str | ObjectURI,
         *,
-        reader_mode: str = "sequential",
-        part_size: int | str = 8 << 20,
-        max_inflight_parts: int = 4,
+        reader_mode: str | None = None,
+        part_size: int | str | None = None,
+        max_inflight_parts: int | None = None,
         transform: Callable[[Any], Any] | None = None,
         return_type: str = "tensor",
         writable: bool = False,

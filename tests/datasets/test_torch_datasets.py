@@ -188,3 +188,13 @@ def test_in_process_iteration_state_dict(local_objects):
     assert first + [ident(t) for t in other] == ds.sampler.rank_sequence().tolist()
     assert len(ds) == n
     assert ds.tuning.inflight >= 1
+
+
+def test_map_dataset_keeps_loader_opts_unless_a_keyword_overrides(objects):
+    prefix, _ = objects
+    ds = S3MapDataset(prefix, loader_opts={"reader_mode": "range", "part_size": "1MiB"})
+    assert (ds.options.reader_mode, ds.options.part_size) == ("range", 1 << 20)
+    assert bytes(ds[2].numpy()) == payload(2)
+    ds = S3MapDataset(prefix, loader_opts={"reader_mode": "range"}, reader_mode="sequential")
+    assert ds.options.reader_mode == "sequential"
+    assert S3MapDataset(prefix).options.part_size == 8 << 20
