@@ -18,7 +18,7 @@ from .errors import BatchError, IsDirectoryError, NotFoundError
 from .io import ops, transfer
 from .io.buffers import BytesView, as_readonly_view
 from .io.executor import get_executor
-from .io.listing import select
+from .io.listing import Selection, has_glob, select
 from .io.store import backend_for
 from .io.uri import ObjectURI, parse_uri
 
@@ -236,12 +236,11 @@ def copy(
     objects)`` is called as in :func:`upload` (it may raise to stop the copy).
     """
     source, target = parse_uri(src), parse_uri(dst)
-    if not (recursive or source.key.endswith("/") or _has_glob(source.key)):
+    if not (recursive or source.key.endswith("/") or has_glob(source.key)):
         if target.key.endswith("/") or (target.is_local and os.path.isdir(target.key)):
             target = target.join(source.name)
         transfer.copy_reporting(source, target, None, progress)
         return [str(target)]
-    from .io.listing import Selection
 
     selection = Selection.of(source.key, True)
 
@@ -252,10 +251,6 @@ def copy(
 
     entries = (m for m in select(source, recursive=True) if not m.is_prefix)
     return transfer.run_batch(one, entries, max_in_flight, what="COPY", name=lambda m: str(m.uri))
-
-
-def _has_glob(key: str) -> bool:
-    return any(c in key for c in "*?[")
 
 
 upload = transfer.upload

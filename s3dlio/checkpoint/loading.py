@@ -72,10 +72,13 @@ class _Ranged:
         return result.nbytes
 
     def rest(self, head: memoryview) -> BytesView:
-        data = ops.get(self.uri)
-        if len(data) != self.size:
-            raise IntegrityError(f"shard is {len(data)} bytes, the manifest says {self.size}",
-                                 uri=str(self.uri), op="GET")  # fmt: skip
+        """The whole shard: ``head`` (its first bytes, read already) and the rest, read with
+        one request pinned to the same version."""
+        data = BytesView.allocate(self.size)
+        done = len(head)
+        data[:done] = head
+        if done < self.size:
+            self.read(done, memoryview(data)[done:])
         return data
 
     def check_end(self, end: int) -> None:

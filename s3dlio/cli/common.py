@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import s3dlio
 
 from ..errors import BatchError
+from ..io.listing import has_glob
 from .progress import Counter, Progress
 
 __all__ = ["Context", "UsageError", "is_many", "log", "print_lines", "to_uri", "totals"]
@@ -121,7 +122,7 @@ def to_uri(text: str) -> str:
 def is_many(uri: str) -> bool:
     """Whether ``uri`` names a directory/prefix or a glob rather than one object."""
     key = s3dlio.parse_uri(uri).key
-    return key == "" or key.endswith("/") or any(c in key for c in "*?[")
+    return key == "" or key.endswith("/") or has_glob(key)
 
 
 def totals(uri: str, recursive: bool, pattern: str | None) -> tuple[int, int]:

@@ -12,15 +12,13 @@ from typing import Any
 import s3dlio
 
 from ..errors import BatchError, IsDirectoryError, S3DlioError
+from ..formats.generate import DATA_GEN_MODES, OBJECT_TYPES
 from ..io.transfer import run_batch
 from .common import Context, UsageError, is_many, log, print_lines, to_uri, totals
 from .progress import human_bytes
 from .streams import object_to_stream
 
 __all__ = ["register"]
-
-OBJECT_TYPES = ("raw", "npz", "tfrecord", "hdf5")
-GEN_MODES = ("streaming", "single-pass")
 
 
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -68,7 +66,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("-o", "--object-type", choices=OBJECT_TYPES, default="raw")
     p.add_argument("-d", "--dedup", type=int, default=1, help="deduplication factor")
     p.add_argument("-x", "--compress", type=int, default=1, help="compression factor")
-    p.add_argument("--data-gen-mode", choices=GEN_MODES, default="streaming")
+    p.add_argument("--data-gen-mode", choices=DATA_GEN_MODES, default="streaming")
     p.add_argument("--create-bucket", action="store_true", help="create the bucket first")
     p.set_defaults(func=run_put)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import s3dlio
 
-from ..errors import UnsupportedOperationError
+from ..formats.tfrecord_index import default_index_uri
 from .common import Context, print_lines, to_uri
 from .replay import plan_targets, read_op_log, replay, warm_up
 
@@ -48,12 +48,9 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def run_tfrecord_index(args: argparse.Namespace, ctx: Context) -> int:
     """``tfrecord-index``: ``s3dlio.create_tfrecord_index`` on any URI."""
-    create = getattr(s3dlio, "create_tfrecord_index", None)
-    if create is None:
-        raise UnsupportedOperationError("needs s3dlio.create_tfrecord_index (formats package)")
     uri = to_uri(args.uri)
-    index = to_uri(args.index) if args.index else uri + ".idx"
-    count = create(uri, index)
+    index = to_uri(args.index) if args.index else str(default_index_uri(uri))
+    count = s3dlio.create_tfrecord_index(uri, index)
     ctx.report(f"indexed {count} records of {uri} into {index}")
     return 0
 

@@ -29,12 +29,12 @@ from .example import encode_example
 from .framing import frame_header, masked_crc
 from .npz import generate_npz_bytes
 
-__all__ = ["DEFAULT_SIZE", "OBJECT_TYPES", "generate_object", "put"]
+__all__ = ["DATA_GEN_MODES", "DEFAULT_SIZE", "OBJECT_TYPES", "generate_object", "put"]
 
 #: Object types :func:`put` generates (``"zeros"``, the original's default name, means raw).
 OBJECT_TYPES = ("raw", "npz", "tfrecord", "hdf5")
 _ALIASES = {"zeros": "raw", "bin": "raw", "tfrecords": "tfrecord", "h5": "hdf5"}
-_MODES = ("streaming", "single-pass")
+DATA_GEN_MODES = ("streaming", "single-pass")
 DEFAULT_SIZE = 20 * MiB  # the original's default object size
 DEFAULT_RECORD_SIZE = 64 * KiB
 
@@ -162,8 +162,10 @@ def put(
     """
     kind = _object_type(object_type)
     mode = data_gen_mode.lower().replace("_", "-")
-    if mode not in _MODES:
-        raise InvalidURIError(f"data_gen_mode must be one of {_MODES}, got {data_gen_mode!r}")
+    if mode not in DATA_GEN_MODES:
+        raise InvalidURIError(
+            f"data_gen_mode must be one of {DATA_GEN_MODES}, got {data_gen_mode!r}"
+        )
     if num < 0:
         raise InvalidURIError(f"num must be >= 0, got {num}")
     nbytes = DEFAULT_SIZE if size is None else parse_size(size)

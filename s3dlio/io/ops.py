@@ -119,7 +119,7 @@ def delete(uri: ObjectURI, *, missing_ok: bool = False) -> bool:
         try:
             stat(uri)
         except NotFoundError:
-            if _has_children(backend, uri):
+            if _has_children(uri):
                 raise IsDirectoryError(
                     "names a directory; use recursive=True to delete what is under it",
                     uri=str(uri), op="DELETE",
@@ -136,7 +136,7 @@ def delete(uri: ObjectURI, *, missing_ok: bool = False) -> bool:
     return True
 
 
-def _has_children(backend: ObjectStore, uri: ObjectURI) -> bool:
+def _has_children(uri: ObjectURI) -> bool:
     return any(page for page in list_pages(uri.with_key(uri.key + "/"), recursive=True))
 
 

@@ -244,7 +244,7 @@ def delete_recursive(
                              succeeded=len(group) - len(failed))  # fmt: skip
         return len(group)
 
-    counts = run_batch(delete_group, chunks(), max(1, max_in_flight // 16) or 1, what="DELETE",
+    counts = run_batch(delete_group, chunks(), max(1, max_in_flight // 16), what="DELETE",
                        name=lambda g: str(g[0]))  # fmt: skip
     if not uri.key or uri.key.endswith("/"):
         backend.remove_empty_dirs(uri)

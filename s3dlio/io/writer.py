@@ -130,7 +130,7 @@ class ObjectWriter(io.RawIOBase):
         self.options = opts
         self.backend: ObjectStore = backend_for(uri)
         b = self.backend
-        part = max(parse_size(opts.part_size), b.min_part_size)
+        part = max(int(opts.part_size), b.min_part_size)  # validated(): bytes
         self.part_size = -(-part // b.part_multiple) * b.part_multiple
         self.max_in_flight = max(1, min(opts.max_in_flight, b.max_parallel_parts))
         self._crc = 0
@@ -339,11 +339,10 @@ class ObjectWriter(io.RawIOBase):
                 if self._error is not None:
                     raise self._wrap(self._error)
                 upload = self._upload
-                start = time.time_ns()
                 self.etag = ops.call(
                     "PUT_COMPLETE", self.backend, self.uri, upload.commit, retries=False
                 )
-                self._log_put(start)
+                self._log_put()
         except BaseException:
             self.abort()
             raise
@@ -351,7 +350,7 @@ class ObjectWriter(io.RawIOBase):
         self._result = (self._in, self._out)
         return self._result
 
-    def _log_put(self, commit_start: int) -> None:
+    def _log_put(self) -> None:
         if oplog.is_op_log_active():
             oplog.record(
                 "PUT", self.uri.key, endpoint=self.backend.endpoint(self.uri), nbytes=self._out,

@@ -65,6 +65,7 @@ from ...errors import (
 )
 from ..config import settings
 from ..executor import PerProcess
+from ..http.headers import content_range_total
 from ..store import ObjectMeta, ObjectStore, ReadStream, Upload
 from ..uri import ObjectURI, azure_account_from_env
 from ._http import tune_session
@@ -300,14 +301,6 @@ class AzureReadStream(ReadStream):
         self._downloader = None
 
 
-def _total_size(content_range: str | None) -> int | None:
-    """The ``/total`` of a ``Content-Range: bytes a-b/total`` header."""
-    if not content_range or "/" not in content_range:
-        return None
-    total = content_range.rsplit("/", 1)[1].strip()
-    return int(total) if total.isdigit() else None
-
-
 # -- uploads -----------------------------------------------------------------------------------
 
 
@@ -429,14 +422,14 @@ class AzureStore(ObjectStore):
             if exc.status_code != 416:  # 416: the range starts past the end
                 raise map_azure_error(exc, uri, "GET") from None
             headers = getattr(exc.response, "headers", None) or {}
-            size = _total_size(headers.get("Content-Range"))
+            size = content_range_total(headers.get("Content-Range"))
             if size is None:
                 size = self._properties(blob, uri, "GET", {}).size
             return AzureReadStream(None, uri, size, None, offset, 0)
         except AzureError as exc:
             raise map_azure_error(exc, uri, "GET") from None
         props = downloader.properties
-        size = _total_size(props.content_range)
+        size = content_range_total(props.content_range)
         if size is None:
             size = offset + downloader.size
         return AzureReadStream(downloader, uri, size, props.etag, offset, downloader.size)

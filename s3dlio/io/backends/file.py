@@ -147,9 +147,6 @@ class FileStore(ObjectStore):
         """``os.open`` with this backend's extra flags (``direct://`` adds O_DIRECT)."""
         return os.open(path, flags, 0o644)
 
-    def endpoint(self, uri: ObjectURI) -> str:
-        return f"{self.scheme}://"
-
     # -- reads -------------------------------------------------------------------------------
     def open_read(
         self, uri: ObjectURI, offset: int = 0, length: int | None = None, *,
