@@ -79,3 +79,37 @@ def check_bucket_lifecycle(root: str, listing: str, not_empty: str = "not empty"
         s3dlio.get(root + "x")
     with pytest.raises(NotFoundError):
         s3dlio.delete_bucket(root)
+
+
+def tfrecord_frame(payload: bytes) -> bytes:
+    """``payload`` framed as one TFRecord record (header, data, data CRC)."""
+    from s3dlio.formats.framing import frame_header, masked_crc
+
+    return frame_header(len(payload)) + payload + masked_crc(payload).to_bytes(4, "little")
+
+
+def write_tfrecord_file(path: Path, count: int = 400, size: int = 1000) -> list[bytes]:
+    """Write ``count`` random records of ``size`` bytes to ``path``; return the payloads."""
+    rng = np.random.default_rng(0)
+    payloads = [rng.bytes(size) for _ in range(count)]
+    path.write_bytes(b"".join(tfrecord_frame(p) for p in payloads))
+    return payloads
+
+
+def open_fds() -> set[str]:
+    """The file descriptors this process has open."""
+    return set(os.listdir("/proc/self/fd"))
+
+
+def bump_mtime(path: Path) -> None:
+    """Move ``path``'s modification time 1 ms forward (a change its version token sees)."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+
+
+def rewrite_in_place(path: Path, offset: int) -> None:
+    """Overwrite 64 bytes of ``path`` at ``offset``: same size, same inode, new bytes."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\xff" * 64)
+    bump_mtime(path)

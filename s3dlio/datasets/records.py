@@ -172,6 +172,9 @@ class TFRecordDataset(_MultiFileDataset):
             ``{feature name: numpy array}``; ``False`` yields the payload as a zero-copy
             ``uint8`` tensor.
         transform: Called on each item.
+        mmap: Map local (``file://``) files read-only and slice records out of the mapping
+            instead of reading each one (see ``TFRecordReader(mmap=True)``: for files not
+            modified while they are read).
 
     Raises:
         NotFoundError: no TFRecord objects, or a missing index (create one with
@@ -186,7 +189,9 @@ class TFRecordDataset(_MultiFileDataset):
         verify: bool = True,
         decode: bool = False,
         transform: Callable[[Any], Any] | None = None,
+        mmap: bool = False,
     ) -> None:
+        from ..formats.mapped import mappable
         from ..formats.tfrecord import TFRecordReader
         from ..formats.tfrecord_index import scan_index
 
@@ -202,12 +207,18 @@ class TFRecordDataset(_MultiFileDataset):
             self.entries.append(np.asarray(entries, dtype=np.int64))
         self.verify = verify
         self.decode = decode
+        self.mmap = mmap
         super().__init__(files, [len(e) for e in self.entries], transform)
+        if mmap:
+            for uri in self.uris:
+                mappable(parse_uri(uri, allow_bare=True))
 
     def _open(self, file: int) -> Any:
         from ..formats.tfrecord import TFRecordReader
 
-        return TFRecordReader(self.uris[file], index=self.entries[file], verify=self.verify)
+        return TFRecordReader(
+            self.uris[file], index=self.entries[file], verify=self.verify, mmap=self.mmap
+        )
 
     def _read(self, reader: Any, local: int) -> Any:
         payload = reader.read_record(local)

@@ -21,11 +21,12 @@ tells), otherwise the pool allocates another one.
 
 from __future__ import annotations
 
+import mmap
 import threading
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, wait
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import IntegrityError
 from ..io.buffers import BytesView
@@ -34,6 +35,9 @@ from ..io.executor import get_executor
 from ..io.rangefile import RangeReader
 from ..io.store import ObjectStore, backend_for
 from ..io.uri import ObjectURI
+
+if TYPE_CHECKING:
+    from .mapped import MappedSource
 
 __all__ = [
     "BlockSource",
@@ -48,8 +52,10 @@ HEADROOM_MIN = 16  # a partial record header (< 12 bytes) always fits
 _PAGE = 4096
 _GZIP_INPUT = 256 * 1024  # compressed bytes fed to zlib at a time (bounds each output piece)
 
-#: ``(buffer, start, end)``: the bytes ``buffer[start:end]``, with ``start`` bytes of headroom.
-Window = tuple[bytearray, int, int]
+#: ``(buffer, start, end)``: the bytes ``buffer[start:end]``, with ``start`` bytes of headroom
+#: (a ``bytearray``; or an ``mmap`` whose windows continue each other, see
+#: :mod:`~s3dlio.formats.mapped`).
+Window = tuple[bytearray | mmap.mmap, int, int]
 
 
 class FetchStats:
@@ -290,7 +296,9 @@ class GzipBlockSource:
 
     Concatenated gzip members are read one after the other, as ``gzip`` does. Reading is
     sequential only: a position in the decompressed stream cannot be reached without
-    decompressing everything before it.
+    decompressing everything before it. The compressed bytes come from ``raw`` (default: a
+    :class:`BlockSource` of ``uri``; a :class:`~s3dlio.formats.mapped.MappedSource` reads them
+    from a mapping).
     """
 
     def __init__(
@@ -300,9 +308,10 @@ class GzipBlockSource:
         block_size: int | None = None,
         headroom: int = MiB,
         stats: FetchStats | None = None,
+        raw: BlockSource | MappedSource | None = None,
     ) -> None:
         self.uri = uri
-        self.raw = BlockSource(uri, block_size=block_size, headroom=0, stats=stats)
+        self.raw = raw or BlockSource(uri, block_size=block_size, headroom=0, stats=stats)
         self.block_size = self.raw.block_size
         self.headroom = headroom
         self.stats = self.raw.stats

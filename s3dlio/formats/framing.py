@@ -174,7 +174,8 @@ def scan_windows(
     Args:
         windows: The stream's bytes as ``(buffer, start, end)`` windows (see
             :mod:`~s3dlio.formats.blocks`); a record cut by a window's end is carried into
-            the next window's headroom.
+            the next window's headroom, or, when the next window continues the same buffer (a
+            memory map, :mod:`~s3dlio.formats.mapped`), read where it is.
         uri: Named in errors.
         base: Stream offset of the first window's first byte.
         check_header: Verify each length field's CRC.
@@ -197,10 +198,14 @@ def scan_windows(
     hcrcs = _HeaderCRCs()
     carry: memoryview | None = None
     at = base  # stream offset of the first byte not yet consumed
+    last_buf: object = None  # the previous window's buffer, and its end
+    last_hi = 0
     for buf, lo, hi in windows:
         if carry is not None:
             size = len(carry)
-            if size <= lo:
+            if buf is last_buf and lo == last_hi:  # the same buffer, continued (a mapping;
+                lo -= size  # a pooled buffer is never refilled while the carry views it)
+            elif size <= lo:
                 buf[lo - size : lo] = carry
                 lo -= size
             else:  # a record longer than the headroom: join the pieces
@@ -227,6 +232,7 @@ def scan_windows(
         if problem is not None:
             raise problem
         carry = win[pos:hi]
+        last_buf, last_hi = buf, hi
         del win
     if carry is not None and len(carry):
         need = _LEN.unpack_from(carry)[0] + OVERHEAD if len(carry) >= HEADER else HEADER

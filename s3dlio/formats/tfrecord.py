@@ -41,6 +41,7 @@ from ..io.writer import ObjectWriter, WriterOptions
 from .blocks import BlockSource, FetchStats, GzipBlockSource, Window, default_block_size
 from .example import decode_example, encode_example
 from .framing import HEADER, OVERHEAD, iter_payloads, masked_crc
+from .mapped import MappedFile, MappedSource, mappable
 from .tfrecord_index import (
     create_tfrecord_index,
     default_index_uri,
@@ -105,9 +106,17 @@ class TFRecordReader:
             :class:`~s3dlio.errors.IntegrityError` naming the URI and record offset).
         compression: ``None`` or ``"gzip"`` (gzip files are sequential only).
         block_size: Bytes fetched per request when iterating (default 1 MiB for local files,
-            8 MiB over a network; grown to fit large records).
+            8 MiB over a network; grown to fit large records; with ``mmap``, the bytes parsed
+            at a time, default 16 MiB).
         prefetch: Fetch the next block in the background while records are consumed (default:
             over a network only; a local read is a memory copy best done in place).
+        mmap: Iterate a ``file://`` object through a (copy-on-write) memory map instead of reading
+            it into buffers: no copy, so a verified iteration reads each byte once (about twice
+            as fast for large records). The records then stay backed by the file: fine for
+            data that is not modified while read, but a file truncated in place kills the
+            process with ``SIGBUS`` when a record beyond its new end is touched (see
+            :mod:`~s3dlio.formats.mapped`). :meth:`read_record` then slices the mapped file
+            (mapped at first use, until :meth:`close`) instead of making a range request.
 
     Attributes:
         uri: The parsed URI.
@@ -123,17 +132,20 @@ class TFRecordReader:
         *,
         block_size: int | None = None,
         prefetch: bool | None = None,
+        mmap: bool = False,
     ) -> None:
         self.uri = parse_uri(uri, allow_bare=True)
         self.verify = verify
         self.compression = _compression(compression)
         self.block_size = block_size
         self.prefetch = prefetch
+        self.mmap = mmap
         self.stats = FetchStats()
         self._index_source = index
         self._entries: np.ndarray | None = None
         self._etag: str | None = None
-        self._backend = backend_for(self.uri)
+        self._mapped: MappedFile | None = None
+        self._backend = mappable(self.uri) if mmap else backend_for(self.uri)
         if index is not None and not isinstance(index, (bool, str, ObjectURI, os.PathLike)):
             self._entries = _as_entries(index, str(self.uri))
 
@@ -141,7 +153,8 @@ class TFRecordReader:
     def __iter__(self) -> Iterator[memoryview]:
         """Every record payload, in file order (CRC-checked when ``verify``)."""
         if self.compression == "gzip":
-            gz = GzipBlockSource(self.uri, block_size=self.block_size, stats=self.stats)
+            raw = MappedSource(self.uri, stats=self.stats) if self.mmap else None
+            gz = GzipBlockSource(self.uri, block_size=self.block_size, stats=self.stats, raw=raw)
             return self._records(gz, 0, lambda: None, gz.expect)
         source = self._source()
         return self._records(source, 0, lambda: source.size, source.expect)
@@ -161,7 +174,12 @@ class TFRecordReader:
         source = self._source(first, last)
         return self._records(source, first, lambda: last, source.expect)
 
-    def _source(self, start: int = 0, end: int | None = None) -> BlockSource:
+    def _source(self, start: int = 0, end: int | None = None) -> BlockSource | MappedSource:
+        if self.mmap:
+            return MappedSource(
+                self.uri, start=start, end=end, block_size=self.block_size or 16 * MiB,
+                etag=self._etag, stats=self.stats,
+            )  # fmt: skip
         block = self.block_size or default_block_size(self._backend)
         if end is not None:
             block = min(block, max(1, end - start))
@@ -217,6 +235,8 @@ class TFRecordReader:
         if not -n <= i < n:
             raise IndexError(f"record {i} out of range (file has {n})")
         offset, size = (int(v) for v in entries[i])
+        if self.mmap:
+            return self._mapped_record(offset, size)
         buf = BytesView.allocate(size)
         result = fetch(
             self._backend, self.uri, offset, size, into=memoryview(buf), if_match=self._etag,
@@ -229,10 +249,26 @@ class TFRecordReader:
     __getitem__ = read_record
 
     def read_records(self, indices: Iterable[int], max_in_flight: int = 16) -> list[memoryview]:
-        """Several records by index, fetched concurrently (one range request each)."""
+        """Several records by index, fetched concurrently (one range request each; with
+        ``mmap``, sliced from the mapping one after the other)."""
+        if self.mmap:
+            return [self.read_record(i) for i in indices]
         return [fut.result() for _, fut in bounded_map(self.read_record, indices, max_in_flight)]
 
-    def _check_record(self, buf: bytearray, got: int, offset: int, size: int) -> memoryview:
+    def _mapped_record(self, offset: int, size: int) -> memoryview:
+        """The record at ``offset`` as a view of the mapped file (mapped at first use)."""
+        mapped = self._mapped
+        if mapped is None:
+            mapped = self._mapped = MappedFile(self.uri, etag=self._etag)
+            self._etag = mapped.etag
+        mapped.check(offset, size)
+        view = memoryview(mapped.buffer or b"")[offset : offset + size]
+        self.stats.add(1, len(view))
+        return self._check_record(view, len(view), offset, size)
+
+    def _check_record(
+        self, buf: bytearray | memoryview, got: int, offset: int, size: int
+    ) -> memoryview:
         uri = str(self.uri)
         if got != size or size < OVERHEAD:
             raise IntegrityError(
@@ -267,7 +303,16 @@ class TFRecordReader:
 
     # -- misc --------------------------------------------------------------------------------
     def close(self) -> None:
-        """Nothing to release (present for symmetry with file objects)."""
+        """Close the file mapped for :meth:`read_record` with ``mmap`` (records already handed
+        out stay valid); otherwise nothing to release."""
+        mapped, self._mapped = self._mapped, None
+        if mapped is not None:
+            mapped.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_mapped"] = None  # a mapping stays in its process
+        return state
 
     def __enter__(self) -> TFRecordReader:
         return self
@@ -276,7 +321,8 @@ class TFRecordReader:
         self.close()
 
     def __repr__(self) -> str:
-        return f"TFRecordReader({str(self.uri)!r}, verify={self.verify})"
+        mapped = ", mmap=True" if self.mmap else ""
+        return f"TFRecordReader({str(self.uri)!r}, verify={self.verify}{mapped})"
 
 
 def _as_entries(index: Any, uri: str) -> np.ndarray:

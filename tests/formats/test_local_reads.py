@@ -12,57 +12,34 @@ import zstandard
 
 import s3dlio
 from s3dlio.errors import IntegrityError, NotFoundError
-from s3dlio.formats.framing import frame_header, masked_crc
 from s3dlio.formats.tfrecord import TFRecordReader
 from s3dlio.io.rangefile import RangeFile, RangeReader
 from s3dlio.io.uri import parse_uri
-
-
-def _frame(payload: bytes) -> bytes:
-    return frame_header(len(payload)) + payload + masked_crc(payload).to_bytes(4, "little")
-
-
-def _tfrecord(path: Path, count: int = 400, size: int = 1000) -> list[bytes]:
-    rng = np.random.default_rng(0)
-    payloads = [rng.bytes(size) for _ in range(count)]
-    path.write_bytes(b"".join(_frame(p) for p in payloads))
-    return payloads
-
-
-def _open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
-
-
-def _bump_mtime(path: Path) -> None:
-    st = os.stat(path)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-
-
-def _rewrite_in_place(path: Path, offset: int) -> None:
-    with open(path, "r+b") as f:  # same size, same inode, new bytes
-        f.seek(offset)
-        f.write(b"\xff" * 64)
-    _bump_mtime(path)
+from tests.helpers import (
+    open_fds,
+    rewrite_in_place,
+    write_tfrecord_file,
+)
 
 
 def test_reader_keeps_one_descriptor_and_reads_exact_bytes(tmp_path: Path) -> None:
     data = np.random.default_rng(1).bytes(300_000)
     path = tmp_path / "blob.bin"
     path.write_bytes(data)
-    before = _open_fds()
+    before = open_fds()
     reader = RangeReader(parse_uri(f"file://{path}"))
     out = bytearray(1000)
     assert reader.read_into(5000, memoryview(out)) == (1000, 1)
     assert out == data[5000:6000]
-    assert len(_open_fds() - before) == 1  # opened once...
+    assert len(open_fds() - before) == 1  # opened once...
     for offset in (0, 123_456, 299_500):
         n, _ = reader.read_into(offset, memoryview(out))
         assert bytes(out[:n]) == data[offset : offset + 1000]
     assert n == 500 and reader.size == 300_000 and reader.etag
-    assert len(_open_fds() - before) == 1  # ...and kept
+    assert len(open_fds() - before) == 1  # ...and kept
     reader.close()
     reader.close()
-    assert _open_fds() == before
+    assert open_fds() == before
 
 
 @pytest.mark.parametrize("change", ["replaced", "shrunk", "rewritten"])
@@ -77,7 +54,7 @@ def test_rangefile_fails_when_the_file_changes(tmp_path: Path, change: str) -> N
     elif change == "shrunk":
         os.truncate(path, 150_000)
     else:
-        _rewrite_in_place(path, 100_000)
+        rewrite_in_place(path, 100_000)
     f.seek(100_000)
     with pytest.raises(IntegrityError, match="changed"):
         f.read(100)
@@ -98,11 +75,11 @@ def test_rangefile_of_a_deleted_file(tmp_path: Path) -> None:
 def test_rangefile_closes_its_descriptor(tmp_path: Path) -> None:
     path = tmp_path / "c.bin"
     path.write_bytes(b"y" * 50_000)
-    before = _open_fds()
+    before = open_fds()
     with RangeFile(f"file://{path}", block_size=4096) as f:
         assert f.read(10) == b"y" * 10
-        assert len(_open_fds() - before) == 1
-    assert _open_fds() == before
+        assert len(open_fds() - before) == 1
+    assert open_fds() == before
 
 
 @pytest.mark.parametrize("prefetch", [False, True])
@@ -111,7 +88,7 @@ def test_tfrecord_iteration_fails_when_the_file_changes(
     tmp_path: Path, change: str, prefetch: bool
 ) -> None:
     path = tmp_path / "t.tfrecord"
-    payloads = _tfrecord(path)
+    payloads = write_tfrecord_file(path)
     size = path.stat().st_size
     reader = TFRecordReader(f"file://{path}", block_size=16 * 1024, prefetch=prefetch)
     records = iter(reader)
@@ -121,7 +98,7 @@ def test_tfrecord_iteration_fails_when_the_file_changes(
     elif change == "shrunk":
         os.truncate(path, size // 2)
     else:
-        _rewrite_in_place(path, size - 5000)
+        rewrite_in_place(path, size - 5000)
     got = []
     with pytest.raises(IntegrityError, match="changed"):
         for record in records:
@@ -135,21 +112,21 @@ def test_tfrecord_iteration_fails_when_the_file_changes(
 @pytest.mark.parametrize("prefetch", [False, True])
 def test_tfrecord_iteration_releases_its_descriptor(tmp_path: Path, prefetch: bool) -> None:
     path = tmp_path / "r.tfrecord"
-    payloads = _tfrecord(path, count=300)
-    before = _open_fds()
+    payloads = write_tfrecord_file(path, count=300)
+    before = open_fds()
     reader = TFRecordReader(f"file://{path}", block_size=8192, prefetch=prefetch)
     assert [bytes(r) for r in reader] == payloads
-    assert _open_fds() == before
+    assert open_fds() == before
     records = iter(reader)  # abandoned half-way: the file is closed with the generator
     assert bytes(next(records)) == payloads[0]
-    assert len(_open_fds() - before) == 1
+    assert len(open_fds() - before) == 1
     records.close()
-    assert _open_fds() == before
+    assert open_fds() == before
 
 
 def test_local_reads_are_op_logged(tmp_path: Path) -> None:
     path = tmp_path / "logged.tfrecord"
-    _tfrecord(path, count=100)
+    write_tfrecord_file(path, count=100)
     log = tmp_path / "ops.tsv.zst"
     s3dlio.init_op_log(log)
     try:

@@ -22,6 +22,7 @@ from s3dlio.formats.tfrecord import (
     decode_example,
     iter_records,
 )
+from tests.helpers import tfrecord_frame
 
 MiB = 1024 * 1024
 
@@ -87,7 +88,7 @@ def test_index_matches_tfrecord2idx_byte_for_byte(store_root: str, tmp_path: Pat
     _package_file(path, 40)
     with open(path, "ab") as f:  # add records of other sizes (empty one included)
         for payload in _payloads(25, seed=3):
-            f.write(_frame(payload))
+            f.write(tfrecord_frame(payload))
     reference = tmp_path / "pkg.idx"
     create_index(str(path), str(reference))  # what `python -m tfrecord.tools.tfrecord2idx` runs
     uri = store_root + "data/pkg.tfrecord"
@@ -159,7 +160,7 @@ def test_read_record_is_one_range_request(store_root: str) -> None:
 
 def test_missing_index_names_the_fix(store_root: str) -> None:
     uri = store_root + "noidx.tfrecord"
-    s3dlio.put_bytes(uri, _frame(b"abc"))
+    s3dlio.put_bytes(uri, tfrecord_frame(b"abc"))
     reader = TFRecordReader(uri)
     assert [bytes(r) for r in reader] == [b"abc"]
     with pytest.raises(NotFoundError, match="create_tfrecord_index"):
@@ -170,7 +171,7 @@ def test_missing_index_names_the_fix(store_root: str) -> None:
 
 def test_explicit_index_entries(store_root: str) -> None:
     payloads = _payloads(12, seed=5)
-    data = b"".join(_frame(p) for p in payloads)
+    data = b"".join(tfrecord_frame(p) for p in payloads)
     uri = store_root + "x.tfrecord"
     s3dlio.put_bytes(uri, data)
     reader = TFRecordReader(uri, index=s3dlio.get_tfrecord_index_entries(data))
@@ -179,7 +180,7 @@ def test_explicit_index_entries(store_root: str) -> None:
 
 def test_flipped_payload_byte_raises_with_uri_and_offset(store_root: str) -> None:
     payloads = _payloads(20, seed=6, max_size=500)
-    frames = [_frame(p) for p in payloads]
+    frames = [tfrecord_frame(p) for p in payloads]
     data = bytearray(b"".join(frames))
     bad = 13
     while not payloads[bad]:
@@ -203,8 +204,8 @@ def test_flipped_payload_byte_raises_with_uri_and_offset(store_root: str) -> Non
 
 
 def test_corrupt_length_field_is_caught(store_root: str) -> None:
-    data = bytearray(_frame(b"hello") + _frame(b"world"))
-    data[len(_frame(b"hello"))] ^= 0x40  # the second record's length
+    data = bytearray(tfrecord_frame(b"hello") + tfrecord_frame(b"world"))
+    data[len(tfrecord_frame(b"hello"))] ^= 0x40  # the second record's length
     uri = store_root + "badlen.tfrecord"
     s3dlio.put_bytes(uri, bytes(data))
     with pytest.raises(IntegrityError, match="header"):
@@ -214,7 +215,7 @@ def test_corrupt_length_field_is_caught(store_root: str) -> None:
 def test_truncated_last_record(store_root: str) -> None:
     payloads = _payloads(10, seed=8, max_size=800)
     payloads[-1] = b"z" * 700
-    data = b"".join(_frame(p) for p in payloads)
+    data = b"".join(tfrecord_frame(p) for p in payloads)
     uri = store_root + "trunc.tfrecord"
     s3dlio.put_bytes(uri, data[:-300])
     got = []
@@ -240,7 +241,7 @@ def test_gzip_read_and_write(store_root: str, tmp_path: Path) -> None:
     assert [bytes(r) for r in tfrecord_iterator(str(path), compression_type="gzip")] == payloads
     assert [bytes(r) for r in TFRecordReader(uri, compression="gzip")] == payloads
     # a file gzipped by the standard library, in two members, read back in small blocks
-    plain = b"".join(_frame(p) for p in payloads)
+    plain = b"".join(tfrecord_frame(p) for p in payloads)
     half = len(plain) // 2
     uri2 = store_root + "std.tfrecord.gz"
     s3dlio.put_bytes(uri2, gzip.compress(plain[:half]) + gzip.compress(plain[half:]))
@@ -279,7 +280,7 @@ def test_records_stay_valid_while_held(tmp_path: Path) -> None:
 
 def test_in_memory_records() -> None:
     payloads = _payloads(40, seed=12)
-    data = b"".join(_frame(p) for p in payloads)
+    data = b"".join(tfrecord_frame(p) for p in payloads)
     assert [bytes(r) for r in iter_records(data)] == payloads
     assert [bytes(r) for r in iter_records(memoryview(data), verify=False)] == payloads
     assert list(iter_records(b"")) == []
@@ -327,17 +328,13 @@ def test_roundtrip_random_sizes(tmp_path: Path, sizes: list[int], block: int) ->
     assert bytes(s3dlio.get(uri + ".again")) == bytes(s3dlio.get(uri + ".idx"))
 
 
-def _frame(payload: bytes) -> bytes:
-    from s3dlio.formats.framing import frame_header, masked_crc
-
-    return frame_header(len(payload)) + payload + masked_crc(payload).to_bytes(4, "little")
-
-
 def test_stale_index_is_detected(store_root: str) -> None:
     uri = store_root + "stale.tfrecord"
-    s3dlio.put_bytes(uri, _frame(b"a" * 10) + _frame(b"b" * 20))
+    s3dlio.put_bytes(uri, tfrecord_frame(b"a" * 10) + tfrecord_frame(b"b" * 20))
     s3dlio.create_tfrecord_index(uri)
-    s3dlio.put_bytes(uri, _frame(b"a" * 12) + _frame(b"b" * 20))  # rewritten: index is stale
+    s3dlio.put_bytes(
+        uri, tfrecord_frame(b"a" * 12) + tfrecord_frame(b"b" * 20)
+    )  # rewritten: index is stale
     reader = TFRecordReader(uri)
     with pytest.raises(IntegrityError, match="stale index"):
         reader.read_record(0)
@@ -353,7 +350,7 @@ def test_runs_of_equal_records_of_every_length(tmp_path: Path) -> None:
         size = int(rng.integers(0, 40))
         payloads += [rng.bytes(size) for _ in range(run)]
     path = tmp_path / "runs.tfrecord"
-    path.write_bytes(b"".join(_frame(p) for p in payloads))
+    path.write_bytes(b"".join(tfrecord_frame(p) for p in payloads))
     assert [bytes(r) for r in tfrecord_iterator(str(path))] == payloads
     for block in (4096, 65536, 1 << 20):
         for verify in (True, False):
