@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["random_block", "write_files"]
+__all__ = ["random_block", "read_back", "write_files", "write_tfrecord"]
 
 MiB = 1 << 20
 KiB = 1 << 10
@@ -62,7 +62,22 @@ def write_tfrecord(path: Path, payloads) -> tuple[int, int]:
             records += 1
             size += len(payload)
     os.sync()
+    read_back(path)
     return records, size
+
+
+def read_back(path: Path) -> None:
+    """Drop ``path`` from the page cache and read it once, as a dataset read before (an earlier
+    epoch) is cached: pages a program wrote stay cached in the sizes of its writes (4 KiB pages
+    for a file written record by record, costly to copy and to map), pages read from disk come
+    in readahead's large folios."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # clean pages after the sync
+        while os.read(fd, 8 * MiB):
+            pass
+    finally:
+        os.close(fd)
 
 
 def example_payloads(count: int, image_bytes: int, seed: int = 0):

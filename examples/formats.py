@@ -28,6 +28,8 @@ def show(root: str) -> None:
     example = decode_example(reader.read_record(500))  # one range GET
     print("record 500:", {k: v.tolist()[:3] for k, v in example.items()}, "of", len(reader))
     assert sum(1 for _ in reader) == 1000  # CRC32C verified while iterating
+    if root.startswith("file://"):  # local files can also be read through a mapping: no copies
+        assert sum(1 for _ in TFRecordReader(root + "train.tfrecord", mmap=True)) == 1000
 
     # NPZ: one member through the zip central directory
     s3dlio.put_bytes(root + "sample.npz", s3dlio.generate_npz_bytes([64, 64], "<f4", 4))

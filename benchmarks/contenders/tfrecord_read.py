@@ -13,14 +13,14 @@ from _common import check, result
 
 
 def ours_reader(params: dict) -> object:
-    """``TFRecordReader("file://...", verify=...)`` iterating payloads."""
+    """``TFRecordReader("file://...", verify=..., mmap=...)`` iterating payloads."""
     from s3dlio.formats.tfrecord import TFRecordReader
 
-    uri, verify = "file://" + params["path"], params["verify"]
+    uri, verify, mapped = "file://" + params["path"], params["verify"], params.get("mmap", False)
 
     def run() -> dict:
         size = count = 0
-        for payload in TFRecordReader(uri, verify=verify):
+        for payload in TFRecordReader(uri, verify=verify, mmap=mapped):
             size += len(payload)
             count += 1
         check(count, params["case_objects"], "records")
