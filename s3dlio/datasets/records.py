@@ -172,8 +172,8 @@ class TFRecordDataset(_MultiFileDataset):
             ``{feature name: numpy array}``; ``False`` yields the payload as a zero-copy
             ``uint8`` tensor.
         transform: Called on each item.
-        mmap: Map local (``file://``) files read-only and slice records out of the mapping
-            instead of reading each one (see ``TFRecordReader(mmap=True)``: for files not
+        mmap: Map local (``file://``) files and copy each record out of the mapping instead
+            of making a read per record (see ``TFRecordReader(mmap=True)``: for files not
             modified while they are read).
 
     Raises:
@@ -196,6 +196,9 @@ class TFRecordDataset(_MultiFileDataset):
         from ..formats.tfrecord_index import scan_index
 
         files = expand_uris(uris, exclude_suffix=".idx")
+        if mmap:  # before any index is read
+            for uri in files:
+                mappable(parse_uri(uri, allow_bare=True))
         if index is not None and index != "scan" and len(files) > 1:
             raise ValueError("an explicit index applies to a single TFRecord file")
         self.entries: list[np.ndarray] = []
@@ -209,9 +212,6 @@ class TFRecordDataset(_MultiFileDataset):
         self.decode = decode
         self.mmap = mmap
         super().__init__(files, [len(e) for e in self.entries], transform)
-        if mmap:
-            for uri in self.uris:
-                mappable(parse_uri(uri, allow_bare=True))
 
     def _open(self, file: int) -> Any:
         from ..formats.tfrecord import TFRecordReader

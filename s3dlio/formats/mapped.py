@@ -95,6 +95,12 @@ class MappedFile:
         except OSError as exc:
             stream.close()
             raise map_os_error(exc, uri, "GET") from exc
+        except ValueError:  # "mmap length is greater than file size": it shrank meanwhile
+            stream.close()
+            raise IntegrityError(
+                "object changed during the read (cut short while being mapped)", uri=str(uri),
+                op="GET", byte_range=(self.start, self.end - self.start),
+            ) from None  # fmt: skip
         if oplog.is_op_log_active():
             oplog.record(
                 "GET", uri.key, endpoint=backend.endpoint(uri), nbytes=self.end - self.start,
@@ -108,7 +114,11 @@ class MappedFile:
         Raises:
             IntegrityError: the file was modified in place (or cut short) since.
         """
-        if _version(os.fstat(self._stream.fd)) != self._version:
+        try:
+            version = _version(os.fstat(self._stream.fd))
+        except OSError as exc:  # closed meanwhile
+            raise map_os_error(exc, self.uri, "GET") from exc
+        if version != self._version:
             raise IntegrityError(
                 "object changed during the read (modified in place while mapped)",
                 uri=str(self.uri), op="GET", byte_range=(offset, length),
@@ -157,6 +167,8 @@ class MappedSource:
         stats: FetchStats | None = None,
     ) -> None:
         mappable(uri)
+        if block_size < 1:
+            raise ValueError(f"block_size must be at least 1 byte, not {block_size}")
         self.uri = uri
         self.start = start
         self.end = end

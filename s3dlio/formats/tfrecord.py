@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -115,8 +116,9 @@ class TFRecordReader:
             as fast for large records). The records then stay backed by the file: fine for
             data that is not modified while read, but a file truncated in place kills the
             process with ``SIGBUS`` when a record beyond its new end is touched (see
-            :mod:`~s3dlio.formats.mapped`). :meth:`read_record` then slices the mapped file
-            (mapped at first use, until :meth:`close`) instead of making a range request.
+            :mod:`~s3dlio.formats.mapped`). :meth:`read_record` then copies the record out of
+            the mapped file (mapped at first use, until :meth:`close`) instead of making a
+            range request.
 
     Attributes:
         uri: The parsed URI.
@@ -135,6 +137,8 @@ class TFRecordReader:
         mmap: bool = False,
     ) -> None:
         self.uri = parse_uri(uri, allow_bare=True)
+        if block_size is not None and block_size < 1:
+            raise ValueError(f"block_size must be at least 1 byte, not {block_size}")
         self.verify = verify
         self.compression = _compression(compression)
         self.block_size = block_size
@@ -145,6 +149,7 @@ class TFRecordReader:
         self._entries: np.ndarray | None = None
         self._etag: str | None = None
         self._mapped: MappedFile | None = None
+        self._lock = threading.Lock()
         self._backend = mappable(self.uri) if mmap else backend_for(self.uri)
         if index is not None and not isinstance(index, (bool, str, ObjectURI, os.PathLike)):
             self._entries = _as_entries(index, str(self.uri))
@@ -153,7 +158,10 @@ class TFRecordReader:
     def __iter__(self) -> Iterator[memoryview]:
         """Every record payload, in file order (CRC-checked when ``verify``)."""
         if self.compression == "gzip":
-            raw = MappedSource(self.uri, stats=self.stats) if self.mmap else None
+            raw = None
+            if self.mmap:
+                block = self.block_size or default_block_size(self._backend)
+                raw = MappedSource(self.uri, block_size=block, stats=self.stats)
             gz = GzipBlockSource(self.uri, block_size=self.block_size, stats=self.stats, raw=raw)
             return self._records(gz, 0, lambda: None, gz.expect)
         source = self._source()
@@ -250,21 +258,29 @@ class TFRecordReader:
 
     def read_records(self, indices: Iterable[int], max_in_flight: int = 16) -> list[memoryview]:
         """Several records by index, fetched concurrently (one range request each; with
-        ``mmap``, sliced from the mapping one after the other)."""
+        ``mmap``, copied from the mapping one after the other)."""
         if self.mmap:
             return [self.read_record(i) for i in indices]
         return [fut.result() for _, fut in bounded_map(self.read_record, indices, max_in_flight)]
 
     def _mapped_record(self, offset: int, size: int) -> memoryview:
-        """The record at ``offset`` as a view of the mapped file (mapped at first use)."""
-        mapped = self._mapped
-        if mapped is None:
-            mapped = self._mapped = MappedFile(self.uri, etag=self._etag)
-            self._etag = mapped.etag
+        """The record at ``offset``, copied out of the mapped file (mapped at first use).
+
+        A copy, not a view: the mapping outlives the record, and a consumer writing into a
+        record it was handed (an in-place transform) must not change the next read of it.
+        """
+        with self._lock:
+            mapped = self._mapped
+            if mapped is None:
+                mapped = self._mapped = MappedFile(self.uri, etag=self._etag)
+                self._etag = mapped.etag
         mapped.check(offset, size)
-        view = memoryview(mapped.buffer or b"")[offset : offset + size]
-        self.stats.add(1, len(view))
-        return self._check_record(view, len(view), offset, size)
+        data = memoryview(mapped.buffer or b"")[offset : offset + size]
+        buf = BytesView.allocate(len(data))
+        buf[:] = data
+        del data
+        self.stats.add(1, len(buf))
+        return self._check_record(buf, len(buf), offset, size)
 
     def _check_record(
         self, buf: bytearray | memoryview, got: int, offset: int, size: int
@@ -305,14 +321,10 @@ class TFRecordReader:
     def close(self) -> None:
         """Close the file mapped for :meth:`read_record` with ``mmap`` (records already handed
         out stay valid); otherwise nothing to release."""
-        mapped, self._mapped = self._mapped, None
+        with self._lock:
+            mapped, self._mapped = self._mapped, None
         if mapped is not None:
             mapped.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_mapped"] = None  # a mapping stays in its process
-        return state
 
     def __enter__(self) -> TFRecordReader:
         return self

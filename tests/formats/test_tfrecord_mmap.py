@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from torch.utils.data import DataLoader
 
 import s3dlio
 from s3dlio.errors import IntegrityError, NotFoundError, UnsupportedOperationError
@@ -77,12 +78,14 @@ def test_shards_and_random_access(tmp_path: Path) -> None:
         payloads[j] for j in (2, 306, 1)
     ]
     record = reader.read_record(305)
+    record[:3] = b"xyz"  # an in-place transform of what it was handed...
+    assert bytes(reader.read_record(305)) == payloads[305]  # ...changes no later read
     reader.close()
-    assert len(open_fds() - before) == 1  # the mapping lives on with the record
-    assert bytes(record) == payloads[305]
-    del record
-    assert open_fds() == before
-    assert bytes(reader.read_record(305)) == payloads[305]  # mapped again when needed
+    assert open_fds() == before  # records are copies: nothing keeps the mapping
+    assert bytes(reader.read_record(306)) == payloads[306]  # mapped again when needed
+    rewrite_in_place(path, 100)  # same size, new bytes and modification time
+    with pytest.raises(IntegrityError, match="modified in place"):
+        reader.read_record(306)
     reader.close()
 
 
@@ -119,13 +122,30 @@ def test_gzip_and_empty_files(tmp_path: Path) -> None:
     plain = b"".join(tfrecord_frame(p) for p in payloads)
     path = tmp_path / "z.tfrecord.gz"
     path.write_bytes(gzip.compress(plain[:1000]) + gzip.compress(plain[1000:]))
-    reader = TFRecordReader(str(path), compression="gzip", mmap=True)
-    assert [bytes(r) for r in reader] == payloads
+    for block in (None, 4096):
+        reader = TFRecordReader(str(path), compression="gzip", mmap=True, block_size=block)
+        assert [bytes(r) for r in reader] == payloads
+        if block:  # decompressed into blocks of the size asked for, grown only to fit records
+            assert max(len(w[0]) for w in _gzip_windows(reader)) < 2 * MiB
     empty = tmp_path / "empty.tfrecord"
     empty.write_bytes(b"")
     assert list(TFRecordReader(str(empty), mmap=True)) == []
     with pytest.raises(NotFoundError, match="missing.tfrecord"):
         list(TFRecordReader(str(tmp_path / "missing.tfrecord"), mmap=True))
+
+
+def _gzip_windows(reader: TFRecordReader) -> list:
+    from s3dlio.formats.blocks import GzipBlockSource
+    from s3dlio.formats.mapped import MappedSource
+
+    raw = MappedSource(reader.uri, block_size=reader.block_size or MiB)
+    return list(GzipBlockSource(reader.uri, block_size=reader.block_size, raw=raw))
+
+
+def test_bad_block_size_is_refused(tmp_path: Path) -> None:
+    for size in (0, -1):
+        with pytest.raises(ValueError, match="block_size"):
+            TFRecordReader(str(tmp_path / "x.tfrecord"), mmap=True, block_size=size)
 
 
 def test_only_local_files_can_be_mapped(tmp_path: Path) -> None:
@@ -202,5 +222,10 @@ def test_dataset_reads_through_the_mapping(tmp_path: Path) -> None:
     assert len(ds) == len(payloads)
     for i in (0, 3, 305, len(payloads) - 1):
         assert ds[i].numpy().tobytes() == payloads[i]
+    item = ds[3]
+    item += 1  # an in-place transform in one epoch...
+    assert ds[3].numpy().tobytes() == payloads[3]  # ...leaves the next one intact
+    loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context="fork")
+    assert [t.numpy().tobytes() for t in loader] == payloads
     with pytest.raises(UnsupportedOperationError, match="file://"):
         TFRecordDataset(f"direct://{path}", mmap=True)
