@@ -104,8 +104,14 @@ class BufferPool:
     def acquire(self, size: int, *busy: bytearray) -> bytearray:
         """A buffer of at least ``size`` bytes that nothing refers to and is not in ``busy``."""
         for buf in self._buffers:
-            if len(buf) >= size and all(buf is not b for b in busy) and _unreferenced(buf):
-                return buf
+            if len(buf) < size:
+                continue
+            for b in busy:  # a plain loop: this runs once per block, a generator costs more
+                if b is buf:
+                    break
+            else:
+                if _unreferenced(buf):
+                    return buf
         buf = BytesView.allocate(size)
         self._buffers = [b for b in self._buffers if len(b) >= size][-(self.keep - 1) :]
         self._buffers.append(buf)
@@ -217,10 +223,10 @@ class BlockSource:
     def _read(self, buf: bytearray, head: int, size: int, offset: int) -> tuple[int, int]:
         """Read up to ``size`` bytes at ``offset`` into ``buf[head:]``; ``(head, nbytes)``."""
         want = size
-        if self.end is not None:
-            want = min(want, self.end - offset)
-        if self.size is not None:
-            want = min(want, self.size - offset)
+        if self.end is not None and self.end - offset < want:
+            want = self.end - offset
+        if self.size is not None and self.size - offset < want:
+            want = self.size - offset
         if want <= 0:
             return head, 0
         assert self._reader is not None
@@ -280,8 +286,8 @@ class BlockSource:
             reader.close()
 
     def _more(self, offset: int) -> bool:
-        limit = self.size if self.end is None else min(self.end, self.size or self.end)
-        return limit is None or offset < limit
+        end, size = self.end, self.size
+        return (end is None or offset < end) and (size is None or offset < size)
 
 
 class _Pending(NamedTuple):
