@@ -71,6 +71,15 @@ def _path(uri: str) -> str:
     return f"/{parsed.bucket}/{parsed.key}"
 
 
+def _redirect_to_eu_west_1(proxy: FaultProxy, uri: str) -> None:
+    """The next GET of ``uri`` answers as S3 does for a bucket in another region."""
+    proxy.add_fault(
+        "status", match=f"GET {_path(uri)}", status=400,
+        headers={"x-amz-bucket-region": "eu-west-1"},
+        body=_s3_error("AuthorizationHeaderMalformed", "the region 'us-east-1' is wrong"),
+    )  # fmt: skip
+
+
 def _retries() -> dict[str, int]:
     return retry_stats()
 
@@ -205,11 +214,7 @@ def test_access_denied_is_not_retried(proxy: FaultProxy, root: str) -> None:
 def test_bucket_region_redirect_is_followed_once(proxy: FaultProxy, root: str) -> None:
     uri = root + "elsewhere.bin"
     s3dlio.put_bytes(uri, b"eu data")
-    proxy.add_fault(
-        "status", match=f"GET {_path(uri)}", status=400,
-        headers={"x-amz-bucket-region": "eu-west-1"},
-        body=_s3_error("AuthorizationHeaderMalformed", "the region 'us-east-1' is wrong"),
-    )  # fmt: skip
+    _redirect_to_eu_west_1(proxy, uri)
     try:
         assert s3dlio.get(uri) == b"eu data"
         first, second = proxy.requests_matching(f"GET {_path(uri)}")
@@ -359,11 +364,7 @@ def test_get_many_fails_an_object_replaced_mid_read(proxy: FaultProxy, root: str
 def test_get_many_follows_a_region_redirect(proxy: FaultProxy, root: str) -> None:
     items = _objects(root, 3)
     uris = list(items)
-    proxy.add_fault(
-        "status", match=f"GET {_path(uris[1])}", status=400,
-        headers={"x-amz-bucket-region": "eu-west-1"},
-        body=_s3_error("AuthorizationHeaderMalformed", "the region 'us-east-1' is wrong"),
-    )  # fmt: skip
+    _redirect_to_eu_west_1(proxy, uris[1])
     try:
         got = s3dlio.get_many(uris)
         assert all(data == items[u] for u, data in got)

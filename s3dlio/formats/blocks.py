@@ -318,7 +318,7 @@ class GzipBlockSource:
     ) -> None:
         self.uri = uri
         self.raw = raw or BlockSource(uri, block_size=block_size, headroom=0, stats=stats)
-        self.block_size = block_size or self.raw.block_size
+        self.block_size = block_size or default_block_size(backend_for(uri))
         self.headroom = headroom
         self.stats = self.raw.stats
         self._pool = BufferPool()

@@ -39,7 +39,10 @@ from ..io.store import backend_for
 from ..io.uri import ObjectURI
 from .blocks import FetchStats, Window
 
-__all__ = ["MappedFile", "MappedSource", "mappable"]
+__all__ = ["WINDOW", "MappedFile", "MappedSource", "mappable"]
+
+#: Default window: the bytes of a mapping the parser works on at a time.
+WINDOW = 16 * MiB
 
 
 class MappedFile:
@@ -142,7 +145,8 @@ class MappedSource:
         uri: The object (``file://`` only, see :func:`mappable`).
         start: First byte.
         end: End of the span (``None``: the end of the file).
-        block_size: Bytes per window (the parser's unit of work; nothing is copied).
+        block_size: Bytes per window (the parser's unit of work; nothing is copied; default
+            :data:`WINDOW`).
         etag: The version to read (an :class:`~s3dlio.errors.IntegrityError` if the file is
             another one).
         stats: Where the mapping is counted (one request of the span's size).
@@ -162,17 +166,15 @@ class MappedSource:
         *,
         start: int = 0,
         end: int | None = None,
-        block_size: int = 16 * MiB,
+        block_size: int | None = None,
         etag: str | None = None,
         stats: FetchStats | None = None,
     ) -> None:
         mappable(uri)
-        if block_size < 1:
-            raise ValueError(f"block_size must be at least 1 byte, not {block_size}")
         self.uri = uri
         self.start = start
         self.end = end
-        self.block_size = block_size
+        self.block_size = block_size or WINDOW
         self.size: int | None = None
         self.etag = etag
         self.stats = stats or FetchStats()

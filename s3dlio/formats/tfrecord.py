@@ -158,10 +158,7 @@ class TFRecordReader:
     def __iter__(self) -> Iterator[memoryview]:
         """Every record payload, in file order (CRC-checked when ``verify``)."""
         if self.compression == "gzip":
-            raw = None
-            if self.mmap:
-                block = self.block_size or default_block_size(self._backend)
-                raw = MappedSource(self.uri, block_size=block, stats=self.stats)
+            raw = MappedSource(self.uri, stats=self.stats) if self.mmap else None
             gz = GzipBlockSource(self.uri, block_size=self.block_size, stats=self.stats, raw=raw)
             return self._records(gz, 0, lambda: None, gz.expect)
         source = self._source()
@@ -185,8 +182,8 @@ class TFRecordReader:
     def _source(self, start: int = 0, end: int | None = None) -> BlockSource | MappedSource:
         if self.mmap:
             return MappedSource(
-                self.uri, start=start, end=end, block_size=self.block_size or 16 * MiB,
-                etag=self._etag, stats=self.stats,
+                self.uri, start=start, end=end, block_size=self.block_size, etag=self._etag,
+                stats=self.stats,
             )  # fmt: skip
         block = self.block_size or default_block_size(self._backend)
         if end is not None:

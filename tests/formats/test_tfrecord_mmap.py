@@ -138,7 +138,7 @@ def _gzip_windows(reader: TFRecordReader) -> list:
     from s3dlio.formats.blocks import GzipBlockSource
     from s3dlio.formats.mapped import MappedSource
 
-    raw = MappedSource(reader.uri, block_size=reader.block_size or MiB)
+    raw = MappedSource(reader.uri)  # as the reader builds it
     return list(GzipBlockSource(reader.uri, block_size=reader.block_size, raw=raw))
 
 
