@@ -79,6 +79,26 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
+def _wake_workers_at_exit() -> None:
+    """At interpreter exit, before Python joins the worker threads: wake every idle worker.
+
+    ``concurrent.futures`` wakes at exit only the workers it has registered, and it registers a
+    worker after the thread has started. Ctrl-C landing inside ``submit`` while it starts one
+    (the first upload part of ``s3-cli cp - URI``, say) leaves a worker it never registered,
+    waiting for work forever, and the process could never exit. ``shutdown(wait=False)`` puts
+    the wake-up behind any queued work, so queued work still runs first, as at any exit.
+    """
+    with _lock:
+        pools = list(_executors.values()) if _executors_pid == os.getpid() else []
+    for pool in pools:
+        pool.shutdown(wait=False)
+
+
+# threading's own exit hooks run before non-daemon threads are joined (``atexit`` runs after,
+# too late); concurrent.futures registers its wake-up the same way.
+getattr(threading, "_register_atexit", lambda hook: None)(_wake_workers_at_exit)
+
+
 class PerProcess(Generic[T]):
     """A lazily built value that is rebuilt in every process (after ``fork`` too).
 

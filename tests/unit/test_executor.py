@@ -1,9 +1,13 @@
-"""bounded_map and run_claimed: order, bounds, errors, nesting, early close."""
+"""bounded_map and run_claimed: order, bounds, errors, nesting, early close; exit after Ctrl-C."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +89,30 @@ def test_run_claimed_all_and_first_error() -> None:
 
     with pytest.raises(KeyError):
         run_claimed(10, bad, 3)
+
+
+def test_interrupt_while_a_worker_starts_does_not_block_exit(tmp_path: Path) -> None:
+    """Ctrl-C landing inside ``submit`` as it starts a worker thread: the task still runs and
+    the process exits (concurrent.futures alone would wait forever for the unregistered worker)."""
+    done = tmp_path / "done"
+    script = textwrap.dedent(f"""
+        import sys, threading
+        from s3dlio.io.executor import get_executor
+
+        start = threading.Thread.start
+
+        def interrupted_start(self):
+            start(self)
+            raise KeyboardInterrupt  # as a SIGINT handled while start() waits for the thread
+
+        threading.Thread.start = interrupted_start
+        try:
+            get_executor("parts").submit(open({str(done)!r}, "w").close)
+        except KeyboardInterrupt:
+            pass
+        threading.Thread.start = start
+        sys.exit(130)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], timeout=30, capture_output=True)
+    assert proc.returncode == 130, proc.stderr.decode()
+    assert done.exists()
