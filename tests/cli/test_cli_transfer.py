@@ -70,6 +70,13 @@ def test_download_names_each_object_that_failed(tmp_path: Path) -> None:
     assert (files["a"], files["z"]) == (b"a", b"z")
 
 
+def _default_sigint() -> None:
+    """In the child before exec: Ctrl-C's default action. A suite started as a background job
+    (``make test &``) inherits SIGINT ignored, and Python then leaves it ignored in the CLI too,
+    as every program started that way must."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupt_aborts_the_object_being_written(tmp_path: Path) -> None:
     """Ctrl-C while `cp - URI` streams stdin: exit 130, no object, no temp file left."""
     target = tmp_path / "out"
@@ -77,6 +84,7 @@ def test_interrupt_aborts_the_object_being_written(tmp_path: Path) -> None:
     with subprocess.Popen(
         [sys.executable, "-m", "s3dlio.cli", "cp", "-", f"file://{target}/obj"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
     ) as proc:  # fmt: skip
         assert proc.stdin is not None and proc.stderr is not None
         try:
