@@ -95,8 +95,12 @@ def _wake_workers_at_exit() -> None:
 
 
 # threading's own exit hooks run before non-daemon threads are joined (``atexit`` runs after,
-# too late); concurrent.futures registers its wake-up the same way.
-getattr(threading, "_register_atexit", lambda hook: None)(_wake_workers_at_exit)
+# too late); concurrent.futures registers its wake-up the same way. Imported while the
+# interpreter is already shutting down, there is no exit left to guard.
+try:
+    getattr(threading, "_register_atexit", lambda hook: None)(_wake_workers_at_exit)
+except RuntimeError:  # "can't register atexit after shutdown"
+    pass
 
 
 class PerProcess(Generic[T]):

@@ -116,3 +116,20 @@ def test_interrupt_while_a_worker_starts_does_not_block_exit(tmp_path: Path) -> 
     proc = subprocess.run([sys.executable, "-c", script], timeout=30, capture_output=True)
     assert proc.returncode == 130, proc.stderr.decode()
     assert done.exists()
+
+
+def test_first_import_during_interpreter_exit() -> None:
+    """Importing s3dlio for the first time from an ``atexit`` handler works (the exit hook is
+    not registered once the interpreter is shutting down)."""
+    script = textwrap.dedent("""
+        import atexit
+
+        def late():
+            import s3dlio.io.executor
+            print("imported")
+
+        atexit.register(late)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], timeout=60, capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().split() == ["imported"]
