@@ -96,7 +96,7 @@ def test_interrupt_while_a_worker_starts_does_not_block_exit(tmp_path: Path) -> 
     the process exits (concurrent.futures alone would wait forever for the unregistered worker)."""
     done = tmp_path / "done"
     script = textwrap.dedent(f"""
-        import sys, threading
+        import pathlib, sys, threading
         from s3dlio.io.executor import get_executor
 
         start = threading.Thread.start
@@ -107,7 +107,7 @@ def test_interrupt_while_a_worker_starts_does_not_block_exit(tmp_path: Path) -> 
 
         threading.Thread.start = interrupted_start
         try:
-            get_executor("parts").submit(open({str(done)!r}, "w").close)
+            get_executor("parts").submit(pathlib.Path({str(done)!r}).touch)  # in the worker
         except KeyboardInterrupt:
             pass
         threading.Thread.start = start
