@@ -60,13 +60,19 @@ def _reset_if_forked() -> None:
         _executors_pid = os.getpid()
 
 
-def shutdown_executors(wait: bool = True) -> None:
-    """Stop the shared pools (they are rebuilt on next use)."""
+def shutdown_executors(wait: bool = True, *, cancel_futures: bool = True) -> None:
+    """Stop this process's shared pools (they are rebuilt on next use).
+
+    Args:
+        wait: Wait until the work already started has finished.
+        cancel_futures: Drop queued work that has not started (``False``: it runs first).
+    """
     with _lock:
+        _reset_if_forked()
         pools = list(_executors.values())
         _executors.clear()
     for pool in pools:
-        pool.shutdown(wait=wait, cancel_futures=True)
+        pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
 def _forget_after_fork() -> None:
@@ -85,13 +91,11 @@ def _wake_workers_at_exit() -> None:
     ``concurrent.futures`` wakes at exit only the workers it has registered, and it registers a
     worker after the thread has started. Ctrl-C landing inside ``submit`` while it starts one
     (the first upload part of ``s3-cli cp - URI``, say) leaves a worker it never registered,
-    waiting for work forever, and the process could never exit. ``shutdown(wait=False)`` puts
-    the wake-up behind any queued work, so queued work still runs first, as at any exit.
+    waiting for work forever, and the process could never exit. Shutting the pools down without
+    waiting puts the wake-up behind any queued work, so queued work still runs first, as at any
+    exit.
     """
-    with _lock:
-        pools = list(_executors.values()) if _executors_pid == os.getpid() else []
-    for pool in pools:
-        pool.shutdown(wait=False)
+    shutdown_executors(wait=False, cancel_futures=False)
 
 
 # threading's own exit hooks run before non-daemon threads are joined (``atexit`` runs after,
