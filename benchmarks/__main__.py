@@ -27,14 +27,28 @@ SUITES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("suites", nargs="*", metavar="suite",
-                        help=f"suites to run (default: all): {', '.join(SUITES)}")  # fmt: skip
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="timed rounds per contender (default 5; 3 with --quick)")  # fmt: skip
-    parser.add_argument("--quick", action="store_true",
-                        help="small data and 3 rounds: a smoke run of every path (~2 min)")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "suites",
+        nargs="*",
+        metavar="suite",
+        help=f"suites to run (default: all): {', '.join(SUITES)}",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="timed rounds per contender (default 5; 3 with --quick)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small data and 3 rounds: a smoke run of every path (~2 min)",
+    )
     args = parser.parse_args(argv)
     unknown = [s for s in args.suites if s not in SUITES]
     if unknown:
@@ -49,8 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}", flush=True)
         module = importlib.import_module(SUITES[name])
         try:
-            doc = run_suite(name, module.suite, rounds=rounds, quick=args.quick,
-                            command=command.strip(), log=lambda m: print(m, flush=True))  # fmt: skip
+            doc = run_suite(
+                name,
+                module.suite,
+                rounds=rounds,
+                quick=args.quick,
+                command=command.strip(),
+                log=lambda m: print(m, flush=True),
+            )
         except Exception as exc:  # noqa: BLE001 - one broken suite must not hide the others
             print(f"   suite {name} failed: {type(exc).__name__}: {exc}", flush=True)
             failed.append(name)
@@ -58,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         out = RESULTS / "quick" if args.quick else RESULTS
         print((out / f"{name}.md").read_text(), flush=True)
         print(f"   ({doc['seconds']} s; {out / (name + '.json')})", flush=True)
-    print(f"== all done in {time.perf_counter() - started:.0f} s"
-          + (f"; failed suites: {', '.join(failed)}" if failed else ""))  # fmt: skip
+    print(
+        f"== all done in {time.perf_counter() - started:.0f} s"
+        + (f"; failed suites: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

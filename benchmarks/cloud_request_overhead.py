@@ -69,11 +69,26 @@ def bench_gcs(rounds: int, ops: int, workdir: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_server(
-        [server_binary(), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
-         "-port", str(port), "-external-url", url, "-public-host", f"127.0.0.1:{port}",
-         "-log-level", "error"],
-        port, workdir / "gcs.log",
-    )  # fmt: skip
+        [
+            server_binary(),
+            "-scheme",
+            "http",
+            "-backend",
+            "memory",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-external-url",
+            url,
+            "-public-host",
+            f"127.0.0.1:{port}",
+            "-log-level",
+            "error",
+        ],
+        port,
+        workdir / "gcs.log",
+    )
     try:
         os.environ["STORAGE_EMULATOR_HOST"] = url
         create_bucket(url, "bench")
@@ -93,13 +108,18 @@ def bench_gcs(rounds: int, ops: int, workdir: Path) -> None:
             {
                 "64KiB GET  google-cloud-storage": lambda i: blob_small.download_as_bytes(),
                 "64KiB GET  s3dlio.get": lambda i: s3dlio.get("gs://bench/small"),
-                "64KiB PUT  google-cloud-storage": lambda i: bucket.blob(f"p{i}").upload_from_string(small),
-                "64KiB PUT  s3dlio.put_bytes": lambda i: s3dlio.put_bytes(f"gs://bench/q{i}", small),
+                "64KiB PUT  google-cloud-storage": lambda i: bucket.blob(
+                    f"p{i}"
+                ).upload_from_string(small),
+                "64KiB PUT  s3dlio.put_bytes": lambda i: s3dlio.put_bytes(
+                    f"gs://bench/q{i}", small
+                ),
                 "HEAD       google-cloud-storage": lambda i: bucket.get_blob("small"),
                 "HEAD       s3dlio.stat": lambda i: s3dlio.stat("gs://bench/small"),
             },
-            rounds, ops,
-        )  # fmt: skip
+            rounds,
+            ops,
+        )
         _run(
             {
                 "64MiB GET  google-cloud-storage": lambda i: blob_large.download_as_bytes(),
@@ -108,8 +128,9 @@ def bench_gcs(rounds: int, ops: int, workdir: Path) -> None:
                 ),
                 "64MiB GET  s3dlio.get (RangeEngine)": lambda i: s3dlio.get("gs://bench/large"),
             },
-            rounds, 1,
-        )  # fmt: skip
+            rounds,
+            1,
+        )
     finally:
         os.environ.pop("STORAGE_EMULATOR_HOST", None)
         stop_server(proc)
@@ -122,10 +143,21 @@ def bench_azure(rounds: int, ops: int, workdir: Path) -> None:
 
     port = free_port()
     proc = start_server(
-        [str(BINARY), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
-         "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose"],
-        port, workdir / "azurite.log",
-    )  # fmt: skip
+        [
+            str(BINARY),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--inMemoryPersistence",
+            "--silent",
+            "--disableTelemetry",
+            "--skipApiVersionCheck",
+            "--loose",
+        ],
+        port,
+        workdir / "azurite.log",
+    )
     try:
         conn = connection_string("127.0.0.1", port)
         assert KEY in conn
@@ -148,15 +180,17 @@ def bench_azure(rounds: int, ops: int, workdir: Path) -> None:
                 "HEAD       azure-storage-blob": lambda i: blob_small.get_blob_properties(),
                 "HEAD       s3dlio.stat": lambda i: s3dlio.stat(root + "small"),
             },
-            rounds, ops,
-        )  # fmt: skip
+            rounds,
+            ops,
+        )
         _run(
             {
                 "64MiB GET  azure-storage-blob": lambda i: blob_large.download_blob().readall(),
                 "64MiB GET  s3dlio.get (RangeEngine)": lambda i: s3dlio.get(root + "large"),
             },
-            rounds, 1,
-        )  # fmt: skip
+            rounds,
+            1,
+        )
     finally:
         os.environ.pop("AZURE_STORAGE_CONNECTION_STRING", None)
         stop_server(proc)

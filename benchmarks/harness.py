@@ -93,21 +93,40 @@ class Contender:
     group: str = ""
 
 
-def ours(name: str, file: str, function: str, *, needs: tuple[str, ...] = (),
-         env: dict[str, str] | None = None, group: str = "", **params: Any) -> Contender:  # fmt: skip
+def ours(
+    name: str,
+    file: str,
+    function: str,
+    *,
+    needs: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    group: str = "",
+    **params: Any,
+) -> Contender:
     """A contender run from our package, in our venv."""
-    return Contender(name, "ours", "ours", file, function, params, needs=needs, env=env or {},
-                     group=group)  # fmt: skip
+    return Contender(
+        name, "ours", "ours", file, function, params, needs=needs, env=env or {}, group=group
+    )
 
 
-def peer(name: str, file: str, function: str, *, needs: tuple[str, ...] = (),
-         env: dict[str, str] | None = None, role: str = "peer", venv: str = "peers",
-         group: str = "", **params: Any) -> Contender:  # fmt: skip
+def peer(
+    name: str,
+    file: str,
+    function: str,
+    *,
+    needs: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    role: str = "peer",
+    venv: str = "peers",
+    group: str = "",
+    **params: Any,
+) -> Contender:
     """A reference contender, run in the peers' venv (the original s3dlio, boto3,
     s3torchconnector...) or, with ``venv="ours"``, in ours (plain h5py/NumPy/torch code that
     does not import s3dlio)."""
-    return Contender(name, role, venv, file, function, params, needs=needs, env=env or {},
-                     group=group)  # fmt: skip
+    return Contender(
+        name, role, venv, file, function, params, needs=needs, env=env or {}, group=group
+    )
 
 
 def limit(name: str, file: str, function: str, **params: Any) -> Contender:
@@ -115,8 +134,14 @@ def limit(name: str, file: str, function: str, **params: Any) -> Contender:
     return Contender(name, "limit", "ours", file, function, params)
 
 
-def tool(name: str, command: list[str], *, parse: Callable[[str], dict[str, Any]] | None = None,
-         role: str = "limit", env: dict[str, str] | None = None) -> Contender:  # fmt: skip
+def tool(
+    name: str,
+    command: list[str],
+    *,
+    parse: Callable[[str], dict[str, Any]] | None = None,
+    role: str = "limit",
+    env: dict[str, str] | None = None,
+) -> Contender:
     """A shell tool run once per round (``cat``, ``wrk``...)."""
     return Contender(name, role, None, command=tuple(command), parse=parse, env=env or {})
 
@@ -182,11 +207,21 @@ class Worker:
         env = {**os.environ, **contender.env}
         env.pop("PYTHONPATH", None)
         self.proc = subprocess.Popen(
-            [python, "-u", str(WORKER), str(CONTENDERS / contender.file), contender.function,
-             json.dumps(params)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-            cwd=tempfile.gettempdir(), start_new_session=True,
-        )  # fmt: skip
+            [
+                python,
+                "-u",
+                str(WORKER),
+                str(CONTENDERS / contender.file),
+                contender.function,
+                json.dumps(params),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tempfile.gettempdir(),
+            start_new_session=True,
+        )
 
     def wait_ready(self) -> None:
         """Wait for the set-up to finish (workers start in parallel, then this is called)."""
@@ -251,9 +286,13 @@ def _tool_round(contender: Contender, case: Case) -> dict[str, Any]:
     assert contender.command is not None
     cpu, wall = _children_cpu(), time.perf_counter()
     done = subprocess.run(
-        list(contender.command), stdout=subprocess.PIPE if contender.parse else subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, env={**os.environ, **contender.env}, check=False,
-    )  # fmt: skip
+        list(contender.command),
+        stdout=subprocess.PIPE if contender.parse else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **contender.env},
+        check=False,
+    )
     seconds, used = time.perf_counter() - wall, _children_cpu() - cpu
     if done.returncode != 0:
         raise ContenderError(f"exit {done.returncode}: {_last_line(done.stderr or '')}")
@@ -276,14 +315,21 @@ def missing_modules(contender: Contender) -> list[str]:
             return ["benchmarks/.venv-peers (run benchmarks/setup.sh)"]
         unknown = [m for m in contender.needs if m not in _peer_modules]
         if unknown:
-            probe = ("import importlib, sys\n"
-                     "for m in sys.argv[1:]:\n"
-                     "    mod, _, attr = m.partition(':')\n"
-                     "    try: ok = hasattr(importlib.import_module(mod), attr) if attr else bool(importlib.import_module(mod))\n"
-                     "    except Exception: ok = False\n"
-                     "    print(m, int(ok))\n")  # fmt: skip
-            out = subprocess.run([str(PEERS_PYTHON), "-c", probe, *unknown], capture_output=True,
-                                 text=True, cwd=tempfile.gettempdir(), check=False).stdout  # fmt: skip
+            probe = (
+                "import importlib, sys\n"
+                "for m in sys.argv[1:]:\n"
+                "    mod, _, attr = m.partition(':')\n"
+                "    try: ok = hasattr(importlib.import_module(mod), attr) if attr else bool(importlib.import_module(mod))\n"
+                "    except Exception: ok = False\n"
+                "    print(m, int(ok))\n"
+            )
+            out = subprocess.run(
+                [str(PEERS_PYTHON), "-c", probe, *unknown],
+                capture_output=True,
+                text=True,
+                cwd=tempfile.gettempdir(),
+                check=False,
+            ).stdout
             for line in out.split("\n"):
                 if line.strip():
                     name, ok = line.rsplit(" ", 1)
@@ -406,16 +452,28 @@ def case_summary(case: Case, rows: list[Row]) -> dict[str, Any]:
                 continue
             if a.contender.group and b.contender.group and a.contender.group != b.contender.group:
                 continue
-            ratios.append({"ours": a.contender.name, "reference": b.contender.name,
-                           "ratio": a.rate(case.unit) / b.rate(case.unit)})  # fmt: skip
+            ratios.append(
+                {
+                    "ours": a.contender.name,
+                    "reference": b.contender.name,
+                    "ratio": a.rate(case.unit) / b.rate(case.unit),
+                }
+            )
     targets = []
     for t in case.targets:
         a, b = by_name.get(t.ours), by_name.get(t.reference)
         ra = a.rate(case.unit) if a else None
         rb = b.rate(case.unit) if b else None
         ratio = ra / rb if ra is not None and rb else None
-        targets.append({"ours": t.ours, "reference": t.reference, "at_least": t.at_least,
-                        "ratio": ratio, "met": None if ratio is None else ratio >= t.at_least})  # fmt: skip
+        targets.append(
+            {
+                "ours": t.ours,
+                "reference": t.reference,
+                "at_least": t.at_least,
+                "ratio": ratio,
+                "met": None if ratio is None else ratio >= t.at_least,
+            }
+        )
     return {
         "case": case.name,
         "unit": case.unit,
@@ -444,10 +502,13 @@ def case_summary(case: Case, rows: list[Row]) -> dict[str, Any]:
 def case_markdown(summary: dict[str, Any]) -> str:
     """A Markdown table for one case."""
     unit = summary["unit"]
-    lines = [f"### {summary['case']}", "",
-             f"| contender | role | {unit} (median) | range | wall s | CPU s | {unit} per CPU-s "
-             "| status |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    lines = [
+        f"### {summary['case']}",
+        "",
+        f"| contender | role | {unit} (median) | range | wall s | CPU s | {unit} per CPU-s "
+        "| status |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
     what, scale = UNITS[unit]
     for c in summary["contenders"]:
         rates = [s[what] / s["seconds"] / scale for s in c["rounds"]]
@@ -459,7 +520,9 @@ def case_markdown(summary: dict[str, Any]) -> str:
         )
     if summary["ratios"]:
         lines += ["", "| ours | ÷ reference | ratio |", "|---|---|---:|"]
-        lines += [f"| {r['ours']} | {r['reference']} | {r['ratio']:.2f} |" for r in summary["ratios"]]
+        lines += [
+            f"| {r['ours']} | {r['reference']} | {r['ratio']:.2f} |" for r in summary["ratios"]
+        ]
     if summary["targets"]:
         lines += ["", "| target | needs | measured | met |", "|---|---:|---:|---|"]
         for t in summary["targets"]:
@@ -473,8 +536,13 @@ def case_markdown(summary: dict[str, Any]) -> str:
 
 def machine() -> dict[str, Any]:
     """Where the figures come from."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host_cpus": os.cpu_count(),
@@ -526,12 +594,17 @@ def run_suite(
     out = RESULTS / "quick" if quick else RESULTS
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
-    md = [f"## {name}", "", f"`{command}` — {doc['machine']['date']}, commit "
-          f"{doc['machine']['commit']}, {rounds} interleaved rounds after one warm-up, "
-          f"{doc['machine']['host_cpus']} CPUs, {doc['seconds']} s, load average "
-          f"{load_before} at start / {doc['machine']['load_average_1m']} at end "
-          "(other processes share the machine: compare wall rates within a table only; "
-          "the per-CPU-second rate is steadier).", ""]  # fmt: skip
+    md = [
+        f"## {name}",
+        "",
+        f"`{command}` — {doc['machine']['date']}, commit "
+        f"{doc['machine']['commit']}, {rounds} interleaved rounds after one warm-up, "
+        f"{doc['machine']['host_cpus']} CPUs, {doc['seconds']} s, load average "
+        f"{load_before} at start / {doc['machine']['load_average_1m']} at end "
+        "(other processes share the machine: compare wall rates within a table only; "
+        "the per-CPU-second rate is steadier).",
+        "",
+    ]
     md += [case_markdown(s) for s in summaries]
     (out / f"{name}.md").write_text("\n".join(md))
     return doc

@@ -59,8 +59,9 @@ def _run(title: str, variants: dict[str, Callable[[], int]], size: int, rounds: 
     for name, runs in samples.items():
         rate = statistics.median(n / s for s, _, n in runs)
         cpu_us = statistics.median(c / n * 1e6 for _, c, n in runs)
-        print(f"  {name:<40} {rate:9.0f} obj/s {rate * size / 1e9:6.2f} GB/s "
-              f"{cpu_us:9.0f} us CPU/obj")  # fmt: skip
+        print(
+            f"  {name:<40} {rate:9.0f} obj/s {rate * size / 1e9:6.2f} GB/s {cpu_us:9.0f} us CPU/obj"
+        )
 
 
 def _boto3(endpoint: str, pool: int = 16) -> object:
@@ -68,9 +69,10 @@ def _boto3(endpoint: str, pool: int = 16) -> object:
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=endpoint, config=Config(s3={"addressing_style": "path"},
-                                                   max_pool_connections=pool),
-    )  # fmt: skip
+        "s3",
+        endpoint_url=endpoint,
+        config=Config(s3={"addressing_style": "path"}, max_pool_connections=pool),
+    )
 
 
 def _each(fn: Callable[[object], object], items: list) -> int:
@@ -121,28 +123,49 @@ def bench_gets(rounds: int, ops: int, workdir: Path) -> None:
         def boto_get(key: str) -> int:
             return len(boto.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
-        _run("GET 64 KiB objects, one thread", {
-            "bare http.client loop (floor)": lambda: bare("small/{}", ops),
-            "s3dlio.get": lambda: _each(s3dlio.get, small),
-            "boto3 get_object().read()": lambda: _each(
-                lambda i: boto_get(f"small/{i % N_SMALL}"), list(range(ops // 8))
-            ),
-        }, SMALL, rounds)  # fmt: skip
-        _run("GET 64 KiB objects, 8 in flight", {
-            "s3dlio.get_many(max_in_flight=8)": lambda: len(s3dlio.get_many(small, 8)),
-            "boto3, 8 threads": lambda: _threads(lambda i: boto_get(f"small/{i % N_SMALL}"),
-                                                 ops // 4, 8),
-        }, SMALL, rounds)  # fmt: skip
+        _run(
+            "GET 64 KiB objects, one thread",
+            {
+                "bare http.client loop (floor)": lambda: bare("small/{}", ops),
+                "s3dlio.get": lambda: _each(s3dlio.get, small),
+                "boto3 get_object().read()": lambda: _each(
+                    lambda i: boto_get(f"small/{i % N_SMALL}"), list(range(ops // 8))
+                ),
+            },
+            SMALL,
+            rounds,
+        )
+        _run(
+            "GET 64 KiB objects, 8 in flight",
+            {
+                "s3dlio.get_many(max_in_flight=8)": lambda: len(s3dlio.get_many(small, 8)),
+                "boto3, 8 threads": lambda: _threads(
+                    lambda i: boto_get(f"small/{i % N_SMALL}"), ops // 4, 8
+                ),
+            },
+            SMALL,
+            rounds,
+        )
         large = f"s3://{BUCKET}/large"
-        _run("GET one 64 MiB object", {
-            "bare http.client loop (floor)": lambda: bare("large", 1),
-            "s3dlio.get (RangeEngine defaults)": lambda: len(s3dlio.get(large)) // LARGE,
-            "s3dlio.get, one stream (no split)": lambda: fetch(
-                backend_for(large), parse_uri(large), config=RangeEngineConfig(enabled=False)
-            ).nbytes // LARGE,
-            "s3dlio.get_into (reused buffer)": lambda: s3dlio.get_into(large, buf) // LARGE,
-            "boto3 get_object().read()": lambda: boto_get("large") // LARGE,
-        }, LARGE, rounds)  # fmt: skip
+        _run(
+            "GET one 64 MiB object",
+            {
+                "bare http.client loop (floor)": lambda: bare("large", 1),
+                "s3dlio.get (RangeEngine defaults)": lambda: len(s3dlio.get(large)) // LARGE,
+                "s3dlio.get, one stream (no split)": lambda: (
+                    fetch(
+                        backend_for(large),
+                        parse_uri(large),
+                        config=RangeEngineConfig(enabled=False),
+                    ).nbytes
+                    // LARGE
+                ),
+                "s3dlio.get_into (reused buffer)": lambda: s3dlio.get_into(large, buf) // LARGE,
+                "boto3 get_object().read()": lambda: boto_get("large") // LARGE,
+            },
+            LARGE,
+            rounds,
+        )
         conn.close()
 
 
@@ -151,8 +174,11 @@ def bench_puts(rounds: int, ops: int, workdir: Path) -> None:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                        port, workdir / "moto.log")  # fmt: skip
+    proc = start_server(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        port,
+        workdir / "moto.log",
+    )
     try:
         os.environ["AWS_ENDPOINT_URL"] = url
         s3dlio.configure_s3()
@@ -160,15 +186,20 @@ def bench_puts(rounds: int, ops: int, workdir: Path) -> None:
         boto.create_bucket(Bucket=BUCKET)
         payload = os.urandom(SMALL)
         n = max(50, ops // 10)
-        _run("PUT 64 KiB objects to moto, one thread (moto bounds the rate)", {
-            "s3dlio.put_bytes": lambda: _each(
-                lambda i: s3dlio.put_bytes(f"s3://{BUCKET}/p/{i}", payload), list(range(n))
-            ),
-            "boto3 put_object": lambda: _each(
-                lambda i: boto.put_object(Bucket=BUCKET, Key=f"b/{i}", Body=payload),
-                list(range(n)),
-            ),
-        }, SMALL, rounds)  # fmt: skip
+        _run(
+            "PUT 64 KiB objects to moto, one thread (moto bounds the rate)",
+            {
+                "s3dlio.put_bytes": lambda: _each(
+                    lambda i: s3dlio.put_bytes(f"s3://{BUCKET}/p/{i}", payload), list(range(n))
+                ),
+                "boto3 put_object": lambda: _each(
+                    lambda i: boto.put_object(Bucket=BUCKET, Key=f"b/{i}", Body=payload),
+                    list(range(n)),
+                ),
+            },
+            SMALL,
+            rounds,
+        )
     finally:
         stop_server(proc)
 
@@ -179,10 +210,13 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=1000, help="small objects per round")
     args = parser.parse_args()
     os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench-secret", AWS_REGION="us-east-1",
-        AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench-secret",
+        AWS_REGION="us-east-1",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         AWS_EC2_METADATA_DISABLED="true",
-    )  # fmt: skip
+    )
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="s3dlio-bench-s3-") as tmp:
         bench_gets(args.rounds, args.ops, Path(tmp))

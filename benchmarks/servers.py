@@ -56,7 +56,9 @@ def s3_env(endpoint: str) -> dict[str, str]:
 
 def nginx_binary() -> str | None:
     """Path of Debian's nginx, if installed (``benchmarks/setup.sh`` installs it)."""
-    return shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+    )
 
 
 _NGINX_CONF = """\
@@ -109,20 +111,26 @@ class Nginx:
         self._run = Path(tempfile.mkdtemp(prefix="s3dlio-bench-nginx-"))
         user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
         conf = self._run / "nginx.conf"
-        conf.write_text(_NGINX_CONF.format(user=user, workers=workers, run=self._run,
-                                           port=self.port, root=self.root))  # fmt: skip
+        conf.write_text(
+            _NGINX_CONF.format(
+                user=user, workers=workers, run=self._run, port=self.port, root=self.root
+            )
+        )
         self._proc = start_server(
             [binary, "-c", str(conf), "-p", str(self._run), "-e", str(self._run / "error.log")],
-            self.port, self._run / "stdout.log", timeout=20,
-        )  # fmt: skip
+            self.port,
+            self._run / "stdout.log",
+            timeout=20,
+        )
 
     def write_listing(self, bucket: str) -> int:
         """Write the ListObjectsV2 answer for ``bucket`` (every file below it); returns keys."""
         top = self.root / bucket
         keys = sorted(
             (str(Path(d, f).relative_to(top)), os.path.getsize(os.path.join(d, f)))
-            for d, _, files in os.walk(top) for f in files
-        )  # fmt: skip
+            for d, _, files in os.walk(top)
+            for f in files
+        )
         contents = "".join(
             f"<Contents><Key>{escape(k)}</Key><LastModified>2024-01-01T00:00:00.000Z"
             f"</LastModified><ETag>&quot;0&quot;</ETag><Size>{size}</Size>"
@@ -168,12 +176,29 @@ class MotoGunicorn:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._run = Path(tempfile.mkdtemp(prefix="s3dlio-bench-moto-"))
         self._proc = start_server(
-            [str(gunicorn), "-k", "gthread", "-w", "1", "--threads", str(threads),
-             "-b", f"127.0.0.1:{self.port}", "--chdir", str(Path(__file__).parent),
-             "--log-level", "warning", "--timeout", "300", "moto_app:app"],
-            self.port, self._run / "gunicorn.log", env={"MOTO_PORT": str(self.port)},
+            [
+                str(gunicorn),
+                "-k",
+                "gthread",
+                "-w",
+                "1",
+                "--threads",
+                str(threads),
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "--chdir",
+                str(Path(__file__).parent),
+                "--log-level",
+                "warning",
+                "--timeout",
+                "300",
+                "moto_app:app",
+            ],
+            self.port,
+            self._run / "gunicorn.log",
+            env={"MOTO_PORT": str(self.port)},
             timeout=60,
-        )  # fmt: skip
+        )
 
     def create_bucket(self, bucket: str) -> None:
         """Create ``bucket`` (with boto3 from our venv: moto routes by the signature's scope)."""
@@ -182,11 +207,13 @@ class MotoGunicorn:
 
         creds = DUMMY_CREDENTIALS
         client = boto3.client(
-            "s3", endpoint_url=self.endpoint, region_name=creds["AWS_REGION"],
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=creds["AWS_REGION"],
             aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
             config=Config(s3={"addressing_style": "path"}),
-        )  # fmt: skip
+        )
         client.create_bucket(Bucket=bucket)
 
     def stop(self) -> None:

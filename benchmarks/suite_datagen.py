@@ -24,29 +24,52 @@ def suite(ctx: Context) -> Iterator[Case]:
         "GB/s",
         [
             ours("ours generate_data", FILE, "generate_data", size=size, calls=calls),
-            peer("original generate_data", FILE, "generate_data", size=size, calls=calls,
-                 needs=("s3dlio",)),
+            peer(
+                "original generate_data",
+                FILE,
+                "generate_data",
+                size=size,
+                calls=calls,
+                needs=("s3dlio",),
+            ),
         ],
-        bytes=total, objects=calls,
+        bytes=total,
+        objects=calls,
     )
     yield Case(
         f"generate_into_buffer({size // MiB} MiB reused buffer) x {calls}",
         "GB/s",
         [
             ours("ours generate_into_buffer", FILE, "generate_into_buffer", size=size, calls=calls),
-            peer("original generate_into_buffer", FILE, "generate_into_buffer", size=size,
-                 calls=calls, needs=("s3dlio",)),
+            peer(
+                "original generate_into_buffer",
+                FILE,
+                "generate_into_buffer",
+                size=size,
+                calls=calls,
+                needs=("s3dlio",),
+            ),
             limit("memory fill (numpy)", FILE, "memory_fill", size=size, calls=calls),
         ],
-        bytes=total, objects=calls,
+        bytes=total,
+        objects=calls,
     )
     yield Case(
         f"generate_into_buffer, dedup=4 compress=4, x {calls}",
         "GB/s",
         [
             ours("ours", FILE, "generate_into_buffer", size=size, calls=calls, dedup=4, compress=4),
-            peer("original", FILE, "generate_into_buffer", size=size, calls=calls, dedup=4,
-                 compress=4, needs=("s3dlio",)),
+            peer(
+                "original",
+                FILE,
+                "generate_into_buffer",
+                size=size,
+                calls=calls,
+                dedup=4,
+                compress=4,
+                needs=("s3dlio",),
+            ),
         ],
-        bytes=total, objects=calls,
+        bytes=total,
+        objects=calls,
     )

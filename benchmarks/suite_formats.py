@@ -42,50 +42,96 @@ def suite(ctx: Context) -> Iterator[Case]:
     slices, per = ctx.scale(512, 64), 64
     common = {"dataset": "data", "slices": slices, "rows": per}
     contenders = [
-        ours("ours open_hdf5 file://", FILE, "ours_hdf5_slices", needs=("s3dlio.formats.hdf5",),
-             uri=f"file://{h5}", **common),
-        peer("h5py local file", FILE, "h5py_slices", needs=("h5py",), venv="ours",
-             path=str(h5), **common),
+        ours(
+            "ours open_hdf5 file://",
+            FILE,
+            "ours_hdf5_slices",
+            needs=("s3dlio.formats.hdf5",),
+            uri=f"file://{h5}",
+            **common,
+        ),
+        peer(
+            "h5py local file",
+            FILE,
+            "h5py_slices",
+            needs=("h5py",),
+            venv="ours",
+            path=str(h5),
+            **common,
+        ),
     ]
     if nginx:
-        contenders.insert(1, ours("ours open_hdf5 s3://", FILE, "ours_hdf5_slices",
-                                  needs=("s3dlio.formats.hdf5", *S3_NEEDS), env=env,
-                                  uri="s3://formats/data.h5", **common))  # fmt: skip
+        contenders.insert(
+            1,
+            ours(
+                "ours open_hdf5 s3://",
+                FILE,
+                "ours_hdf5_slices",
+                needs=("s3dlio.formats.hdf5", *S3_NEEDS),
+                env=env,
+                uri="s3://formats/data.h5",
+                **common,
+            ),
+        )
     yield Case(
         f"HDF5: {slices} random slices of {per} x {cols} float32 rows "
         f"({rows * cols * 4 // MiB} MiB dataset, {chunk}-row chunks)",
         "slices/s",
         contenders,
-        bytes=slices * per * cols * 4, objects=slices,
+        bytes=slices * per * cols * 4,
+        objects=slices,
         note="h5py runs in our venv (the same h5py opens our file object); a slice spans two "
         "chunks at most. Files are warm in the page cache.",
     )
 
     member_bytes = ctx.scale(32, 2) * MiB
-    members = {f"a{i}": np.random.default_rng(i).random(member_bytes // 4, dtype=np.float32)
-               for i in range(8)}  # fmt: skip
+    members = {
+        f"a{i}": np.random.default_rng(i).random(member_bytes // 4, dtype=np.float32)
+        for i in range(8)
+    }
     npz = bucket / "data.npz"
     np.savez(npz, **members)
     total = sum(a.nbytes for a in members.values())
     names = list(members)
     del members
     contenders = [
-        ours("ours read_npz file://", FILE, "read_npz", needs=("s3dlio.formats.npz",),
-             uri=f"file://{npz}", members=names),
-        peer("numpy np.load local file", FILE, "numpy_npz", venv="ours", path=str(npz),
-             members=names),
+        ours(
+            "ours read_npz file://",
+            FILE,
+            "read_npz",
+            needs=("s3dlio.formats.npz",),
+            uri=f"file://{npz}",
+            members=names,
+        ),
+        peer(
+            "numpy np.load local file", FILE, "numpy_npz", venv="ours", path=str(npz), members=names
+        ),
     ]
     if nginx:
         contenders += [
-            ours("ours read_npz s3://", FILE, "read_npz", needs=("s3dlio.formats.npz", *S3_NEEDS),
-                 env=env, uri="s3://formats/data.npz", members=names),
-            peer("original read_npz s3://", FILE, "read_npz", needs=("s3dlio",), env=env,
-                 uri="s3://formats/data.npz", members=names),
+            ours(
+                "ours read_npz s3://",
+                FILE,
+                "read_npz",
+                needs=("s3dlio.formats.npz", *S3_NEEDS),
+                env=env,
+                uri="s3://formats/data.npz",
+                members=names,
+            ),
+            peer(
+                "original read_npz s3://",
+                FILE,
+                "read_npz",
+                needs=("s3dlio",),
+                env=env,
+                uri="s3://formats/data.npz",
+                members=names,
+            ),
         ]
     yield Case(
         f"NPZ: read each of {len(names)} members ({total // len(names) // MiB} MiB each)",
         "GB/s",
         contenders,
-        bytes=total, objects=len(names),
+        bytes=total,
+        objects=len(names),
     )
-

@@ -28,23 +28,52 @@ def suite(ctx: Context) -> Iterator[Case]:
     nginx.write_listing("loader")
     env = s3_env(nginx.endpoint)
     for workers in (0, 2):
-        common = {"endpoint": nginx.endpoint, "uri": "s3://loader/", "num_workers": workers,
-                  "batch_size": 32, "prefetch": 64, "env": env}  # fmt: skip
+        common = {
+            "endpoint": nginx.endpoint,
+            "uri": "s3://loader/",
+            "num_workers": workers,
+            "batch_size": 32,
+            "prefetch": 64,
+            "env": env,
+        }
         rows = []
         for kind in ("iterable",) if ctx.quick else ("iterable", "map"):
             rows += [
-                ours(f"ours {kind}", FILE, "s3dlio_dataset", needs=OURS, kind=kind, group=kind,
-                     **common),
-                peer(f"s3torchconnector {kind}", FILE, "s3torchconnector_dataset",
-                     needs=("s3torchconnector",), kind=kind, group=kind, **common),
-                peer(f"original {kind}", FILE, "s3dlio_dataset", needs=("s3dlio",), kind=kind,
-                     group=kind, context="spawn", **common),
+                ours(
+                    f"ours {kind}",
+                    FILE,
+                    "s3dlio_dataset",
+                    needs=OURS,
+                    kind=kind,
+                    group=kind,
+                    **common,
+                ),
+                peer(
+                    f"s3torchconnector {kind}",
+                    FILE,
+                    "s3torchconnector_dataset",
+                    needs=("s3torchconnector",),
+                    kind=kind,
+                    group=kind,
+                    **common,
+                ),
+                peer(
+                    f"original {kind}",
+                    FILE,
+                    "s3dlio_dataset",
+                    needs=("s3dlio",),
+                    kind=kind,
+                    group=kind,
+                    context="spawn",
+                    **common,
+                ),
             ]
         yield Case(
             f"DataLoader over {count} x 64 KiB S3 objects, num_workers={workers}",
             "samples/s",
             rows,
-            bytes=count * size, objects=count,
+            bytes=count * size,
+            objects=count,
             note="Map-style datasets fetch one object per __getitem__ (no prefetch inside a "
             "worker); iterable ones prefetch (ours and the original: prefetch=64). Workers are "
             "persistent; the original's use spawn (forked workers hang in its runtime).",

@@ -32,12 +32,21 @@ def suite(ctx: Context) -> Iterator[Case]:
             ours("ours get_into (reused buffer)", FILE, "ours_get_into", dir=d, scheme="file"),
             tool("cat", ["cat", *map(str, paths)]),
             peer("python readinto", FILE, "python_readinto", dir=d),
-            peer("original get_many", FILE, "s3dlio_get_many", dir=d, scheme="file",
-                 needs=("s3dlio",)),
+            peer(
+                "original get_many",
+                FILE,
+                "s3dlio_get_many",
+                dir=d,
+                scheme="file",
+                needs=("s3dlio",),
+            ),
         ],
-        bytes=size, objects=count,
-        targets=[Target("ours get_many", "cat", 0.7),
-                 Target("ours get_into (reused buffer)", "cat", 0.7)],
+        bytes=size,
+        objects=count,
+        targets=[
+            Target("ours get_many", "cat", 0.7),
+            Target("ours get_into (reused buffer)", "cat", 0.7),
+        ],
         note="`cat FILES > /dev/null` reads into one reused, page-aligned 128 KiB buffer. "
         "get_many returns a fresh buffer per object (first-touch page faults), and a buffer "
         "whose data starts 16 bytes into a page (glibc's large allocations, Python's "
@@ -57,10 +66,17 @@ def suite(ctx: Context) -> Iterator[Case]:
             ours("ours get_many", FILE, "s3dlio_get_many", dir=d, scheme="direct"),
             ours("ours get_into (reused buffer)", FILE, "ours_get_into", dir=d, scheme="direct"),
             peer("python O_DIRECT preadv", FILE, "python_readinto", dir=d, direct=True),
-            peer("original get_many", FILE, "s3dlio_get_many", dir=d, scheme="direct",
-                 needs=("s3dlio",)),
+            peer(
+                "original get_many",
+                FILE,
+                "s3dlio_get_many",
+                dir=d,
+                scheme="direct",
+                needs=("s3dlio",),
+            ),
         ],
-        bytes=dcount * 32 * MiB, objects=dcount,
+        bytes=dcount * 32 * MiB,
+        objects=dcount,
         targets=[Target("ours get_many", "original get_many", 0.8)],
         note="The data is on the VM's virtio disk; the host may cache it, so this is the "
         "block device's rate as the VM sees it.",
@@ -77,18 +93,38 @@ def suite(ctx: Context) -> Iterator[Case]:
         "GB/s",
         [
             ours("ours get_many", FILE, "s3dlio_get_many", dir=d, scheme="file"),
-            ours("ours loader", FILE, "s3dlio_loader", dir=d, scheme="file",
-                 needs=("s3dlio:create_async_loader",)),
+            ours(
+                "ours loader",
+                FILE,
+                "s3dlio_loader",
+                dir=d,
+                scheme="file",
+                needs=("s3dlio:create_async_loader",),
+            ),
             tool("cat", ["cat", *map(str, paths)]),
             peer("python readinto", FILE, "python_readinto", dir=d),
-            *([peer("original get_many", FILE, "s3dlio_get_many", dir=d, scheme="file",
-                    needs=("s3dlio",))] if ctx.quick else []),
-            peer("original loader", FILE, "s3dlio_loader", dir=d, scheme="file",
-                 needs=("s3dlio",)),
+            *(
+                [
+                    peer(
+                        "original get_many",
+                        FILE,
+                        "s3dlio_get_many",
+                        dir=d,
+                        scheme="file",
+                        needs=("s3dlio",),
+                    )
+                ]
+                if ctx.quick
+                else []
+            ),
+            peer("original loader", FILE, "s3dlio_loader", dir=d, scheme="file", needs=("s3dlio",)),
         ],
-        bytes=count * 128 * KiB, objects=count,
-        targets=[Target("ours get_many", "original loader", 1.0),
-                 Target("ours loader", "original loader", 1.0)],
+        bytes=count * 128 * KiB,
+        objects=count,
+        targets=[
+            Target("ours get_many", "original loader", 1.0),
+            Target("ours loader", "original loader", 1.0),
+        ],
         note="Loaders: create_async_loader(dir, {batch_size: 32, prefetch: 64}), every item "
         "consumed. One file per object: open + fstat + read + close each. The original's "
         "get_many runs only under --quick: its cost per object grows with the batch (1,024 "

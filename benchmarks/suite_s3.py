@@ -30,8 +30,11 @@ def parse_wrk(text: str) -> dict[str, float]:
     if found is None:
         raise ValueError(f"no wrk summary in: {text[-300:]}")
     requests, secs, sunit, amount, bunit = found.groups()
-    return {"objects": int(requests), "seconds": float(secs) * _TIME[sunit],
-            "bytes": int(float(amount) * _UNITS[bunit])}  # fmt: skip
+    return {
+        "objects": int(requests),
+        "seconds": float(secs) * _TIME[sunit],
+        "bytes": int(float(amount) * _UNITS[bunit]),
+    }
 
 
 def _wrk(url: str, seconds: int, connections: int) -> list[str]:
@@ -44,19 +47,35 @@ def _keys_file(ctx: Context, bucket: str, paths: list[Path]) -> str:
     return str(out)
 
 
-def _get_contenders(endpoint: str, bucket: str, keys: str, env: dict[str, str],
-                    *, s3transfer: bool = True) -> list:  # fmt: skip
+def _get_contenders(
+    endpoint: str, bucket: str, keys: str, env: dict[str, str], *, s3transfer: bool = True
+) -> list:
     common = {"endpoint": endpoint, "bucket": bucket, "keys": keys, "env": env}
     rows = [
         ours("ours get_many", FILE, "s3dlio_get_many", needs=S3_NEEDS, **common),
         peer("original get_many", FILE, "s3dlio_get_many", needs=("s3dlio",), **common),
         peer("boto3 8 threads", FILE, "boto3_threads", needs=("boto3",), threads=8, **common),
-        peer("s3torchconnector 8 threads", FILE, "s3torchconnector_get",
-             needs=("s3torchconnector",), threads=8, **common),
+        peer(
+            "s3torchconnector 8 threads",
+            FILE,
+            "s3torchconnector_get",
+            needs=("s3torchconnector",),
+            threads=8,
+            **common,
+        ),
     ]
     if s3transfer:
-        rows.insert(3, peer("s3transfer download", FILE, "s3transfer_download",
-                            needs=("s3transfer",), threads=10, **common))  # fmt: skip
+        rows.insert(
+            3,
+            peer(
+                "s3transfer download",
+                FILE,
+                "s3transfer_download",
+                needs=("s3transfer",),
+                threads=10,
+                **common,
+            ),
+        )
     return rows
 
 
@@ -77,15 +96,33 @@ def suite(ctx: Context) -> Iterator[Case]:
         "GB/s",
         [
             *_get_contenders(nginx.endpoint, "large", keys, env),
-            tool("wrk -c8 (wire limit)", _wrk(f"{nginx.endpoint}/large/{large[0].name}",
-                                               wrk_secs, 8), parse=parse_wrk),  # fmt: skip
-            tool("curl --parallel 8", ["curl", "-s", "--parallel", "--parallel-max", "8",
-                                       *[a for p in large for a in
-                                         ("-o", "/dev/null", f"{nginx.endpoint}/large/{p.name}")]]),
-        ],  # fmt: skip
-        bytes=len(large) * 64 * MiB, objects=len(large),
-        targets=[Target("ours get_many", "original get_many", 1.1),
-                 Target("ours get_many", "wrk -c8 (wire limit)", 0.85)],
+            tool(
+                "wrk -c8 (wire limit)",
+                _wrk(f"{nginx.endpoint}/large/{large[0].name}", wrk_secs, 8),
+                parse=parse_wrk,
+            ),
+            tool(
+                "curl --parallel 8",
+                [
+                    "curl",
+                    "-s",
+                    "--parallel",
+                    "--parallel-max",
+                    "8",
+                    *[
+                        a
+                        for p in large
+                        for a in ("-o", "/dev/null", f"{nginx.endpoint}/large/{p.name}")
+                    ],
+                ],
+            ),
+        ],
+        bytes=len(large) * 64 * MiB,
+        objects=len(large),
+        targets=[
+            Target("ours get_many", "original get_many", 1.1),
+            Target("ours get_many", "wrk -c8 (wire limit)", 0.85),
+        ],
         note="nginx (sendfile, keep-alive, no access log) serves files from the page cache; "
         "it shares the 2 CPUs with the client, so the wire limit is what one client process "
         "can pull while nginx sends.",
@@ -97,10 +134,14 @@ def suite(ctx: Context) -> Iterator[Case]:
         "obj/s",
         [
             *_get_contenders(nginx.endpoint, "small", keys, env, s3transfer=False),
-            tool("wrk -c16 (wire limit)", _wrk(f"{nginx.endpoint}/small/{small[0].name}",
-                                                wrk_secs, 16), parse=parse_wrk),  # fmt: skip
+            tool(
+                "wrk -c16 (wire limit)",
+                _wrk(f"{nginx.endpoint}/small/{small[0].name}", wrk_secs, 16),
+                parse=parse_wrk,
+            ),
         ],
-        bytes=len(small) * 64 * KiB, objects=len(small),
+        bytes=len(small) * 64 * KiB,
+        objects=len(small),
         targets=[Target("ours get_many", "s3torchconnector 8 threads", 1.0)],
         note="Per-request cost dominates: the ratio to the original says how close a Python "
         "request path gets to a Rust one. s3transfer (a HEAD and a GET per object, ~110 "
@@ -111,24 +152,58 @@ def suite(ctx: Context) -> Iterator[Case]:
     moto = ctx.stack.enter_context(MotoGunicorn(threads=8))
     moto.create_bucket("bench-put")
     env = s3_env(moto.endpoint)
-    for count, size, label in ((ctx.scale(128, 64), 64 * KiB, "64 KiB"),
-                               (ctx.scale(8, 2), 16 * MiB, "16 MiB")):  # fmt: skip
-        common = {"endpoint": moto.endpoint, "bucket": "bench-put", "size": size,
-                  "count": count, "env": env}  # fmt: skip
+    for count, size, label in (
+        (ctx.scale(128, 64), 64 * KiB, "64 KiB"),
+        (ctx.scale(8, 2), 16 * MiB, "16 MiB"),
+    ):
+        common = {
+            "endpoint": moto.endpoint,
+            "bucket": "bench-put",
+            "size": size,
+            "count": count,
+            "env": env,
+        }
         yield Case(
             f"PUT {count} x {label} objects (moto under gunicorn, 1 worker, 8 threads)",
             "obj/s" if size < MiB else "GB/s",
             [
-                ours("ours put_many", FILE, "s3dlio_put_many", needs=S3_NEEDS, prefix="ours",
-                     **common),
-                peer("original put_many", FILE, "s3dlio_put_many", needs=("s3dlio",),
-                     prefix="orig", **common),
-                peer("boto3 8 threads", FILE, "boto3_put_threads", needs=("boto3",),
-                     prefix="boto3", threads=8, **common),
-                peer("s3transfer upload", FILE, "s3transfer_upload", needs=("s3transfer",),
-                     prefix="s3transfer", threads=10, **common),
+                ours(
+                    "ours put_many",
+                    FILE,
+                    "s3dlio_put_many",
+                    needs=S3_NEEDS,
+                    prefix="ours",
+                    **common,
+                ),
+                peer(
+                    "original put_many",
+                    FILE,
+                    "s3dlio_put_many",
+                    needs=("s3dlio",),
+                    prefix="orig",
+                    **common,
+                ),
+                peer(
+                    "boto3 8 threads",
+                    FILE,
+                    "boto3_put_threads",
+                    needs=("boto3",),
+                    prefix="boto3",
+                    threads=8,
+                    **common,
+                ),
+                peer(
+                    "s3transfer upload",
+                    FILE,
+                    "s3transfer_upload",
+                    needs=("s3transfer",),
+                    prefix="s3transfer",
+                    threads=10,
+                    **common,
+                ),
             ],
-            bytes=count * size, objects=count,
+            bytes=count * size,
+            objects=count,
             note="moto (a Python server, one process) is the bottleneck here: these figures "
             "bound the clients from above, they do not rank them.",
         )

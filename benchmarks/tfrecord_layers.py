@@ -78,14 +78,20 @@ def variants(path: Path) -> dict[str, Callable[[], None]]:
 
     def framing() -> None:
         source = BlockSource(uri, block_size=MiB, announced=True)
-        for _ in scan_windows(source, uri=str(uri), check_header=False,
-                              limit=lambda: source.size, expect=source.expect):  # fmt: skip
+        for _ in scan_windows(
+            source,
+            uri=str(uri),
+            check_header=False,
+            limit=lambda: source.size,
+            expect=source.expect,
+        ):
             pass
 
     def payloads() -> None:
         source = BlockSource(uri, block_size=MiB, announced=True)
-        for _ in iter_payloads(source, uri=str(uri), verify=False,
-                               limit=lambda: source.size, expect=source.expect):  # fmt: skip
+        for _ in iter_payloads(
+            source, uri=str(uri), verify=False, limit=lambda: source.size, expect=source.expect
+        ):
             pass
 
     def reader(**options: bool) -> Callable[[], None]:
@@ -174,8 +180,10 @@ def main() -> None:
                 start = time.perf_counter()
                 loop()
                 rates[name].append(size / (time.perf_counter() - start) / 1e9)
-    print(f"{records:,} records of 1 MiB, medians of {args.rounds} interleaved rounds, "
-          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(
+        f"{records:,} records of 1 MiB, medians of {args.rounds} interleaved rounds, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"{'loop':40s} {'GB/s':>7s} {'µs/record':>10s}")
     for name, values in rates.items():
         rate = statistics.median(values)

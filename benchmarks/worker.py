@@ -60,8 +60,13 @@ def _live_children_cpu(pid: int) -> float:
 def _cpu() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-            + _live_children_cpu(os.getpid()))
+    return (
+        own.ru_utime
+        + own.ru_stime
+        + kids.ru_utime
+        + kids.ru_stime
+        + _live_children_cpu(os.getpid())
+    )
 
 
 def _load(path: str, function: str):

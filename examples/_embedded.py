@@ -44,17 +44,21 @@ def embedded_s3() -> Iterator[str]:
     log = tempfile.NamedTemporaryFile(prefix="s3dlio-moto-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log.close()
     saved = {k: os.environ.get(k) for k in _ENV}
     endpoint = f"http://127.0.0.1:{port}"
     try:
         _wait(port, proc)
         os.environ.update(
-            AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo",
+            AWS_ENDPOINT_URL=endpoint,
+            AWS_ACCESS_KEY_ID="demo",
+            AWS_SECRET_ACCESS_KEY="demo",
             AWS_REGION="us-east-1",
-        )  # fmt: skip
+        )
         yield endpoint
     finally:
         for key, value in saved.items():

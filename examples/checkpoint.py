@@ -24,13 +24,17 @@ def run(base: str) -> None:
     except ImportError:
         torch = None
     if torch is not None:
-        model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
+        model = torch.nn.Sequential(
+            torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8)
+        )
         for step in (100, 200, 300):
             with torch.no_grad():
                 model[0].bias.fill_(step)
             store.save(step, step // 100, "torch", model.state_dict(), user_meta={"step": step})
         state = store.load_latest()
-        restored = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
+        restored = torch.nn.Sequential(
+            torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8)
+        )
         restored.load_state_dict(state)
         assert torch.equal(restored[0].bias, torch.full((64,), 300.0))
         with store.save_stream(400, 4, "torch") as f:

@@ -109,16 +109,20 @@ def generate(root: str, plan: Plan, report: Report) -> None:
         with TFRecordWriter(uri) as writer:
             for i in range(plan.per_shard):
                 label = int(rng.integers(CLASSES))
-                record = encode_example({
-                    "image": make_image(rng, label).tobytes(),
-                    "label": [label],
-                    "id": [shard * plan.per_shard + i],
-                })  # fmt: skip
+                record = encode_example(
+                    {
+                        "image": make_image(rng, label).tobytes(),
+                        "label": [label],
+                        "id": [shard * plan.per_shard + i],
+                    }
+                )
                 writer.write(record)
                 nbytes += len(record)
         s3dlio.create_tfrecord_index(uri)  # uri + ".idx", byte-identical to DALI's tfrecord2idx
     seconds = time.perf_counter() - started
-    report.add("dataset written", f"{plan.records} records, {nbytes / 1e6:.1f} MB in {seconds:.2f} s")
+    report.add(
+        "dataset written", f"{plan.records} records, {nbytes / 1e6:.1f} MB in {seconds:.2f} s"
+    )
     listed = s3dlio.list(root)
     report.add("objects listed", f"{len(listed)} ({plan.shards} shards + {plan.shards} indexes)")
 
@@ -136,10 +140,15 @@ def to_sample(record: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor
 def make_model() -> nn.Module:
     """A small CNN."""
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(), nn.Linear(16, CLASSES),
-    )  # fmt: skip
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, CLASSES),
+    )
 
 
 @dataclass
@@ -160,10 +169,12 @@ class Trainer:
         torch.manual_seed(0)
         self.dataset = TFRecordDataset(self.root, decode=True, transform=to_sample)
         self.loader = ResumableDataLoader(
-            self.dataset, batch_size=self.plan.batch, num_workers=2,
+            self.dataset,
+            batch_size=self.plan.batch,
+            num_workers=2,
             sampler=self.dataset.sampler(shuffle=True, seed=7),
             multiprocessing_context="fork",
-        )  # fmt: skip
+        )
         self.model = make_model()
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
 
@@ -236,8 +247,10 @@ class Trainer:
 
 def train(root: str, ckpt_root: str, plan: Plan, report: Report) -> None:
     """Train, crash, resume, finish; fill the report."""
-    say(f"training {plan.steps} steps (batch {plan.batch}, 2 DataLoader workers), "
-        f"checkpoint every {plan.checkpoint_every}, crash at step {plan.crash_at}")  # fmt: skip
+    say(
+        f"training {plan.steps} steps (batch {plan.batch}, 2 DataLoader workers), "
+        f"checkpoint every {plan.checkpoint_every}, crash at step {plan.crash_at}"
+    )
     store = CheckpointStore(ckpt_root, keep_last=3)
     first = Trainer(root, store, plan)
     try:
@@ -258,11 +271,17 @@ def train(root: str, ckpt_root: str, plan: Plan, report: Report) -> None:
     record_bytes = SIDE * SIDE * 3 + 40
     saves = first.save_seconds + resumed.save_seconds
     kept = store.list_checkpoints()
-    report.add("training", f"{samples} samples in {seconds:.1f} s = {samples / seconds:,.0f} samples/s, "
-               f"{samples * record_bytes / seconds / 1e6:.1f} MB/s of records")  # fmt: skip
+    report.add(
+        "training",
+        f"{samples} samples in {seconds:.1f} s = {samples / seconds:,.0f} samples/s, "
+        f"{samples * record_bytes / seconds / 1e6:.1f} MB/s of records",
+    )
     report.add("exactly once", "every finished epoch saw each record once, across the crash")
-    report.add("checkpoints", f"{len(saves)} saved, mean {1000 * sum(saves) / len(saves):.0f} ms; "
-               f"load {1000 * load_seconds:.0f} ms; kept {[c.step for c in kept]}")  # fmt: skip
+    report.add(
+        "checkpoints",
+        f"{len(saves)} saved, mean {1000 * sum(saves) / len(saves):.0f} ms; "
+        f"load {1000 * load_seconds:.0f} ms; kept {[c.step for c in kept]}",
+    )
 
 
 def summarize_op_log(log: str, report: Report) -> None:
@@ -275,8 +294,11 @@ def summarize_op_log(log: str, report: Report) -> None:
             counts[row["op"]] += 1
             nbytes += int(row["bytes"])
     by_op = ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))
-    report.add("op-log", f"{sum(counts.values())} requests ({len(workers)} worker logs), "
-               f"{nbytes / 1e6:.1f} MB: {by_op}")  # fmt: skip
+    report.add(
+        "op-log",
+        f"{sum(counts.values())} requests ({len(workers)} worker logs), "
+        f"{nbytes / 1e6:.1f} MB: {by_op}",
+    )
 
 
 # -- 3. the whole job -----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Format readers over range requests: TFRecord (index, random access, Examples), NPZ, HDF5, raw.
 
-    python examples/formats.py [URI_PREFIX]
+python examples/formats.py [URI_PREFIX]
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ def show(root: str) -> None:
 
     # HDF5: write through a temp file + upload; read a slice fetching only its chunks
     with open_hdf5(root + "grid.h5", "w") as f:
-        f.create_dataset("grid", data=np.arange(1000 * 1000, dtype=np.int32).reshape(1000, 1000),
-                         chunks=(50, 50))  # fmt: skip
+        f.create_dataset(
+            "grid", data=np.arange(1000 * 1000, dtype=np.int32).reshape(1000, 1000), chunks=(50, 50)
+        )
     with open_hdf5(root + "grid.h5") as f:
         tile = f["grid"][100:110, 200:260]
         fetched = f.rangefile.bytes_fetched

@@ -28,9 +28,14 @@ def run(root: str) -> None:
     s3dlio.put_many([(f"{root}sample-{i:04d}.f32", row) for i, row in enumerate(samples)])
 
     pipeline = JaxIterable.from_prefix(
-        root, batch_size=32, shuffle=True, seed=1, prefetch=8, output="jax",
+        root,
+        batch_size=32,
+        shuffle=True,
+        seed=1,
+        prefetch=8,
+        output="jax",
         transform=lambda raw: np.frombuffer(raw, dtype=np.float32),
-    )  # fmt: skip
+    )
     total = jnp.zeros(FEATURES)
     batches = 0
     for batch in pipeline:

@@ -1,6 +1,6 @@
 """Record every storage request in a warp-compatible op-log, then read it back.
 
-    python examples/oplog.py [URI_PREFIX]
+python examples/oplog.py [URI_PREFIX]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A tour of the storage API on any backend: objects, ranges, listings, globs, writers, copies.
 
-    python examples/storage_api.py                 # a temp directory on file://
-    python examples/storage_api.py s3://bucket/x/  # any URI prefix (credentials from env)
+python examples/storage_api.py                 # a temp directory on file://
+python examples/storage_api.py s3://bucket/x/  # any URI prefix (credentials from env)
 """
 
 from __future__ import annotations

@@ -121,16 +121,22 @@ def exists(uri: URI) -> bool:
 
 @overload
 def list_iter(
-    uri: URI, recursive: bool = ..., pattern: str | re.Pattern[str] | None = ...,
-    *, detail: Literal[False] = ...,
-) -> Iterator[str]: ...  # fmt: skip
+    uri: URI,
+    recursive: bool = ...,
+    pattern: str | re.Pattern[str] | None = ...,
+    *,
+    detail: Literal[False] = ...,
+) -> Iterator[str]: ...
 
 
 @overload
 def list_iter(
-    uri: URI, recursive: bool = ..., pattern: str | re.Pattern[str] | None = ...,
-    *, detail: Literal[True],
-) -> Iterator[dict[str, Any]]: ...  # fmt: skip
+    uri: URI,
+    recursive: bool = ...,
+    pattern: str | re.Pattern[str] | None = ...,
+    *,
+    detail: Literal[True],
+) -> Iterator[dict[str, Any]]: ...
 
 
 def list_iter(
@@ -324,9 +330,10 @@ async def _gather_bounded(
     items = builtins.list(items)
     outcomes = await asyncio.gather(*(one(item) for item in items), return_exceptions=True)
     failures: builtins.list[tuple[str, BaseException]] = [
-        (name(item), out) for item, out in zip(items, outcomes, strict=True)
+        (name(item), out)
+        for item, out in zip(items, outcomes, strict=True)
         if isinstance(out, Exception)
-    ]  # fmt: skip
+    ]
     if failures:
         raise BatchError(what, failures=failures, succeeded=len(items) - len(failures))
     return builtins.list(outcomes)  # type: ignore[arg-type]

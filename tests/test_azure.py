@@ -205,9 +205,11 @@ def proxied(azurite: Azurite, fault_proxy: Callable[..., FaultProxy]) -> Iterato
     """Route ``az://`` through a fault proxy in front of Azurite, with fast retries."""
     proxy = fault_proxy(azurite.port)
     with through_proxy(
-        "az", "AZURE_STORAGE_CONNECTION_STRING", connection_string("127.0.0.1", proxy.port),
+        "az",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        connection_string("127.0.0.1", proxy.port),
         azurite.connection_string,
-    ):  # fmt: skip
+    ):
         yield proxy
 
 
@@ -220,22 +222,30 @@ def test_server_busy_is_retried(az_root: str, proxied: FaultProxy, sdk: Containe
     payload = random_payload(200_000, 7)
     sdk.upload_blob(key_of(az_root + "busy.bin"), payload)
     path = _blob_path(az_root, "busy.bin")
-    proxied.add_fault("status", count=2, match=f"GET {path}", status=503, body=SERVER_BUSY,
-                      headers=BUSY_HEADERS)  # fmt: skip
+    proxied.add_fault(
+        "status", count=2, match=f"GET {path}", status=503, body=SERVER_BUSY, headers=BUSY_HEADERS
+    )
     before = retry_stats()
     assert s3dlio.get(az_root + "busy.bin") == payload
     assert retry_stats()["throttled"] - before["throttled"] == 2
     assert len(proxied.requests_matching(f"GET {path}")) == 3
 
-    proxied.add_fault("status", count=2, match=f"PUT {path}", status=500, body=SERVER_BUSY,
-                      headers=BUSY_HEADERS)  # fmt: skip
+    proxied.add_fault(
+        "status", count=2, match=f"PUT {path}", status=500, body=SERVER_BUSY, headers=BUSY_HEADERS
+    )
     before = retry_stats()
     s3dlio.put_bytes(az_root + "busy.bin", b"replaced")  # 500 ServerBusy: throttled, retried
     assert retry_stats()["throttled"] - before["throttled"] == 2
     assert sdk.download_blob(key_of(az_root + "busy.bin")).readall() == b"replaced"
 
-    proxied.add_fault("status", count=None, match=f"GET {path}", status=503, body=SERVER_BUSY,
-                      headers=BUSY_HEADERS)  # fmt: skip
+    proxied.add_fault(
+        "status",
+        count=None,
+        match=f"GET {path}",
+        status=503,
+        body=SERVER_BUSY,
+        headers=BUSY_HEADERS,
+    )
     with pytest.raises(s3dlio.ThrottledError, match="503 ServerBusy") as info:
         s3dlio.get(az_root + "busy.bin")
     assert info.value.attempts == 4
@@ -256,8 +266,9 @@ def test_staged_block_rejected_once_is_sent_again(
     az_root: str, proxied: FaultProxy, sdk: ContainerClient
 ) -> None:
     payload = random_payload(3 * MiB, 9)
-    proxied.add_fault("status", match="comp=block&", status=503, body=SERVER_BUSY,
-                      headers=BUSY_HEADERS)  # fmt: skip
+    proxied.add_fault(
+        "status", match="comp=block&", status=503, body=SERVER_BUSY, headers=BUSY_HEADERS
+    )
     with s3dlio.open_writer(az_root + "w.bin", s3dlio.WriterOptions(part_size="1MiB")) as w:
         w.write(payload)
     assert sdk.download_blob(key_of(az_root + "w.bin")).readall() == payload

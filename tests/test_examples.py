@@ -30,9 +30,15 @@ def test_demo_quick_on_its_embedded_server() -> None:
 
 @pytest.mark.parametrize(
     "script",
-    ["storage_api.py", "formats.py", "oplog.py", "checkpoint.py", "jax_pipeline.py",
-     "train_torch.py"],
-)  # fmt: skip
+    [
+        "storage_api.py",
+        "formats.py",
+        "oplog.py",
+        "checkpoint.py",
+        "jax_pipeline.py",
+        "train_torch.py",
+    ],
+)
 def test_example_on_a_local_directory(script: str) -> None:
     run(sys.executable, str(EXAMPLES / script))
 

@@ -74,10 +74,12 @@ def _path(uri: str) -> str:
 def _redirect_to_eu_west_1(proxy: FaultProxy, uri: str) -> None:
     """The next GET of ``uri`` answers as S3 does for a bucket in another region."""
     proxy.add_fault(
-        "status", match=f"GET {_path(uri)}", status=400,
+        "status",
+        match=f"GET {_path(uri)}",
+        status=400,
         headers={"x-amz-bucket-region": "eu-west-1"},
         body=_s3_error("AuthorizationHeaderMalformed", "the region 'us-east-1' is wrong"),
-    )  # fmt: skip
+    )
 
 
 def _retries() -> dict[str, int]:
@@ -180,9 +182,12 @@ def test_server_ignoring_if_match_still_fails_a_changed_object(
     s3dlio.put_bytes(uri, b"0123456789")
     etag = s3dlio.stat(uri)["etag"]
     proxy.add_fault(  # a 206 from another version, as a server that ignores If-Match sends
-        "status", match=f"GET {_path(str(uri))}", status=206, body=b"X",
+        "status",
+        match=f"GET {_path(str(uri))}",
+        status=206,
+        body=b"X",
         headers={"ETag": '"another-version"', "Content-Range": "bytes 5-5/10"},
-    )  # fmt: skip
+    )
     with pytest.raises(IntegrityError, match="another-version"):
         backend_for(uri).open_read(uri, 5, 1, if_match=etag)
     with backend_for(uri).open_read(uri, 5, 1, if_match=etag) as stream:  # the real server
@@ -192,9 +197,12 @@ def test_server_ignoring_if_match_still_fails_a_changed_object(
 def test_listing_page_retried_after_internal_error(proxy: FaultProxy, root: str) -> None:
     s3dlio.put_many([(f"{root}k{i}", b"") for i in range(3)])
     proxy.add_fault(
-        "status", count=2, match="list-type=2", status=500,
+        "status",
+        count=2,
+        match="list-type=2",
+        status=500,
         body=_s3_error("InternalError", "We encountered an internal error."),
-    )  # fmt: skip
+    )
     assert s3dlio.list(root) == [f"{root}k{i}" for i in range(3)]
     assert len(proxy.requests_matching("list-type=2")) == 3
 
@@ -203,9 +211,12 @@ def test_access_denied_is_not_retried(proxy: FaultProxy, root: str) -> None:
     uri = root + "denied.bin"
     s3dlio.put_bytes(uri, b"x")
     proxy.add_fault(
-        "status", count=None, match=f"GET {_path(uri)}", status=403,
+        "status",
+        count=None,
+        match=f"GET {_path(uri)}",
+        status=403,
         body=_s3_error("AccessDenied", "Access Denied"),
-    )  # fmt: skip
+    )
     with pytest.raises(PermissionDeniedError, match="AccessDenied"):
         s3dlio.get(uri)
     assert len(proxy.requests_matching(f"GET {_path(uri)}")) == 1
@@ -276,9 +287,12 @@ def test_get_many_does_not_retry_access_denied(proxy: FaultProxy, root: str) -> 
     items = _objects(root, 3)
     uris = list(items)
     proxy.add_fault(
-        "status", count=None, match=f"GET {_path(uris[0])}", status=403,
+        "status",
+        count=None,
+        match=f"GET {_path(uris[0])}",
+        status=403,
         body=_s3_error("AccessDenied", "Access Denied"),
-    )  # fmt: skip
+    )
     with pytest.raises(BatchError) as info:
         s3dlio.get_many(uris)
     ((failed, error),) = info.value.failures
@@ -332,9 +346,10 @@ def test_get_many_retries_a_failed_range(proxy: FaultProxy, root: str) -> None:
     )
     try:
         proxy.add_fault(
-            "truncate", match=lambda m, p, h: p.endswith(_path(uri)) and "if-match" in h,
+            "truncate",
+            match=lambda m, p, h: p.endswith(_path(uri)) and "if-match" in h,
             after=1000,
-        )  # fmt: skip
+        )
         got = s3dlio.get_many(items)
     finally:
         reset_settings(old)
@@ -349,9 +364,12 @@ def test_get_many_fails_an_object_replaced_mid_read(proxy: FaultProxy, root: str
     reset_settings(Settings(retry=FAST_RETRIES, range=RangeEngineConfig(threshold="1MiB")))
     try:
         proxy.add_fault(  # what S3 answers a range pinned to a version that is gone
-            "status", count=None, status=412, body=_s3_error("PreconditionFailed", "If-Match"),
+            "status",
+            count=None,
+            status=412,
+            body=_s3_error("PreconditionFailed", "If-Match"),
             match=lambda m, p, h: p.endswith(_path(changed)) and "if-match" in h,
-        )  # fmt: skip
+        )
         with pytest.raises(BatchError) as info:
             s3dlio.get_many(items)
     finally:
@@ -439,7 +457,11 @@ def test_multipart_part_retried_after_reset(proxy: FaultProxy, root: str) -> Non
         writer.write(payload)
     parts = proxy.requests_matching("partNumber=")
     assert sorted(r.path.split("partNumber=")[1].split("&")[0] for r in parts) == [
-        "1", "2", "2", "3", "3",
-    ]  # fmt: skip
+        "1",
+        "2",
+        "2",
+        "3",
+        "3",
+    ]
     assert s3dlio.stat(uri)["etag"].endswith('-3"')
     assert s3dlio.get(uri) == payload

@@ -47,8 +47,9 @@ def bucket(fake_gcs: FakeGCS) -> storage.Bucket:
 def test_what_we_write_the_client_reads(gs_root: str, bucket: storage.Bucket) -> None:
     small, big = random_payload(1000, 1), random_payload(MiB + 5, 2)
     s3dlio.put_bytes(gs_root + "small.bin", small)
-    opts = s3dlio.WriterOptions(part_size="256KiB", content_type="application/x-test",
-                                metadata={"team": "ml"})  # fmt: skip
+    opts = s3dlio.WriterOptions(
+        part_size="256KiB", content_type="application/x-test", metadata={"team": "ml"}
+    )
     with s3dlio.open_writer(gs_root + "big.bin", opts) as writer:
         for start in range(0, len(big), 100_000):
             writer.write(big[start : start + 100_000])
@@ -192,17 +193,25 @@ def test_429_and_503_are_retried(gs_root: str, proxied: FaultProxy, bucket: stor
     payload = random_payload(200_000, 7)
     bucket.blob(key_of(gs_root + "busy.bin")).upload_from_string(payload)
     path = _media_path(gs_root, "busy.bin")
-    proxied.add_fault("status", match=f"GET {path}", status=429, body=_error(429, "rate"),
-                      headers=JSON)  # fmt: skip
-    proxied.add_fault("status", match=f"GET {path}", status=503, body=_error(503, "backend"),
-                      headers=JSON)  # fmt: skip
+    proxied.add_fault(
+        "status", match=f"GET {path}", status=429, body=_error(429, "rate"), headers=JSON
+    )
+    proxied.add_fault(
+        "status", match=f"GET {path}", status=503, body=_error(503, "backend"), headers=JSON
+    )
     before = retry_stats()
     assert s3dlio.get(gs_root + "busy.bin") == payload
     assert retry_stats()["throttled"] - before["throttled"] == 2
     assert len(proxied.requests_matching(f"GET {path}")) == 3
 
-    proxied.add_fault("status", count=None, match=f"GET {path}", status=429,
-                      body=_error(429, "rate"), headers=JSON)  # fmt: skip
+    proxied.add_fault(
+        "status",
+        count=None,
+        match=f"GET {path}",
+        status=429,
+        body=_error(429, "rate"),
+        headers=JSON,
+    )
     with pytest.raises(s3dlio.ThrottledError, match="429 rate") as info:
         s3dlio.get(gs_root + "busy.bin")
     assert info.value.attempts == 4
@@ -226,8 +235,14 @@ def test_resumable_chunk_rejected_once_is_sent_again(
     gs_root: str, proxied: FaultProxy, bucket: storage.Bucket
 ) -> None:
     payload = random_payload(MiB + 10, 9)
-    proxied.add_fault("status", count=2, match="PUT /upload/", status=503,
-                      body=_error(503, "backend"), headers=JSON)  # fmt: skip
+    proxied.add_fault(
+        "status",
+        count=2,
+        match="PUT /upload/",
+        status=503,
+        body=_error(503, "backend"),
+        headers=JSON,
+    )
     with s3dlio.open_writer(gs_root + "w.bin", s3dlio.WriterOptions(part_size="256KiB")) as w:
         w.write(payload)
     assert bucket.blob(key_of(gs_root + "w.bin")).download_as_bytes() == payload

@@ -82,9 +82,12 @@ def test_what_boto3_writes_we_read(s3_root: str, moto_s3: MotoS3, boto: Any) -> 
     payload = random_payload(100_000, 3)
     key = key_of(s3_root + "dir/boto.bin")
     put = boto.put_object(
-        Bucket=moto_s3.bucket, Key=key, Body=payload, ContentType="text/x-boto",
+        Bucket=moto_s3.bucket,
+        Key=key,
+        Body=payload,
+        ContentType="text/x-boto",
         Metadata={"k": "v"},
-    )  # fmt: skip
+    )
     assert s3dlio.get(s3_root + "dir/boto.bin") == payload
     assert s3dlio.get_range(s3_root + "dir/boto.bin", 99_990, 100) == payload[99_990:]
     info = s3dlio.stat(s3_root + "dir/boto.bin")
@@ -319,9 +322,12 @@ def test_configure_s3_endpoint(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_credentials_from_a_profile_and_anonymous(
-    proxied: tuple[FaultProxy, str], moto_s3: MotoS3, boto: Any, monkeypatch: pytest.MonkeyPatch,
+    proxied: tuple[FaultProxy, str],
+    moto_s3: MotoS3,
+    boto: Any,
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     proxy, root = proxied
     (tmp_path / "credentials").write_text(
         "[training]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile-secret\n"

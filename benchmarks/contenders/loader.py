@@ -21,8 +21,13 @@ def _loader(dataset, params: dict, **extra):
     workers = params["num_workers"]
     if workers and params.get("context"):
         extra["multiprocessing_context"] = params["context"]
-    return tud.DataLoader(dataset, batch_size=params["batch_size"], num_workers=workers,
-                          persistent_workers=workers > 0, **extra)  # fmt: skip
+    return tud.DataLoader(
+        dataset,
+        batch_size=params["batch_size"],
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        **extra,
+    )
 
 
 def _epoch(loader, params: dict) -> object:
@@ -49,9 +54,11 @@ def s3dlio_dataset(params: dict) -> object:
     warnings.simplefilter("ignore", DeprecationWarning)  # the original deprecates the S3 names
     if params["kind"] == "iterable":
         dataset = st.S3IterableDataset.from_prefix(
-            params["uri"], prefetch=params["prefetch"], enable_sharding=True,
+            params["uri"],
+            prefetch=params["prefetch"],
+            enable_sharding=True,
             batch_size=params["batch_size"],
-        )  # fmt: skip
+        )
     else:
         dataset = st.S3MapDataset.from_prefix(params["uri"])
     return _epoch(_loader(dataset, params), params)
@@ -67,8 +74,12 @@ def s3torchconnector_dataset(params: dict) -> object:
     """s3torchconnector's ``S3IterableDataset`` / ``S3MapDataset`` (items read to tensors)."""
     from s3torchconnector import S3ClientConfig, S3IterableDataset, S3MapDataset
 
-    common = {"region": REGION, "endpoint": params["endpoint"], "transform": _to_tensor,
-              "s3client_config": S3ClientConfig(force_path_style=True)}  # fmt: skip
+    common = {
+        "region": REGION,
+        "endpoint": params["endpoint"],
+        "transform": _to_tensor,
+        "s3client_config": S3ClientConfig(force_path_style=True),
+    }
     if params["kind"] == "iterable":
         dataset = S3IterableDataset.from_prefix(params["uri"], enable_sharding=True, **common)
     else:

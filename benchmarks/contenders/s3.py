@@ -30,9 +30,12 @@ def _boto3_client(params: dict, pool: int):
         "s3",
         endpoint_url=params["endpoint"],
         region_name=REGION,
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=pool,
-                      retries={"max_attempts": 3, "mode": "standard"}),
-    )  # fmt: skip
+        config=Config(
+            s3={"addressing_style": "path"},
+            max_pool_connections=pool,
+            retries={"max_attempts": 3, "mode": "standard"},
+        ),
+    )
 
 
 # -- GET ----------------------------------------------------------------------------------------
@@ -123,8 +126,11 @@ def s3transfer_download(params: dict) -> object:
 def _s3torch_client(params: dict):
     from s3torchconnector._s3client import S3Client, S3ClientConfig
 
-    return S3Client(region=REGION, endpoint=params["endpoint"],
-                    s3client_config=S3ClientConfig(force_path_style=True))  # fmt: skip
+    return S3Client(
+        region=REGION,
+        endpoint=params["endpoint"],
+        s3client_config=S3ClientConfig(force_path_style=True),
+    )
 
 
 def s3torchconnector_get(params: dict) -> object:
@@ -164,8 +170,9 @@ def s3dlio_put_many(params: dict) -> object:
 
     def run() -> dict:
         r = next(rounds)
-        s3dlio.put_many([(f"{prefix}/r{r}/obj_{i}", data) for i in range(count)],
-                        max_in_flight=inflight)  # fmt: skip
+        s3dlio.put_many(
+            [(f"{prefix}/r{r}/obj_{i}", data) for i in range(count)], max_in_flight=inflight
+        )
         return result(len(data) * count, count)
 
     return run
@@ -182,8 +189,12 @@ def boto3_put_threads(params: dict) -> object:
 
     def run() -> dict:
         r = next(rounds)
-        list(pool.map(lambda i: client.put_object(Bucket=bucket, Key=f"{prefix}/r{r}/obj_{i}",
-                                                  Body=data), range(count)))  # fmt: skip
+        list(
+            pool.map(
+                lambda i: client.put_object(Bucket=bucket, Key=f"{prefix}/r{r}/obj_{i}", Body=data),
+                range(count),
+            )
+        )
         return result(len(data) * count, count)
 
     return run
@@ -202,8 +213,9 @@ def s3transfer_upload(params: dict) -> object:
 
     def run() -> dict:
         r = next(rounds)
-        futures = [manager.upload(io.BytesIO(data), bucket, f"{prefix}/r{r}/obj_{i}")
-                   for i in range(count)]  # fmt: skip
+        futures = [
+            manager.upload(io.BytesIO(data), bucket, f"{prefix}/r{r}/obj_{i}") for i in range(count)
+        ]
         for future in futures:
             future.result()
         return result(len(data) * count, count)

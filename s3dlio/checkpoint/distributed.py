@@ -145,8 +145,9 @@ class CheckpointWriter:
         self._timestamps[step] = str(box[0])
         try:
             payload: tuple[str, Any] = (
-                "ok", self.save_distributed_shard(step, epoch, framework, data)
-            )  # fmt: skip
+                "ok",
+                self.save_distributed_shard(step, epoch, framework, data),
+            )
             failure: BaseException | None = None
         except Exception as exc:  # noqa: BLE001 - reported to every rank below
             payload, failure = ("error", f"rank {self.rank}: {exc}"), exc
@@ -157,8 +158,11 @@ class CheckpointWriter:
             raise failure
         if errors:
             self._discard(payload[1])
-            raise S3DlioError("checkpoint not committed: " + "; ".join(errors),
-                              uri=self.store.uri, op="CHECKPOINT_SAVE")  # fmt: skip
+            raise S3DlioError(
+                "checkpoint not committed: " + "; ".join(errors),
+                uri=self.store.uri,
+                op="CHECKPOINT_SAVE",
+            )
         result: list[Any] = [None]
         if self.rank == 0:
             try:
@@ -173,8 +177,9 @@ class CheckpointWriter:
         dist.broadcast_object_list(result, src=0)
         status, value = result[0]
         if status != "ok":
-            raise S3DlioError(f"rank 0 failed to commit: {value}", uri=self.store.uri,
-                              op="CHECKPOINT_SAVE")  # fmt: skip
+            raise S3DlioError(
+                f"rank 0 failed to commit: {value}", uri=self.store.uri, op="CHECKPOINT_SAVE"
+            )
         return str(value)
 
     def _discard(self, meta: Mapping[str, Any]) -> None:

@@ -59,8 +59,10 @@ def load_checkpoint_with_validation_view(
     if cut < 0 or match is None:
         raise InvalidURIError(
             "not a checkpoint shard URI (expected '<base>/shards/.../rank-<r>.bin'); pass "
-            "validate_integrity=False to read it without verification", uri=str(uri), op="GET",
-        )  # fmt: skip
+            "validate_integrity=False to read it without verification",
+            uri=str(uri),
+            op="GET",
+        )
     store = CheckpointStore(shard.with_key(key[:cut]))
     relative = key[cut:]
     dirname = ManifestName.parse_dir(match.group(1))
@@ -76,8 +78,9 @@ def load_checkpoint_with_validation_view(
         raise NotFoundError("no such shard", uri=str(uri), op="GET")
     raise IntegrityError(
         "no manifest lists this shard, so it cannot be verified (an unfinished save?)",
-        uri=str(uri), op="GET",
-    )  # fmt: skip
+        uri=str(uri),
+        op="GET",
+    )
 
 
 def load_checkpoint_with_validation(uri: str | ObjectURI, validate_integrity: bool = True) -> bytes:

@@ -67,8 +67,11 @@ class _Ranged:
         if self.etag is None:
             self.etag = result.etag
         if result.size != self.size:
-            raise IntegrityError(f"shard is {result.size} bytes, the manifest says {self.size}",
-                                 uri=str(self.uri), op="GET")  # fmt: skip
+            raise IntegrityError(
+                f"shard is {result.size} bytes, the manifest says {self.size}",
+                uri=str(self.uri),
+                op="GET",
+            )
         return result.nbytes
 
     def rest(self, head: memoryview) -> BytesView:
@@ -83,8 +86,11 @@ class _Ranged:
 
     def check_end(self, end: int) -> None:
         if end != self.size:
-            raise IntegrityError(f"tree ends at byte {end} but the shard has {self.size}",
-                                 uri=str(self.uri), op="GET")  # fmt: skip
+            raise IntegrityError(
+                f"tree ends at byte {end} but the shard has {self.size}",
+                uri=str(self.uri),
+                op="GET",
+            )
 
 
 class _Stream:
@@ -168,8 +174,11 @@ def _run(source: _Ranged | _Stream, reads: list[_Read], crc: int | None) -> int 
 
     for read, got in finished():
         if got != len(read.dest):
-            raise IntegrityError(f"shard ended early: {got} of {len(read.dest)} bytes at byte "
-                                 f"{read.start}", uri=str(source.uri), op="GET")  # fmt: skip
+            raise IntegrityError(
+                f"shard ended early: {got} of {len(read.dest)} bytes at byte {read.start}",
+                uri=str(source.uri),
+                op="GET",
+            )
         if crc is not None:
             crc = crc32c.crc32c(read.dest, crc)
         for offset, target in read.copies:
@@ -192,8 +201,11 @@ def load_shard(
     if meta.key.endswith(".zst"):
         stored = ops.get(uri)
         if verify and len(stored) != meta.size:
-            raise IntegrityError(f"shard is {len(stored)} bytes, the manifest says {meta.size}",
-                                 uri=str(uri), op="GET")  # fmt: skip
+            raise IntegrityError(
+                f"shard is {len(stored)} bytes, the manifest says {meta.size}",
+                uri=str(uri),
+                op="GET",
+            )
         source = _Stream(uri, stored)
     else:
         source = _Ranged(uri, meta.size)
@@ -206,8 +218,9 @@ def load_shard(
             verify_checksum(crc32c.crc32c(data), meta, uri)
         return data
     if data_start > source.limit:
-        raise IntegrityError(f"tree header of {data_start} bytes is larger than the shard",
-                             uri=str(uri), op="GET")  # fmt: skip
+        raise IntegrityError(
+            f"tree header of {data_start} bytes is larger than the shard", uri=str(uri), op="GET"
+        )
     head = bytearray(data_start)
     head[:_PREFIX_LEN] = prefix
     if source.read(_PREFIX_LEN, memoryview(head)[_PREFIX_LEN:]) != data_start - _PREFIX_LEN:

@@ -152,9 +152,13 @@ def _torch_identity(tensor: Any) -> tuple[Any, ...] | None:
         return None
     storage = tensor.untyped_storage()
     return (
-        tensor.device.type, storage.data_ptr(), tensor.storage_offset(),
-        tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype,
-    )  # fmt: skip
+        tensor.device.type,
+        storage.data_ptr(),
+        tensor.storage_offset(),
+        tuple(tensor.shape),
+        tuple(tensor.stride()),
+        tensor.dtype,
+    )
 
 
 class _TreePickler(pickle.Pickler):
@@ -216,9 +220,12 @@ def dump(tree: Any, write: Callable[[Any], Any]) -> int:
     offset = 0
     for leaf in pickler.leaves:
         entry: dict[str, Any] = {
-            "kind": leaf.kind, "dtype": leaf.dtype, "shape": list(leaf.shape),
-            "offset": offset, "nbytes": len(leaf.data),
-        }  # fmt: skip
+            "kind": leaf.kind,
+            "dtype": leaf.dtype,
+            "shape": list(leaf.shape),
+            "offset": offset,
+            "nbytes": len(leaf.data),
+        }
         entry.update(leaf.extra)
         entries.append(entry)
         offset = _aligned(offset + len(leaf.data))
@@ -423,15 +430,17 @@ def parse_header(head: Any) -> Header:
                     for k, v in e.items()
                     if k not in ("kind", "dtype", "shape", "offset", "nbytes")
                 },
-            )  # fmt: skip
+            )
             for i, e in enumerate(raw)
         )
     except (ValueError, KeyError, TypeError):
         raise IntegrityError("checkpoint tree: unreadable tensor index") from None
     if any(t.kind not in ("torch", "numpy", "numpy_scalar", "jax") for t in tensors):
         raise IntegrityError("checkpoint tree: unknown tensor kind in the index")
-    end = max((data_start + _aligned(t.start - data_start + t.nbytes) for t in tensors),
-              default=data_start)  # fmt: skip
+    end = max(
+        (data_start + _aligned(t.start - data_start + t.nbytes) for t in tensors),
+        default=data_start,
+    )
     skeleton = bytes(view[at + index_len : at + index_len + skeleton_len])
     return Header(tensors, skeleton, data_start, end)
 

@@ -120,9 +120,11 @@ class ShardStream(io.RawIOBase):
     def meta_dict(self) -> dict[str, Any]:
         """The finalized shard's metadata dict (see :meth:`finalize`)."""
         return {
-            "step": self.step, "epoch": self.epoch, "timestamp": self.timestamp,
+            "step": self.step,
+            "epoch": self.epoch,
+            "timestamp": self.timestamp,
             **self.meta.to_dict(),
-        }  # fmt: skip
+        }
 
     def cancel(self) -> None:
         """Discard the shard: nothing is stored (idempotent)."""
@@ -211,14 +213,16 @@ def verify_checksum(crc: int, meta: ShardMeta, uri: ObjectURI) -> None:
     if algo != "crc32c" or not want:
         raise IntegrityError(
             f"the manifest records no CRC32C checksum for this shard ({meta.checksum!r})",
-            uri=str(uri), op="GET",
-        )  # fmt: skip
+            uri=str(uri),
+            op="GET",
+        )
     got = f"{crc:08x}"
     if got != want.lower():
         raise IntegrityError(
             f"shard checksum mismatch: manifest says crc32c:{want}, data is crc32c:{got}",
-            uri=str(uri), op="GET",
-        )  # fmt: skip
+            uri=str(uri),
+            op="GET",
+        )
 
 
 def verify_shard(data: Any, meta: ShardMeta, uri: ObjectURI) -> None:

@@ -83,9 +83,10 @@ class CheckpointStore:
     ) -> None:
         if config is None:
             config = CheckpointConfig(
-                strategy=strategy or "flat", compression_level=compression_level,
+                strategy=strategy or "flat",
+                compression_level=compression_level,
                 keep_last=keep_last,
-            )  # fmt: skip
+            )
             if multipart_threshold is not None:
                 config = dataclasses.replace(config, part_size=multipart_threshold)
         self.config = config
@@ -145,9 +146,14 @@ class CheckpointStore:
         ts = timestamp or self.fresh_timestamp(step)
         key = shard_key(step, ts, rank, self.config.strategy)
         return ShardStream(
-            self.base, key, self.config.writer_options(),
-            step=step, epoch=epoch, rank=rank, timestamp=ts,
-        )  # fmt: skip
+            self.base,
+            key,
+            self.config.writer_options(),
+            step=step,
+            epoch=epoch,
+            rank=rank,
+            timestamp=ts,
+        )
 
     def fresh_timestamp(self, step: int) -> str:
         """A ``<ts>`` for a new checkpoint of ``step``: now, or later if now is taken.
@@ -259,9 +265,12 @@ class CheckpointStore:
         return [p for p in results if p]
 
     def _committed(
-        self, names: Iterable[ManifestName], *, check_shards: bool = True,
+        self,
+        names: Iterable[ManifestName],
+        *,
+        check_shards: bool = True,
         problems: list[str] | None = None,
-    ) -> tuple[ManifestName, Manifest] | None:  # fmt: skip
+    ) -> tuple[ManifestName, Manifest] | None:
         """The newest complete manifest among ``names`` whose shards are all stored."""
         for name in self._newest_first(names):
             manifest = self.manifest(name)
@@ -292,11 +301,13 @@ class CheckpointStore:
         if found is None and problems:
             raise IntegrityError(
                 f"checkpoint step {step} is damaged: " + "; ".join(problems),
-                uri=self.uri, op="CHECKPOINT_LOAD",
-            )  # fmt: skip
+                uri=self.uri,
+                op="CHECKPOINT_LOAD",
+            )
         if found is None:
-            raise NotFoundError(f"no committed checkpoint for step {step}", uri=self.uri,
-                                op="CHECKPOINT_LOAD")  # fmt: skip
+            raise NotFoundError(
+                f"no committed checkpoint for step {step}", uri=self.uri, op="CHECKPOINT_LOAD"
+            )
         return found
 
     # -- loading -----------------------------------------------------------------------------

@@ -44,20 +44,35 @@ def build_parser() -> argparse.ArgumentParser:
     sup = argparse.SUPPRESS  # so a subcommand's copy never overwrites the top-level value
     g.add_argument("--endpoint-url", metavar="URL", default=sup, help="S3 endpoint URL")
     g.add_argument("--region", default=sup, help="S3 region")
-    g.add_argument("--op-log", metavar="FILE", default=sup,
-                   help="log every storage request to FILE (zstd TSV)")  # fmt: skip
-    g.add_argument("-j", "--jobs", type=_positive, metavar="N", default=sup,
-                   help="objects (or replayed operations) in flight")  # fmt: skip
-    g.add_argument("-v", "--verbose", action="count", default=sup,
-                   help="more logging (-vv: debug and tracebacks)")  # fmt: skip
-    g.add_argument("-q", "--quiet", action="store_true", default=sup,
-                   help="no progress bars or summary lines")  # fmt: skip
+    g.add_argument(
+        "--op-log", metavar="FILE", default=sup, help="log every storage request to FILE (zstd TSV)"
+    )
+    g.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive,
+        metavar="N",
+        default=sup,
+        help="objects (or replayed operations) in flight",
+    )
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=sup,
+        help="more logging (-vv: debug and tracebacks)",
+    )
+    g.add_argument(
+        "-q", "--quiet", action="store_true", default=sup, help="no progress bars or summary lines"
+    )
 
     parser = argparse.ArgumentParser(
-        prog=PROG, parents=[common], epilog=_EPILOG,
+        prog=PROG,
+        parents=[common],
+        epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Fast object storage from the command line: S3, Azure, GCS, file, direct.",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--version", action="version", version=f"%(prog)s (s3dlio) {s3dlio.__version__}"
     )
@@ -90,8 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 0
     except UsageError as exc:
-        print(f"{PROG} {args.command}: error: {exc} (see {PROG} {args.command} -h)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{PROG} {args.command}: error: {exc} (see {PROG} {args.command} -h)", file=sys.stderr
+        )
         return 2
     except BatchError as exc:
         failed = list(_flatten(exc.failures))
@@ -151,9 +167,10 @@ def _setup_logging(verbose: int) -> None:
     if verbose <= 0:
         return
     logging.basicConfig(
-        stream=sys.stderr, level=logging.DEBUG if verbose >= 3 else logging.INFO,
+        stream=sys.stderr,
+        level=logging.DEBUG if verbose >= 3 else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )  # fmt: skip
+    )
     logging.getLogger("s3dlio").setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
 
 

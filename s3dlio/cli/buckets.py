@@ -21,10 +21,12 @@ __all__ = ["register"]
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add the bucket commands to the ``s3-cli`` subparsers."""
     p = sub.add_parser(
-        "list-buckets", parents=parents, help="list buckets or containers",
+        "list-buckets",
+        parents=parents,
+        help="list buckets or containers",
         description="List the buckets (containers) visible through URI's account or "
         "endpoint: s3:// (default), az://account/, gs://, or file:///dir/ (its directories).",
-    )  # fmt: skip
+    )
     p.add_argument("uri", nargs="?", default="s3://", metavar="URI")
     p.set_defaults(func=run_list_buckets)
 
@@ -34,7 +36,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser(
         "delete-bucket", aliases=["rb"], parents=parents, help="delete empty buckets"
-    )  # fmt: skip
+    )
     p.add_argument("names", nargs="+", metavar="NAME_OR_URI")
     p.set_defaults(func=run_remove_buckets)
 

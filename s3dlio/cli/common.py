@@ -66,9 +66,12 @@ class Context:
     ) -> Progress:
         """A :class:`Progress` for one transfer, stopped by Ctrl-C like every other."""
         return Progress(
-            label, total_bytes=total_bytes, total_objects=total_objects, draw=self.draw,
+            label,
+            total_bytes=total_bytes,
+            total_objects=total_objects,
+            draw=self.draw,
             cancelled=self.cancelled,
-        )  # fmt: skip
+        )
 
     @contextmanager
     def transfer(

@@ -24,10 +24,13 @@ __all__ = ["register"]
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add the object commands to the ``s3-cli`` subparsers."""
     p = sub.add_parser(
-        "ls", aliases=["list"], parents=parents, help="list objects under a URI",
+        "ls",
+        aliases=["list"],
+        parents=parents,
+        help="list objects under a URI",
         description="List the objects (and, without -r, the sub-directories) a URI selects: "
         "a prefix ending in '/', one exact key, or a glob ('*', '**').",
-    )  # fmt: skip
+    )
     p.add_argument("uri", help="URI or local path (globs allowed)")
     p.add_argument("-r", "--recursive", action="store_true", help="list everything below")
     p.add_argument("-p", "--pattern", metavar="REGEX", help="keep keys this regex matches")
@@ -42,11 +45,13 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_stat)
 
     p = sub.add_parser(
-        "get", parents=parents, help="fetch objects to a file, stdout, or nowhere (--bench)",
+        "get",
+        parents=parents,
+        help="fetch objects to a file, stdout, or nowhere (--bench)",
         description="Save one object (-o FILE, -o - for stdout; default ./NAME), or read "
         "objects and discard them, reporting throughput (--bench; a prefix or glob reads "
         "every object it selects, -j at a time).",
-    )  # fmt: skip
+    )
     p.add_argument("uri")
     p.add_argument("-o", "--output", metavar="FILE", help="where to save ('-' = stdout)")
     p.add_argument("--bench", action="store_true", help="read and discard; report throughput")
@@ -55,10 +60,12 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_get)
 
     p = sub.add_parser(
-        "put", parents=parents, help="create synthetic objects",
+        "put",
+        parents=parents,
+        help="create synthetic objects",
         description="Generate NUM objects of SIZE bytes below PREFIX, named by TEMPLATE "
         "(formatted with the object's index and NUM).",
-    )  # fmt: skip
+    )
     p.add_argument("prefix")
     p.add_argument("-n", "--num", type=int, default=1, help="objects to create (default 1)")
     p.add_argument("-s", "--size", default="20MiB", help="bytes per object (default 20MiB)")
@@ -71,10 +78,13 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_put)
 
     p = sub.add_parser(
-        "rm", aliases=["delete"], parents=parents, help="delete objects",
+        "rm",
+        aliases=["delete"],
+        parents=parents,
+        help="delete objects",
         description="Delete exactly the keys given; with -r everything below them (and "
         "with -p only the keys the regex matches). A directory without -r is refused.",
-    )  # fmt: skip
+    )
     p.add_argument("uris", nargs="+", metavar="URI")
     p.add_argument("-r", "--recursive", action="store_true", help="delete everything below")
     p.add_argument("-p", "--pattern", metavar="REGEX", help="with -r: only matching keys")
@@ -201,10 +211,10 @@ def _bench(uri: str, args: argparse.Namespace, ctx: Context) -> int:
     if ctx.draw:
         nbytes, count = totals(uri, args.recursive, args.pattern)
     entries = (
-        e for e in s3dlio.list_iter(uri, recursive=args.recursive, pattern=args.pattern,
-                                    detail=True)
+        e
+        for e in s3dlio.list_iter(uri, recursive=args.recursive, pattern=args.pattern, detail=True)
         if not e["is_dir"]
-    )  # fmt: skip
+    )
     with ctx.transfer(
         "read", "read", total_bytes=nbytes, total_objects=count, to_stdout=True
     ) as progress:
@@ -212,8 +222,9 @@ def _bench(uri: str, args: argparse.Namespace, ctx: Context) -> int:
         def read(entry: dict[str, Any]) -> None:
             progress(len(s3dlio.get(entry["uri"])), 1)
 
-        run_batch(read, entries, ctx.jobs_or(64), what="GET", name=lambda e: e["uri"],
-                  ordered=False)  # fmt: skip
+        run_batch(
+            read, entries, ctx.jobs_or(64), what="GET", name=lambda e: e["uri"], ordered=False
+        )
     return 0
 
 
@@ -228,11 +239,18 @@ def run_put(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("-n must be >= 0")
     with ctx.transfer("put", "put", total_bytes=size * args.num, total_objects=args.num) as p:
         s3dlio.put(
-            prefix, args.num, template=args.template, size=size, object_type=args.object_type,
-            dedup_factor=args.dedup, compress_factor=args.compress,
-            data_gen_mode=args.data_gen_mode, max_in_flight=ctx.jobs_or(64),
-            should_create_bucket=args.create_bucket, progress=p,
-        )  # fmt: skip
+            prefix,
+            args.num,
+            template=args.template,
+            size=size,
+            object_type=args.object_type,
+            dedup_factor=args.dedup,
+            compress_factor=args.compress,
+            data_gen_mode=args.data_gen_mode,
+            max_in_flight=ctx.jobs_or(64),
+            should_create_bucket=args.create_bucket,
+            progress=p,
+        )
     return 0
 
 

@@ -86,9 +86,16 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=total_bytes, desc=label, unit="B", unit_scale=True, unit_divisor=1000,
-                file=self._stream, mininterval=0.1, leave=True, **_width(self._stream),
-            )  # fmt: skip
+                total=total_bytes,
+                desc=label,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1000,
+                file=self._stream,
+                mininterval=0.1,
+                leave=True,
+                **_width(self._stream),
+            )
             self._show_objects()
 
     def __call__(self, nbytes: int, objects: int = 0) -> None:
@@ -158,9 +165,12 @@ class Counter:
 
             out = stream or sys.stderr
             self._bar = tqdm(
-                desc="listed", unit=f" {unit}", file=out, mininterval=0.1,
+                desc="listed",
+                unit=f" {unit}",
+                file=out,
+                mininterval=0.1,
                 **_width(out),
-            )  # fmt: skip
+            )
 
     def add(self, n: int = 1) -> None:
         """Count ``n`` more items (thread-safe)."""

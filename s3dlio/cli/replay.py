@@ -55,9 +55,14 @@ __all__ = [
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _KINDS = {
-    "GET": "GET", "GET_RANGE": "GET", "PUT": "PUT", "HEAD": "HEAD", "STAT": "HEAD",
-    "LIST": "LIST", "DELETE": "DELETE",
-}  # fmt: skip
+    "GET": "GET",
+    "GET_RANGE": "GET",
+    "PUT": "PUT",
+    "HEAD": "HEAD",
+    "STAT": "HEAD",
+    "LIST": "LIST",
+    "DELETE": "DELETE",
+}
 _TS_RE = re.compile(
     r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?(Z|[+-]\d\d:?\d\d)?$"
 )
@@ -133,8 +138,10 @@ def read_op_log(path: str | os.PathLike[str]) -> tuple[list[LoggedOp], dict[str,
                 continue
             if len(fields) < len(header):
                 if line.strip():
-                    raise InvalidURIError(f"line {lineno}: {len(fields)} columns, expected "
-                                          f"{len(header)}", uri=os.fspath(path))  # fmt: skip
+                    raise InvalidURIError(
+                        f"line {lineno}: {len(fields)} columns, expected {len(header)}",
+                        uri=os.fspath(path),
+                    )
                 continue
             raw_op = fields[col["op"]].upper()
             kind = _KINDS.get(raw_op)
@@ -142,8 +149,14 @@ def read_op_log(path: str | os.PathLike[str]) -> tuple[list[LoggedOp], dict[str,
                 skipped[raw_op] += 1
                 continue
             try:
-                ops.append(LoggedOp(kind, fields[col["file"]], int(fields[col["bytes"]] or 0),
-                                    parse_timestamp(fields[col["start"]])))  # fmt: skip
+                ops.append(
+                    LoggedOp(
+                        kind,
+                        fields[col["file"]],
+                        int(fields[col["bytes"]] or 0),
+                        parse_timestamp(fields[col["start"]]),
+                    )
+                )
             except ValueError as exc:
                 raise InvalidURIError(f"line {lineno}: {exc}", uri=os.fspath(path)) from None
     ops.sort(key=lambda o: o.start_ns)
@@ -207,14 +220,24 @@ class ReplayReport:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly: per-op count, errors, bytes and p50/p90/p99/max/mean in ms."""
-        ops = {op: {"count": len(s.latencies_ns), "errors": s.errors, "bytes": s.nbytes,
-                    **_percentiles_ms(s.latencies_ns)}
-               for op, s in sorted(self.by_op.items())}  # fmt: skip
+        ops = {
+            op: {
+                "count": len(s.latencies_ns),
+                "errors": s.errors,
+                "bytes": s.nbytes,
+                **_percentiles_ms(s.latencies_ns),
+            }
+            for op, s in sorted(self.by_op.items())
+        }
         return {
-            "operations": self.operations, "errors": self.errors, "seconds": self.seconds,
-            "ops": ops, "skipped": dict(self.skipped), "late_ms": _percentiles_ms(self.late_ns),
+            "operations": self.operations,
+            "errors": self.errors,
+            "seconds": self.seconds,
+            "ops": ops,
+            "skipped": dict(self.skipped),
+            "late_ms": _percentiles_ms(self.late_ns),
             "first_errors": [list(e) for e in self.first_errors],
-        }  # fmt: skip
+        }
 
     def table(self) -> list[str]:
         """The report as aligned text lines."""
@@ -247,8 +270,13 @@ def _percentiles_ms(values_ns: list[int]) -> dict[str, float]:
     def rank(p: float) -> float:
         return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] / 1e6
 
-    return {"p50": rank(50), "p90": rank(90), "p99": rank(99), "max": ordered[-1] / 1e6,
-            "mean": sum(ordered) / len(ordered) / 1e6}  # fmt: skip
+    return {
+        "p50": rank(50),
+        "p90": rank(90),
+        "p99": rank(99),
+        "max": ordered[-1] / 1e6,
+        "mean": sum(ordered) / len(ordered) / 1e6,
+    }
 
 
 class _Payload:

@@ -18,30 +18,37 @@ __all__ = ["register"]
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add the tool commands to the ``s3-cli`` subparsers."""
     p = sub.add_parser(
-        "tfrecord-index", parents=parents, help="write the index of a TFRecord file",
+        "tfrecord-index",
+        parents=parents,
+        help="write the index of a TFRecord file",
         description="Write the DALI/tfrecord-package index ('offset size' per record) of a "
         "TFRecord file on any backend; by default to URI + '.idx' beside it.",
-    )  # fmt: skip
+    )
     p.add_argument("uri")
     p.add_argument("index", nargs="?", metavar="INDEX_URI", help="where to write the index")
     p.set_defaults(func=run_tfrecord_index)
 
     p = sub.add_parser(
-        "replay", parents=parents, help="replay an op-log against another prefix",
+        "replay",
+        parents=parents,
+        help="replay an op-log against another prefix",
         description="Re-issue the GET/PUT/HEAD/LIST/DELETE operations of an op-log (ours or "
         "a MinIO warp benchmark file) against TARGET, keeping their relative timing divided "
         "by --speed, then print latency percentiles per operation.",
-    )  # fmt: skip
+    )
     p.add_argument("oplog", metavar="OPLOG", help="op-log file (.tsv.zst, or plain)")
     p.add_argument("--target", required=True, metavar="PREFIX", help="URI prefix to replay on")
     p.add_argument(
-        "--speed", type=float, default=1.0,
+        "--speed",
+        type=float,
+        default=1.0,
         help="time compression: 2 = twice as fast; 0 = no waiting (default 1)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--source-prefix", metavar="PREFIX",
+        "--source-prefix",
+        metavar="PREFIX",
         help="part of the logged names to replace by TARGET (default: their common directory)",
-    )  # fmt: skip
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run_replay, starts_op_log=True)
 

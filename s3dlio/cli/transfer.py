@@ -19,37 +19,46 @@ __all__ = ["register"]
 def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add the transfer commands to the ``s3-cli`` subparsers."""
     p = sub.add_parser(
-        "upload", parents=parents, help="upload local files below a URI prefix",
+        "upload",
+        parents=parents,
+        help="upload local files below a URI prefix",
         description="Upload local files, directories (their whole tree), globs ('dir/**', "
         "'*.log') or regexes in the last path component ('/logs/.*\\.log$') below DEST, "
         "keeping paths relative to the directory before the first pattern.",
-    )  # fmt: skip
+    )
     p.add_argument("sources", nargs="+", metavar="SRC", help="files, directories, globs, regexes")
     p.add_argument("dest", metavar="DEST", help="destination prefix URI")
     p.add_argument("--create-bucket", action="store_true", help="create the bucket if missing")
     p.set_defaults(func=run_upload)
 
     p = sub.add_parser(
-        "download", parents=parents, help="download objects into a local directory",
+        "download",
+        parents=parents,
+        help="download objects into a local directory",
         description="Download what SRC selects into DEST_DIR, keeping the key layout below "
         "SRC's directory. Recursive unless --no-recursive.",
-    )  # fmt: skip
+    )
     p.add_argument("src", metavar="SRC", help="prefix, exact key or glob")
     p.add_argument("dest", metavar="DEST_DIR", help="local directory")
     p.add_argument(
-        "-r", "--recursive", action=argparse.BooleanOptionalAction, default=True,
+        "-r",
+        "--recursive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="everything below SRC (default), or only its top level",
-    )  # fmt: skip
+    )
     p.add_argument("-p", "--pattern", metavar="REGEX", help="only keys this regex matches")
     p.set_defaults(func=run_download)
 
     p = sub.add_parser(
-        "cp", parents=parents, help="copy between any two URIs or local paths",
+        "cp",
+        parents=parents,
+        help="copy between any two URIs or local paths",
         description="Copy objects between any two backends (streamed, no temp files). "
         "DST ending in '/' (or an existing directory) receives SRC's name. With -r, or a "
         "SRC ending in '/' or holding a glob, every selected object is copied. '-' as SRC "
         "reads stdin; '-' as DST writes to stdout.",
-    )  # fmt: skip
+    )
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DST")
     p.add_argument("-r", "--recursive", action="store_true", help="copy everything below SRC")
@@ -65,9 +74,12 @@ def run_upload(args: argparse.Namespace, ctx: Context) -> int:
         nbytes, count = sum(os.path.getsize(f) for f in files), len(files)
     with ctx.transfer("upload", "uploaded", total_bytes=nbytes, total_objects=count) as p:
         done = s3dlio.upload(
-            args.sources, dest, max_in_flight=ctx.jobs_or(32), create_bucket=args.create_bucket,
+            args.sources,
+            dest,
+            max_in_flight=ctx.jobs_or(32),
+            create_bucket=args.create_bucket,
             progress=p,
-        )  # fmt: skip
+        )
     for uri in done:
         log.info("uploaded %s", uri)
     return 0
@@ -84,9 +96,13 @@ def run_download(args: argparse.Namespace, ctx: Context) -> int:
         nbytes, count = totals(src, args.recursive, args.pattern)
     with ctx.transfer("download", "downloaded", total_bytes=nbytes, total_objects=count) as p:
         done = s3dlio.download(
-            src, target.key, max_in_flight=ctx.jobs_or(64), recursive=args.recursive,
-            pattern=args.pattern, progress=p,
-        )  # fmt: skip
+            src,
+            target.key,
+            max_in_flight=ctx.jobs_or(64),
+            recursive=args.recursive,
+            pattern=args.pattern,
+            progress=p,
+        )
     for path in done:
         log.info("downloaded %s", path)
     return 0
@@ -121,9 +137,12 @@ def run_cp(args: argparse.Namespace, ctx: Context) -> int:
         nbytes, count = totals(src, True, None) if many else (int(s3dlio.stat(src)["size"]), 1)
     with ctx.transfer("cp", "copied", total_bytes=nbytes, total_objects=count) as progress:
         done = s3dlio.copy(
-            src, to_uri(args.dst), recursive=args.recursive, max_in_flight=ctx.jobs_or(32),
+            src,
+            to_uri(args.dst),
+            recursive=args.recursive,
+            max_in_flight=ctx.jobs_or(32),
             progress=progress,
-        )  # fmt: skip
+        )
     for uri in done:
         log.info("copied %s", uri)
     return 0

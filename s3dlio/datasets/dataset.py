@@ -105,9 +105,13 @@ class ObjectDataset:
         self._init(str(parsed), uris, keys, sizes, coerce_options(opts))
 
     def _init(
-        self, uri: str, uris: list[str], keys: list[str], sizes: list[int] | None,
+        self,
+        uri: str,
+        uris: list[str],
+        keys: list[str],
+        sizes: list[int] | None,
         options: LoaderOptions,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.uri = uri
         self._uris = uris
         self._keys = keys
@@ -146,8 +150,7 @@ class ObjectDataset:
             raise InvalidURIError("from_uris needs at least one URI")
         ds = cls.__new__(cls)
         texts = [str(p) for p in parsed]
-        ds._init(texts[0], texts, [p.key for p in parsed], [-1] * len(parsed),
-                 coerce_options(opts))  # fmt: skip
+        ds._init(texts[0], texts, [p.key for p in parsed], [-1] * len(parsed), coerce_options(opts))
         return ds
 
     def __len__(self) -> int:

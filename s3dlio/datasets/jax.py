@@ -79,8 +79,9 @@ class JaxIterable(Resumable):
         rank, world = opts.rank, opts.world_size
         if rank is None:
             rank, world = detect_rank_world()
-        self.sampler = EpochSampler(len(self.dataset), shuffle=opts.shuffle, seed=opts.seed,
-                                    rank=rank, world_size=world)  # fmt: skip
+        self.sampler = EpochSampler(
+            len(self.dataset), shuffle=opts.shuffle, seed=opts.seed, rank=rank, world_size=world
+        )
         self.transform = transform
         self.output = output
         self._loader: AsyncLoader | None = None
@@ -112,16 +113,30 @@ class JaxIterable(Resumable):
     ) -> JaxIterable:
         """The original's constructor: loader options as keywords."""
         opts = LoaderOptions(
-            batch_size=batch_size, drop_last=drop_last, shuffle=shuffle, seed=seed,
-            num_workers=num_workers, prefetch=prefetch, auto_tune=auto_tune, rank=rank,
-            world_size=world_size, reader_mode=reader_mode,
+            batch_size=batch_size,
+            drop_last=drop_last,
+            shuffle=shuffle,
+            seed=seed,
+            num_workers=num_workers,
+            prefetch=prefetch,
+            auto_tune=auto_tune,
+            rank=rank,
+            world_size=world_size,
+            reader_mode=reader_mode,
             part_size=part_size,  # type: ignore[arg-type]
-            max_inflight_parts=max_inflight_parts, ordered=ordered, timeout=timeout,
+            max_inflight_parts=max_inflight_parts,
+            ordered=ordered,
+            timeout=timeout,
             cancellation_token=cancellation_token,
-        )  # fmt: skip
-        return cls(uri, loader_opts=opts, transform=transform, output=output,
-                   writable=writable,
-                   suppress_nonwritable_warning=suppress_nonwritable_warning)  # fmt: skip
+        )
+        return cls(
+            uri,
+            loader_opts=opts,
+            transform=transform,
+            output=output,
+            writable=writable,
+            suppress_nonwritable_warning=suppress_nonwritable_warning,
+        )
 
     @property
     def loader(self) -> AsyncLoader:

@@ -106,8 +106,9 @@ class LoaderIterator(Generic[T]):
     running ones abandoned, the loader's threads gone within moments.
     """
 
-    def __init__(self, prefetcher: Prefetcher, convert: Callable[[Slot], T],
-                 timeout: float | None) -> None:  # fmt: skip
+    def __init__(
+        self, prefetcher: Prefetcher, convert: Callable[[Slot], T], timeout: float | None
+    ) -> None:
         self._prefetcher = prefetcher
         self._convert = convert
         self._timeout = timeout
@@ -228,25 +229,31 @@ class AsyncLoader(Resumable):
         self.dataset = dataset
         self.options = options = coerce_options(opts)
         self.sampler = sampler or EpochSampler(
-            len(dataset), shuffle=options.shuffle, seed=options.seed, rank=options.rank,
-            world_size=options.world_size, block_size=options.batch_size,
-        )  # fmt: skip
+            len(dataset),
+            shuffle=options.shuffle,
+            seed=options.seed,
+            rank=options.rank,
+            world_size=options.world_size,
+            block_size=options.batch_size,
+        )
         self._tuner = make_tuner(options, dataset)
         self._own = CancellationToken()
         self._lock = threading.Lock()
         self._passes: weakref.WeakSet[Prefetcher] = weakref.WeakSet()
         self._unsubscribe: list[Callable[[], None]] = []
         me = weakref.ref(self)
-        for token in {id(t): t for t in (cancellation_token, options.cancellation_token)
-                      if t is not None}.values():  # fmt: skip
+        for token in {
+            id(t): t for t in (cancellation_token, options.cancellation_token) if t is not None
+        }.values():
             self._unsubscribe.append(token.on_cancel(functools.partial(_cancel_ref, me, token)))
 
     # -- passes ------------------------------------------------------------------------------
     def _start(self) -> Prefetcher:
         self._own.raise_if_cancelled("loader")
         indices = self.sampler.begin().tolist()
-        prefetcher = Prefetcher(self.dataset, indices, self.options, self._tuner,
-                                on_deliver=self.sampler.advance)  # fmt: skip
+        prefetcher = Prefetcher(
+            self.dataset, indices, self.options, self._tuner, on_deliver=self.sampler.advance
+        )
         with self._lock:
             for old in list(self._passes):
                 old.close()

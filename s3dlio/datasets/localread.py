@@ -57,8 +57,12 @@ class CachedFileReader:
     def __init__(self) -> None:
         self._no_nowait: set[int] = set()
 
-    def read(self, path: str, blocking: bool, pool: BufferPool | None = None,
-             ) -> tuple[BytesView, bool] | None:  # fmt: skip
+    def read(
+        self,
+        path: str,
+        blocking: bool,
+        pool: BufferPool | None = None,
+    ) -> tuple[BytesView, bool] | None:
         """Read the file at ``path`` whole.
 
         Args:

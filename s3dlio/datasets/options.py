@@ -34,12 +34,24 @@ _ALIASES = {
 
 #: The original's options that concern its native runtime or the PyTorch DataLoader, not the
 #: loader itself: accepted (so option dicts move over unchanged) and ignored.
-_IGNORED = frozenset({
-    "pin_memory", "persistent_workers", "non_blocking", "enable_transforms",
-    "collate_buffer_size", "debug_mode", "memory_format", "gpu_optimized",
-    "multiprocessing_context", "sampler_type", "sampler_replacement", "loading_mode",
-    "worker_id", "num_workers_pytorch",
-})  # fmt: skip
+_IGNORED = frozenset(
+    {
+        "pin_memory",
+        "persistent_workers",
+        "non_blocking",
+        "enable_transforms",
+        "collate_buffer_size",
+        "debug_mode",
+        "memory_format",
+        "gpu_optimized",
+        "multiprocessing_context",
+        "sampler_type",
+        "sampler_replacement",
+        "loading_mode",
+        "worker_id",
+        "num_workers_pytorch",
+    }
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,8 +141,12 @@ class LoaderOptions:
         for key, value in values.items():
             name = _ALIASES.get(key, key)
             if name in known:
-                if value is not None or name in ("rank", "world_size", "timeout",
-                                                 "cancellation_token"):  # fmt: skip
+                if value is not None or name in (
+                    "rank",
+                    "world_size",
+                    "timeout",
+                    "cancellation_token",
+                ):
                     kwargs[name] = value
             elif key not in _IGNORED:
                 raise InvalidURIError(

@@ -72,8 +72,20 @@ class Slot:
         error: The error that ended the fetch, if any.
     """
 
-    __slots__ = ("position", "index", "uri", "_parsed", "size", "part_size", "data", "etag",
-                 "error", "queued", "active", "done")  # fmt: skip
+    __slots__ = (
+        "position",
+        "index",
+        "uri",
+        "_parsed",
+        "size",
+        "part_size",
+        "data",
+        "etag",
+        "error",
+        "queued",
+        "active",
+        "done",
+    )
 
     def __init__(self, position: int, index: int, uri: str, size: int, part_size: int) -> None:
         self.position, self.index, self.uri = position, index, uri
@@ -160,8 +172,14 @@ class Prefetcher:
         self._warm = True  # reads are page-cache copies (few threads, runs of items)
         self._miss_rate = 0.0  # moving average over the last ~32 reads
         self.name = f"s3dlio-loader-{next(_ids)}"
-        self.stats = {"requests": 0, "bytes": 0, "max_ahead": 0, "max_active": 0,
-                      "consumer_reads": 0, "cache_misses": 0}  # fmt: skip
+        self.stats = {
+            "requests": 0,
+            "bytes": 0,
+            "max_ahead": 0,
+            "max_active": 0,
+            "consumer_reads": 0,
+            "cache_misses": 0,
+        }
         with self._lock:
             if not self._indices:
                 self._stop("done")
@@ -193,8 +211,9 @@ class Prefetcher:
     def _spawn(self) -> None:
         """Start worker threads up to :meth:`_limit` (under the lock)."""
         while self._state == "running" and self._live < self._limit():
-            thread = threading.Thread(target=self._worker, name=f"{self.name}_{len(self._threads)}",
-                                      daemon=True)  # fmt: skip
+            thread = threading.Thread(
+                target=self._worker, name=f"{self.name}_{len(self._threads)}", daemon=True
+            )
             self._threads.append(thread)
             self._live += 1
             thread.start()
@@ -285,8 +304,7 @@ class Prefetcher:
 
     def _next_run(self) -> list[Slot]:
         """Claim the next items of the window (under the lock), up to :meth:`_run_length`."""
-        count = min(self._run_length(), self._window - self._ahead,
-                    len(self._indices) - self._next)  # fmt: skip
+        count = min(self._run_length(), self._window - self._ahead, len(self._indices) - self._next)
         run: list[Slot] = []
         if count <= 0:
             return run
@@ -472,8 +490,9 @@ class Prefetcher:
             reuse = self._pool.take(slot.size) if slot.size > 0 else None
             if reuse is not None:
                 try:
-                    result = fetch(backend, slot.parsed, into=memoryview(reuse),
-                                   should_stop=self._stopping)  # fmt: skip
+                    result = fetch(
+                        backend, slot.parsed, into=memoryview(reuse), should_stop=self._stopping
+                    )
                 except InvalidURIError:  # the object grew since it was listed
                     reuse = None
                 else:
@@ -487,8 +506,17 @@ class Prefetcher:
             offset, length = part
             assert slot.data is not None
             target = memoryview(slot.data)[offset : offset + length]
-            result = fetch(backend, slot.parsed, offset, length, into=target, if_match=slot.etag,
-                           config=NO_SPLIT, op="GET_RANGE", should_stop=self._stopping)  # fmt: skip
+            result = fetch(
+                backend,
+                slot.parsed,
+                offset,
+                length,
+                into=target,
+                if_match=slot.etag,
+                config=NO_SPLIT,
+                op="GET_RANGE",
+                should_stop=self._stopping,
+            )
             return result.nbytes
         # The first range: learn the size and version, then queue the other ranges.
         first = slot.part_size if slot.size < 0 else min(slot.part_size, slot.size)
@@ -496,8 +524,9 @@ class Prefetcher:
         if slot.size >= 0:
             buf = self._pool.take(slot.size) or backend.allocate(slot.size)
         into = memoryview(buf)[:first] if buf is not None else None
-        result = fetch(backend, slot.parsed, 0, first, into=into, config=NO_SPLIT,
-                       should_stop=self._stopping)  # fmt: skip
+        result = fetch(
+            backend, slot.parsed, 0, first, into=into, config=NO_SPLIT, should_stop=self._stopping
+        )
         if buf is None or len(buf) != result.size:
             grown = backend.allocate(result.size)
             memoryview(grown)[: result.nbytes] = memoryview(result.data)[: result.nbytes]

@@ -79,8 +79,9 @@ class _MultiFileDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
     #: Readers kept open per process (set it on the class or on one dataset).
     max_open_files: int = 64
 
-    def __init__(self, uris: list[str], counts: Sequence[int],
-                 transform: Callable[[Any], Any] | None) -> None:  # fmt: skip
+    def __init__(
+        self, uris: list[str], counts: Sequence[int], transform: Callable[[Any], Any] | None
+    ) -> None:
         self.uris = uris
         self.counts = np.asarray(counts, dtype=np.int64)
         self._starts = [0, *np.cumsum(self.counts).tolist()]
@@ -143,14 +144,19 @@ class _MultiFileDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
         return [self._read(reader, local) for local in locals_]
 
     def sampler(
-        self, *, shuffle: bool = False, seed: int = 0, rank: int | None = None,
+        self,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int | None = None,
         world_size: int | None = None,
-    ) -> Any:  # fmt: skip
+    ) -> Any:
         """A :class:`~s3dlio.torch.ShardedSampler` over this dataset's items."""
         from .torch import ShardedSampler
 
-        return ShardedSampler(len(self), shuffle=shuffle, seed=seed, rank=rank,
-                              world_size=world_size)  # fmt: skip
+        return ShardedSampler(
+            len(self), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -218,8 +218,9 @@ class EpochSampler:
     def rank_sequence(self, layout: WorldLayout | None = None, *, offset: int = 0) -> np.ndarray:
         """This rank's items for the epoch (from global position ``offset``), in order."""
         lay = layout or self.layout()
-        order = global_order(self.num_items, shuffle=self.shuffle, seed=self.seed,
-                             epoch=self._epoch)  # fmt: skip
+        order = global_order(
+            self.num_items, shuffle=self.shuffle, seed=self.seed, epoch=self._epoch
+        )
         return order[offset:][lay.rank :: lay.world_size]
 
     def __len__(self) -> int:

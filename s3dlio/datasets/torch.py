@@ -146,9 +146,14 @@ class S3IterableDataset(Resumable, IterableDataset):  # type: ignore[type-arg,un
         self.options = opts = coerce_options(loader_opts)
         self.dataset = dataset if dataset is not None else create_dataset(uri, opts)
         self.sampler = EpochSampler(
-            len(self.dataset), shuffle=opts.shuffle, seed=opts.seed, rank=opts.rank,
-            world_size=opts.world_size, block_size=opts.batch_size, shard=enable_sharding,
-        )  # fmt: skip
+            len(self.dataset),
+            shuffle=opts.shuffle,
+            seed=opts.seed,
+            rank=opts.rank,
+            world_size=opts.world_size,
+            block_size=opts.batch_size,
+            shard=enable_sharding,
+        )
         self.transform = transform
         self.return_type = return_type
         self._convert = _converter(return_type, writable)
@@ -185,15 +190,31 @@ class S3IterableDataset(Resumable, IterableDataset):  # type: ignore[type-arg,un
         ``drop_last`` is accepted for compatibility; batching belongs to the ``DataLoader``.
         """
         opts = LoaderOptions(
-            batch_size=batch_size, drop_last=drop_last, shuffle=shuffle, seed=seed,
-            num_workers=num_workers, prefetch=prefetch, auto_tune=auto_tune,
-            reader_mode=reader_mode, part_size=part_size,  # type: ignore[arg-type]
-            max_inflight_parts=max_inflight_parts, rank=rank, world_size=world_size,
-            ordered=ordered, timeout=timeout, cancellation_token=cancellation_token,
-        )  # fmt: skip
-        return cls(uri, loader_opts=opts, transform=transform, enable_sharding=enable_sharding,
-                   return_type=return_type, writable=writable,
-                   suppress_nonwritable_warning=suppress_nonwritable_warning)  # fmt: skip
+            batch_size=batch_size,
+            drop_last=drop_last,
+            shuffle=shuffle,
+            seed=seed,
+            num_workers=num_workers,
+            prefetch=prefetch,
+            auto_tune=auto_tune,
+            reader_mode=reader_mode,
+            part_size=part_size,  # type: ignore[arg-type]
+            max_inflight_parts=max_inflight_parts,
+            rank=rank,
+            world_size=world_size,
+            ordered=ordered,
+            timeout=timeout,
+            cancellation_token=cancellation_token,
+        )
+        return cls(
+            uri,
+            loader_opts=opts,
+            transform=transform,
+            enable_sharding=enable_sharding,
+            return_type=return_type,
+            writable=writable,
+            suppress_nonwritable_warning=suppress_nonwritable_warning,
+        )
 
     def loader(self) -> AsyncLoader:
         """This process's loader (created on first use in each process; keeps its tuning)."""
@@ -261,9 +282,11 @@ class S3MapDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
         dataset: ObjectDataset | None = None,
     ) -> None:
         self.options = coerce_options(
-            loader_opts, reader_mode=reader_mode, part_size=part_size,
+            loader_opts,
+            reader_mode=reader_mode,
+            part_size=part_size,
             max_inflight_parts=max_inflight_parts,
-        )  # fmt: skip
+        )
         self.dataset = dataset if dataset is not None else create_dataset(uri, self.options)
         self.transform = transform
         self._convert = _converter(return_type, writable)
@@ -291,12 +314,17 @@ class S3MapDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
         return self.dataset.uris()
 
     def sampler(
-        self, *, shuffle: bool = False, seed: int = 0, rank: int | None = None,
+        self,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int | None = None,
         world_size: int | None = None,
-    ) -> ShardedSampler:  # fmt: skip
+    ) -> ShardedSampler:
         """A :class:`ShardedSampler` over this dataset (pass it to the DataLoader)."""
-        return ShardedSampler(len(self), shuffle=shuffle, seed=seed, rank=rank,
-                              world_size=world_size)  # fmt: skip
+        return ShardedSampler(
+            len(self), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size
+        )
 
 
 class ShardedSampler(Resumable, Sampler[int]):
@@ -314,12 +342,18 @@ class ShardedSampler(Resumable, Sampler[int]):
     """
 
     def __init__(
-        self, data_source: Any, *, shuffle: bool = False, seed: int = 0,
-        rank: int | None = None, world_size: int | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        data_source: Any,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
         n = data_source if isinstance(data_source, int) else len(data_source)
-        self.epoch_sampler = EpochSampler(n, shuffle=shuffle, seed=seed, rank=rank,
-                                          world_size=world_size)  # fmt: skip
+        self.epoch_sampler = EpochSampler(
+            n, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size
+        )
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.epoch_sampler)

@@ -191,8 +191,9 @@ class AdaptiveTuner:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 <= min_inflight <= max_inflight or max_inflight < 1:
-            raise ValueError(f"need 0 <= min_inflight <= max_inflight, got {min_inflight}, "
-                             f"{max_inflight}")  # fmt: skip
+            raise ValueError(
+                f"need 0 <= min_inflight <= max_inflight, got {min_inflight}, {max_inflight}"
+            )
         self.enabled = enabled
         self.tune_part_size = tune_part_size
         self.min_inflight, self.max_inflight = min_inflight, max_inflight
@@ -228,11 +229,13 @@ class AdaptiveTuner:
 
     def _new_climb(self, knob: str, up_only: bool = False) -> _HillClimb:
         if knob == "inflight":
-            return _HillClimb(self._inflight, self.min_inflight, self.max_inflight,
-                              self.improvement, up_only)  # fmt: skip
+            return _HillClimb(
+                self._inflight, self.min_inflight, self.max_inflight, self.improvement, up_only
+            )
         assert self._part_size is not None
-        return _HillClimb(self._part_size, self.min_part_size, self.max_part_size,
-                          self.improvement, up_only)  # fmt: skip
+        return _HillClimb(
+            self._part_size, self.min_part_size, self.max_part_size, self.improvement, up_only
+        )
 
     def _reset_probe(self, now: float) -> None:
         self._probe_start = now

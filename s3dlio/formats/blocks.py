@@ -200,9 +200,11 @@ class BlockSource:
         self._head = headroom
         self._want = nbytes if nbytes + headroom > self.block_size // 2 else 0
         if (
-            self.prefetch and self._current is not None and self._pending is None
+            self.prefetch
+            and self._current is not None
+            and self._pending is None
             and self._more(self._offset)
-        ):  # fmt: skip
+        ):
             self._start_next()
 
     def _next_buffer(self, *busy: bytearray) -> tuple[bytearray, int, int]:
@@ -364,8 +366,9 @@ class GzipBlockSource:
             del view
         if started:
             raise IntegrityError(
-                "gzip stream ends in the middle of a member (truncated)", uri=str(self.uri),
+                "gzip stream ends in the middle of a member (truncated)",
+                uri=str(self.uri),
                 op="GET",
-            )  # fmt: skip
+            )
         if fill:
             yield out, head, head + fill

@@ -71,9 +71,7 @@ class _HeaderCRCs(dict[int, int]):
         return value
 
 
-def _run(
-    win: memoryview, pos: int, end: int, length: int, hcrc: int, check: bool
-) -> int:  # fmt: skip
+def _run(win: memoryview, pos: int, end: int, length: int, hcrc: int, check: bool) -> int:
     """How many records of ``length`` bytes start at ``pos`` back to back and fit in ``end``.
 
     The record at ``pos`` is known to have this length. Probes the next 15 headers, then 64x
@@ -226,9 +224,11 @@ def scan_windows(
             yield win, segments, delta
         if corrupt:
             raise IntegrityError(
-                "corrupt record header (length CRC mismatch)", uri=uri, op="GET",
+                "corrupt record header (length CRC mismatch)",
+                uri=uri,
+                op="GET",
                 byte_range=(at, HEADER),
-            )  # fmt: skip
+            )
         if problem is not None:
             raise problem
         carry = win[pos:hi]
@@ -240,9 +240,15 @@ def scan_windows(
 
 
 def _carried(
-    win: memoryview, pos: int, hi: int, at: int, uri: str, check: bool, hcrcs: _HeaderCRCs,
+    win: memoryview,
+    pos: int,
+    hi: int,
+    at: int,
+    uri: str,
+    check: bool,
+    hcrcs: _HeaderCRCs,
     limit: Callable[[], int | None] | None,
-) -> tuple[int, IntegrityError | None]:  # fmt: skip
+) -> tuple[int, IntegrityError | None]:
     """The framed size of the incomplete record at ``win[pos:hi]`` (0 if its header is cut),
     and the error it is known to cause (a corrupt header, or a record past the stream's end)."""
     if hi - pos < HEADER:
@@ -250,9 +256,11 @@ def _carried(
     length, hcrc = _HDR.unpack_from(win, pos)
     if check and hcrc != hcrcs[length]:
         return 0, IntegrityError(
-            "corrupt record header (length CRC mismatch)", uri=uri, op="GET",
+            "corrupt record header (length CRC mismatch)",
+            uri=uri,
+            op="GET",
             byte_range=(at, HEADER),
-        )  # fmt: skip
+        )
     need = length + OVERHEAD
     end = limit() if limit is not None else None
     if end is not None and at + need > end:
@@ -264,8 +272,10 @@ def _truncated(uri: str, at: int, need: int, have: int) -> IntegrityError:
     what = "record" if need > HEADER else "record header"
     return IntegrityError(
         f"truncated {what} at offset {at}: needs {need} bytes, only {have} remain",
-        uri=uri, op="GET", byte_range=(at, need),
-    )  # fmt: skip
+        uri=uri,
+        op="GET",
+        byte_range=(at, need),
+    )
 
 
 def iter_payloads(
@@ -304,7 +314,9 @@ def iter_payloads(
                 if crc(view) != want:
                     offset = start - HEADER + delta
                     raise IntegrityError(
-                        f"record at offset {offset} failed its data CRC32C check", uri=uri,
-                        op="GET", byte_range=(offset, length + OVERHEAD),
-                    )  # fmt: skip
+                        f"record at offset {offset} failed its data CRC32C check",
+                        uri=uri,
+                        op="GET",
+                        byte_range=(offset, length + OVERHEAD),
+                    )
                 yield view

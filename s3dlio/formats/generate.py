@@ -99,7 +99,7 @@ def _hdf5_bytes(data: BytesView) -> bytes:
 
 def _stream_raw(
     uri: ObjectURI, size: int, dedup: int, compress: int, seed: int | None, chunk: int
-) -> None:  # fmt: skip
+) -> None:
     """A raw object generated and uploaded chunk by chunk (memory bounded by the writer)."""
     source = Generator(size, dedup=dedup, compress=compress, seed=seed)
     buf = BytesView.allocate(min(size, chunk))
@@ -191,9 +191,13 @@ def put(
             stored = nbytes
         else:
             data = generate_object(
-                kind, nbytes, dedup=dedup_factor, compress=compress_factor, seed=obj_seed,
+                kind,
+                nbytes,
+                dedup=dedup_factor,
+                compress=compress_factor,
+                seed=obj_seed,
                 record_size=records,
-            )  # fmt: skip
+            )
             ops.put(uri, memoryview(data))
             stored = len(data)
         if progress is not None:

@@ -133,9 +133,13 @@ def _file_classes() -> tuple[type, type]:
         """An ``h5py.File`` on a local temp file, uploaded to ``uri`` by :meth:`close`."""
 
         def __init__(
-            self, spool: Any, mode: str, uri: ObjectURI, options: WriterOptions | None,
+            self,
+            spool: Any,
+            mode: str,
+            uri: ObjectURI,
+            options: WriterOptions | None,
             **kwargs: Any,
-        ) -> None:  # fmt: skip
+        ) -> None:
             super().__init__(spool, mode, **kwargs)
             self.uri = uri
             self._spool = spool

@@ -101,14 +101,21 @@ class MappedFile:
         except ValueError:  # "mmap length is greater than file size": it shrank meanwhile
             stream.close()
             raise IntegrityError(
-                "object changed during the read (cut short while being mapped)", uri=str(uri),
-                op="GET", byte_range=(self.start, self.end - self.start),
-            ) from None  # fmt: skip
+                "object changed during the read (cut short while being mapped)",
+                uri=str(uri),
+                op="GET",
+                byte_range=(self.start, self.end - self.start),
+            ) from None
         if oplog.is_op_log_active():
             oplog.record(
-                "GET", uri.key, endpoint=backend.endpoint(uri), nbytes=self.end - self.start,
-                start_ns=begin, first_byte_ns=begin, end_ns=time.time_ns(),
-            )  # fmt: skip
+                "GET",
+                uri.key,
+                endpoint=backend.endpoint(uri),
+                nbytes=self.end - self.start,
+                start_ns=begin,
+                first_byte_ns=begin,
+                end_ns=time.time_ns(),
+            )
 
     def check(self, offset: int, length: int) -> None:
         """Raise unless the file is as it was when mapped (size and modification time), before
@@ -124,8 +131,10 @@ class MappedFile:
         if version != self._version:
             raise IntegrityError(
                 "object changed during the read (modified in place while mapped)",
-                uri=str(self.uri), op="GET", byte_range=(offset, length),
-            )  # fmt: skip
+                uri=str(self.uri),
+                op="GET",
+                byte_range=(offset, length),
+            )
 
     def close(self) -> None:
         """Close the file (idempotent); the mapping goes with the last reference to it."""
@@ -214,9 +223,10 @@ def mappable(uri: ObjectURI) -> FileStore:
     backend = backend_for(uri)
     if type(backend) is not FileStore:
         raise UnsupportedOperationError(
-            f"mmap=True maps local files only (file://), not {uri.scheme}://", uri=str(uri),
+            f"mmap=True maps local files only (file://), not {uri.scheme}://",
+            uri=str(uri),
             op="GET",
-        )  # fmt: skip
+        )
     return backend
 
 

@@ -105,9 +105,14 @@ class NpzFile:
         shift = -(buffer_address(buf) + align_at) % _ALIGN
         view = memoryview(buf)[shift : shift + length]
         result = fetch(
-            self._backend, self.uri, offset, length, into=view, if_match=self.etag,
+            self._backend,
+            self.uri,
+            offset,
+            length,
+            into=view,
+            if_match=self.etag,
             op="GET_RANGE",
-        )  # fmt: skip
+        )
         self.stats.add(result.requests, result.nbytes)
         if result.nbytes != length:
             raise self._corrupt(f"object ends at {result.size}, before byte {offset + length}")
@@ -194,14 +199,16 @@ class NpzFile:
         member = self.members.get(name) or self.members.get(name.removesuffix(".npy"))
         if member is None:
             raise NotFoundError(
-                f"no array {name!r} in the archive (it has {self.names})", uri=str(self.uri),
+                f"no array {name!r} in the archive (it has {self.names})",
+                uri=str(self.uri),
                 op="GET",
-            )  # fmt: skip
+            )
         if member.method not in (0, 8):
             raise InvalidURIError(
                 f"member {member.name!r} uses zip method {member.method}; only stored and "
-                "deflated members are supported", uri=str(self.uri),
-            )  # fmt: skip
+                "deflated members are supported",
+                uri=str(self.uri),
+            )
         # One request for the local header and the data. The local extra field may be longer
         # than the central one (numpy.savez adds a zip64 field there), hence the slack.
         guess = _LOCAL.size + len(member.name.encode()) + member.extra_length
@@ -296,7 +303,7 @@ def _parse_npy(raw: memoryview, member: NpzMember, npz: NpzFile) -> np.ndarray:
         raise InvalidURIError(
             f"member {member.name!r} holds Python objects (pickled); refusing to unpickle",
             uri=str(npz.uri),
-        )  # fmt: skip
+        )
     count = int(np.prod(shape, dtype=np.int64))
     body = raw[start + hlen :]
     if len(body) < count * dtype.itemsize:
@@ -382,7 +389,7 @@ def build_npz(arrays: dict[str, tuple[np.dtype, tuple[int, ...], Any]]) -> Bytes
 
 def _write_local(
     view: memoryview, at: int, fname: bytes, size: int, crc: int, big: bool, pad: int
-) -> None:  # fmt: skip
+) -> None:
     small = 0xFFFFFFFF if big else size
     extra = struct.pack("<HHQQ", 1, 16, size, size) if big else b""
     extra += _padding_field(pad)
@@ -400,9 +407,7 @@ def _padding_field(pad: int) -> bytes:
     return struct.pack("<HH", 0xCAFE, pad - 4) + b"\x00" * (pad - 4)
 
 
-def _central_entry(
-    fname: bytes, size: int, local_at: int, big: bool, pad: int, crc: int
-) -> bytes:  # fmt: skip
+def _central_entry(fname: bytes, size: int, local_at: int, big: bool, pad: int, crc: int) -> bytes:
     """A central directory entry. It repeats the local padding field, so the two extra fields
     differ by at most the zip64 field and one request fetches a member's header and data."""
     fields = [size if not big else 0xFFFFFFFF] * 2
@@ -415,9 +420,23 @@ def _central_entry(
         extra = struct.pack(f"<HH{len(values)}Q", 1, 8 * len(values), *values)
     extra += _padding_field(pad)
     head = _CENTRAL.pack(
-        b"PK\x01\x02", 45 if extra else 20, 45 if extra else 20, 0, 0, 0, 0x21, crc, *fields,
-        len(fname), len(extra), 0, 0, 0, 0o100644 << 16, offset,
-    )  # fmt: skip
+        b"PK\x01\x02",
+        45 if extra else 20,
+        45 if extra else 20,
+        0,
+        0,
+        0,
+        0x21,
+        crc,
+        *fields,
+        len(fname),
+        len(extra),
+        0,
+        0,
+        0,
+        0o100644 << 16,
+        offset,
+    )
     return head + fname + extra
 
 

@@ -72,7 +72,7 @@ class RawRecords:
             raise InvalidURIError(
                 f"record_size {record_size} is not a multiple of {self.dtype} items",
                 uri=str(self.uri),
-            )  # fmt: skip
+            )
         meta = ops.stat(self.uri)
         self.size = meta.size
         self.etag = meta.etag
@@ -82,8 +82,9 @@ class RawRecords:
         if strict and body % record_size:
             raise IntegrityError(
                 f"{body} data bytes are not a whole number of {record_size}-byte records",
-                uri=str(self.uri), op="GET",
-            )  # fmt: skip
+                uri=str(self.uri),
+                op="GET",
+            )
         self._count = body // record_size
 
     def __len__(self) -> int:
@@ -100,15 +101,22 @@ class RawRecords:
         if count:
             offset = self.header + begin * self.record_size
             result = fetch(
-                self._backend, self.uri, offset, len(buf), into=memoryview(buf),
-                if_match=self.etag, op="GET_RANGE",
-            )  # fmt: skip
+                self._backend,
+                self.uri,
+                offset,
+                len(buf),
+                into=memoryview(buf),
+                if_match=self.etag,
+                op="GET_RANGE",
+            )
             self.stats.add(result.requests, result.nbytes)
             if result.nbytes != len(buf):
                 raise IntegrityError(
-                    "object shrank while open", uri=str(self.uri), op="GET_RANGE",
+                    "object shrank while open",
+                    uri=str(self.uri),
+                    op="GET_RANGE",
                     byte_range=(offset, len(buf)),
-                )  # fmt: skip
+                )
         return self._wrap(memoryview(buf))
 
     def read_record(self, i: int) -> Any:
@@ -126,9 +134,14 @@ class RawRecords:
         end = self.header + self._count * size
         block = max(size, (8 * MiB // size) * size)  # whole records per block
         source = BlockSource(
-            self.uri, start=self.header, end=end, block_size=block, headroom=0,
-            etag=self.etag, stats=self.stats,
-        )  # fmt: skip
+            self.uri,
+            start=self.header,
+            end=end,
+            block_size=block,
+            headroom=0,
+            etag=self.etag,
+            stats=self.stats,
+        )
         for buf, lo, hi in source:
             win = memoryview(buf)
             for at in range(lo, hi - size + 1, size):

@@ -182,16 +182,26 @@ class TFRecordReader:
     def _source(self, start: int = 0, end: int | None = None) -> BlockSource | MappedSource:
         if self.mmap:
             return MappedSource(
-                self.uri, start=start, end=end, block_size=self.block_size, etag=self._etag,
+                self.uri,
+                start=start,
+                end=end,
+                block_size=self.block_size,
+                etag=self._etag,
                 stats=self.stats,
-            )  # fmt: skip
+            )
         block = self.block_size or default_block_size(self._backend)
         if end is not None:
             block = min(block, max(1, end - start))
         return BlockSource(
-            self.uri, start=start, end=end, block_size=block, prefetch=self.prefetch,
-            etag=self._etag, stats=self.stats, announced=True,
-        )  # fmt: skip
+            self.uri,
+            start=start,
+            end=end,
+            block_size=block,
+            prefetch=self.prefetch,
+            etag=self._etag,
+            stats=self.stats,
+            announced=True,
+        )
 
     def _records(self, windows: Any, base: int, limit: Any, expect: Any) -> Iterator[memoryview]:
         return iter_payloads(
@@ -212,8 +222,9 @@ class TFRecordReader:
                 raise NotFoundError(
                     f"no TFRecord index at {exc.uri}; create one with "
                     "s3dlio.create_tfrecord_index(uri) or pass index=",
-                    uri=str(self.uri), op="GET",
-                ) from None  # fmt: skip
+                    uri=str(self.uri),
+                    op="GET",
+                ) from None
         return self._entries
 
     def __len__(self) -> int:
@@ -244,9 +255,14 @@ class TFRecordReader:
             return self._mapped_record(offset, size)
         buf = BytesView.allocate(size)
         result = fetch(
-            self._backend, self.uri, offset, size, into=memoryview(buf), if_match=self._etag,
+            self._backend,
+            self.uri,
+            offset,
+            size,
+            into=memoryview(buf),
+            if_match=self._etag,
             op="GET_RANGE",
-        )  # fmt: skip
+        )
         self._etag = self._etag or result.etag
         self.stats.add(result.requests, result.nbytes)
         return self._check_record(buf, result.nbytes, offset, size)
@@ -285,16 +301,20 @@ class TFRecordReader:
         uri = str(self.uri)
         if got != size or size < OVERHEAD:
             raise IntegrityError(
-                f"index entry ({offset}, {size}) runs past the end of the object", uri=uri,
-                op="GET_RANGE", byte_range=(offset, size),
-            )  # fmt: skip
+                f"index entry ({offset}, {size}) runs past the end of the object",
+                uri=uri,
+                op="GET_RANGE",
+                byte_range=(offset, size),
+            )
         length, hcrc = _HDR.unpack_from(buf)
         if length + OVERHEAD != size:
             raise IntegrityError(
                 f"index entry ({offset}, {size}) does not match the record there "
-                f"({length} data bytes): stale index?", uri=uri, op="GET_RANGE",
+                f"({length} data bytes): stale index?",
+                uri=uri,
+                op="GET_RANGE",
                 byte_range=(offset, size),
-            )  # fmt: skip
+            )
         view = memoryview(buf)
         payload = view[HEADER : HEADER + length]
         if self.verify and (
@@ -302,17 +322,20 @@ class TFRecordReader:
             or _U32.unpack_from(buf, HEADER + length)[0] != masked_crc(payload)
         ):
             raise IntegrityError(
-                f"record at offset {offset} failed its CRC32C check", uri=uri, op="GET_RANGE",
+                f"record at offset {offset} failed its CRC32C check",
+                uri=uri,
+                op="GET_RANGE",
                 byte_range=(offset, size),
-            )  # fmt: skip
+            )
         return payload
 
     def _check_random_access(self) -> None:
         if self.compression == "gzip":
             raise UnsupportedOperationError(
                 "gzip-compressed TFRecord files can only be read sequentially",
-                uri=str(self.uri), op="GET_RANGE",
-            )  # fmt: skip
+                uri=str(self.uri),
+                op="GET_RANGE",
+            )
 
     # -- misc --------------------------------------------------------------------------------
     def close(self) -> None:
@@ -371,7 +394,7 @@ class TFRecordWriter:
             raise InvalidURIError(
                 "an index of a gzip-compressed file is not usable (no random access)",
                 uri=str(self.uri),
-            )  # fmt: skip
+            )
         self._index_uri = (
             None if not index else default_index_uri(self.uri) if index is True else index
         )

@@ -276,10 +276,18 @@ def record(
             return
     log.put(
         (
-            threading.get_native_id(), op, n_objects, nbytes, endpoint, name, error,
-            start_ns, first_byte_ns, end_ns,
+            threading.get_native_id(),
+            op,
+            n_objects,
+            nbytes,
+            endpoint,
+            name,
+            error,
+            start_ns,
+            first_byte_ns,
+            end_ns,
         )
-    )  # fmt: skip
+    )
 
 
 def _after_fork_in_child() -> None:

@@ -52,14 +52,26 @@ def call(
 
 
 def _record(
-    op: str, backend: ObjectStore, uri: ObjectURI, start: int, *, nbytes: int, n_objects: int,
+    op: str,
+    backend: ObjectStore,
+    uri: ObjectURI,
+    start: int,
+    *,
+    nbytes: int,
+    n_objects: int,
     error: str = "",
-) -> None:  # fmt: skip
+) -> None:
     if oplog.is_op_log_active():
         oplog.record(
-            op, uri.key, endpoint=backend.endpoint(uri), nbytes=nbytes, start_ns=start,
-            end_ns=time.time_ns(), error=error, n_objects=n_objects,
-        )  # fmt: skip
+            op,
+            uri.key,
+            endpoint=backend.endpoint(uri),
+            nbytes=nbytes,
+            start_ns=start,
+            end_ns=time.time_ns(),
+            error=error,
+            n_objects=n_objects,
+        )
 
 
 def get(uri: ObjectURI) -> BytesView:
@@ -89,10 +101,12 @@ def put(
     """Store ``data`` as the whole object (atomically); return its etag if known."""
     backend = backend_for(uri)
     return call(
-        "PUT", backend, uri,
+        "PUT",
+        backend,
+        uri,
         lambda: backend.put(uri, data, content_type=content_type, metadata=metadata),
         nbytes=len(data),
-    )  # fmt: skip
+    )
 
 
 def stat(uri: ObjectURI) -> ObjectMeta:
@@ -113,8 +127,9 @@ def delete(uri: ObjectURI, *, missing_ok: bool = False) -> bool:
     if uri.key == "" or uri.key.endswith("/"):
         raise IsDirectoryError(
             "names a directory; use recursive=True to delete what is under it",
-            uri=str(uri), op="DELETE",
-        )  # fmt: skip
+            uri=str(uri),
+            op="DELETE",
+        )
     if not backend.local:
         try:
             stat(uri)
@@ -122,8 +137,9 @@ def delete(uri: ObjectURI, *, missing_ok: bool = False) -> bool:
             if _has_children(uri):
                 raise IsDirectoryError(
                     "names a directory; use recursive=True to delete what is under it",
-                    uri=str(uri), op="DELETE",
-                ) from None  # fmt: skip
+                    uri=str(uri),
+                    op="DELETE",
+                ) from None
             if missing_ok:
                 return False
             raise

@@ -76,9 +76,12 @@ class _Request:
     __slots__ = ("backend", "endpoint", "guard", "logging", "should_stop", "uri")
 
     def __init__(
-        self, backend: ObjectStore, uri: ObjectURI, guard: str | None,
+        self,
+        backend: ObjectStore,
+        uri: ObjectURI,
+        guard: str | None,
         should_stop: Callable[[], bool] | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.backend = backend
         self.uri = uri
         self.guard = guard
@@ -89,9 +92,15 @@ class _Request:
     def log(self, op: str, nbytes: int, start: int, first: int, error: str = "") -> None:
         if self.logging:
             oplog.record(
-                op, self.uri.key, endpoint=self.endpoint, nbytes=nbytes, start_ns=start,
-                first_byte_ns=first, end_ns=time.time_ns(), error=error,
-            )  # fmt: skip
+                op,
+                self.uri.key,
+                endpoint=self.endpoint,
+                nbytes=nbytes,
+                start_ns=start,
+                first_byte_ns=first,
+                end_ns=time.time_ns(),
+                error=error,
+            )
 
     def open(self, offset: int, length: int | None, op: str) -> tuple[ReadStream, int, int]:
         """One attempt to open a (ranged) read; returns the stream and its start/first-byte times."""
@@ -130,9 +139,12 @@ class _Request:
             return self.fill(current[0], target, op, current[1], current[2])
 
         return retry.call(
-            attempt, op=op, uri=self.uri, byte_range=(offset, len(target)),
+            attempt,
+            op=op,
+            uri=self.uri,
+            byte_range=(offset, len(target)),
             should_stop=self.should_stop,
-        )  # fmt: skip
+        )
 
 
 def fetch(
@@ -185,9 +197,13 @@ def fetch(
     request = _Request(backend, uri, if_match, should_stop)
     asked = (offset, length) if offset or length is not None else None  # for error messages
     opened = retry.call(
-        lambda: request.open(offset, first_len, op), op=op, uri=uri, byte_range=asked,
-        should_stop=should_stop, failed=failed,
-    )  # fmt: skip
+        lambda: request.open(offset, first_len, op),
+        op=op,
+        uri=uri,
+        byte_range=asked,
+        should_stop=should_stop,
+        failed=failed,
+    )
     stream = opened[0]
     size, etag = stream.size, stream.etag
     request.guard = if_match or etag
@@ -198,8 +214,10 @@ def fetch(
             stream.close()
             raise InvalidURIError(
                 f"buffer of {len(into)} bytes is too small for {total} bytes",
-                uri=str(uri), op=op, byte_range=(offset, length),
-            )  # fmt: skip
+                uri=str(uri),
+                op=op,
+                byte_range=(offset, length),
+            )
         out: BytesView | memoryview = into
         view = into[:total]
     else:
@@ -305,18 +323,31 @@ class _ManyRun:
         index, uri, error = part.tag, part.uri, part.error
         if self.logging:
             oplog.record(
-                part.op, uri.key, endpoint=self.backend.endpoint(uri), nbytes=part.nbytes,
-                start_ns=part.start_ns, first_byte_ns=part.first_byte_ns, end_ns=part.end_ns,
+                part.op,
+                uri.key,
+                endpoint=self.backend.endpoint(uri),
+                nbytes=part.nbytes,
+                start_ns=part.start_ns,
+                first_byte_ns=part.first_byte_ns,
+                end_ns=part.end_ns,
                 error="" if error is None else str(error),
-            )  # fmt: skip
+            )
         if isinstance(error, TransientError):  # again, on the pool, under the retry policy
             if part.into is None:
                 task = functools.partial(fetch, self.backend, uri, config=self.cfg, failed=error)
             else:
                 task = functools.partial(
-                    fetch, self.backend, uri, part.offset, part.length, into=part.into,
-                    if_match=part.if_match, config=self.cfg, op=part.op, failed=error,
-                )  # fmt: skip
+                    fetch,
+                    self.backend,
+                    uri,
+                    part.offset,
+                    part.length,
+                    into=part.into,
+                    if_match=part.if_match,
+                    config=self.cfg,
+                    op=part.op,
+                    failed=error,
+                )
             self.follow.add((index, part), task)
         elif part.into is not None:
             yield from self._range_done(part, error or part.nbytes)
@@ -360,9 +391,11 @@ class _ManyRun:
         if isinstance(outcome, int) and outcome != len(part.into or ()):
             outcome = IntegrityError(
                 f"object changed during the read: a range ended after {outcome} of "
-                f"{part.length} bytes", uri=str(part.uri), op=part.op,
+                f"{part.length} bytes",
+                uri=str(part.uri),
+                op=part.op,
                 byte_range=(part.offset, part.length),
-            )  # fmt: skip
+            )
         if isinstance(outcome, BaseException):
             del self.started[part.tag]
             yield part.tag, outcome

@@ -95,9 +95,14 @@ class RangeReader:
             except OSError:
                 pass  # not the fast path's business: fetch maps it, retries it, or reports it
         result = fetch(
-            self.backend, self.uri, offset, len(dst), into=dst, if_match=self.etag,
+            self.backend,
+            self.uri,
+            offset,
+            len(dst),
+            into=dst,
+            if_match=self.etag,
             op="GET_RANGE",
-        )  # fmt: skip
+        )
         if self.size is None:
             self.size, self.etag = result.size, self.etag or result.etag
         return result.nbytes, result.requests
@@ -109,26 +114,36 @@ class RangeReader:
         st = os.stat(self.uri.key)
         if (st.st_ino, st.st_mtime_ns, st.st_size) != self._version:
             raise IntegrityError(
-                "object changed during the read (version token differs)", uri=str(self.uri),
-                op="GET_RANGE", byte_range=(offset, len(dst)),
-            )  # fmt: skip
+                "object changed during the read (version token differs)",
+                uri=str(self.uri),
+                op="GET_RANGE",
+                byte_range=(offset, len(dst)),
+            )
         want = min(len(dst), stream.size - offset)
         done = 0
         while done < want:
-            got = os.preadv(stream.fd, [dst[done:want] if done or want < len(dst) else dst],
-                            offset + done)  # fmt: skip
+            got = os.preadv(
+                stream.fd, [dst[done:want] if done or want < len(dst) else dst], offset + done
+            )
             if not got:
                 raise IntegrityError(
                     f"object shrank during the read: ended at {offset + done}, expected "
-                    f"{stream.size} bytes", uri=str(self.uri), op="GET_RANGE",
+                    f"{stream.size} bytes",
+                    uri=str(self.uri),
+                    op="GET_RANGE",
                     byte_range=(offset, want),
-                )  # fmt: skip
+                )
             done += got
         if logging:
             oplog.record(
-                "GET_RANGE", self.uri.key, endpoint=self.backend.endpoint(self.uri), nbytes=done,
-                start_ns=start, first_byte_ns=start, end_ns=time.time_ns(),
-            )  # fmt: skip
+                "GET_RANGE",
+                self.uri.key,
+                endpoint=self.backend.endpoint(self.uri),
+                nbytes=done,
+                start_ns=start,
+                first_byte_ns=start,
+                end_ns=time.time_ns(),
+            )
         return done
 
     def _open(self) -> FileReadStream:
@@ -137,8 +152,9 @@ class RangeReader:
                 return self._stream
             stream = retry.call(
                 lambda: self.backend.open_read(self.uri, 0, None, if_match=self.etag),
-                op="GET_RANGE", uri=self.uri,
-            )  # fmt: skip
+                op="GET_RANGE",
+                uri=self.uri,
+            )
             if not isinstance(stream, FileReadStream):  # pragma: no cover - FileStore's own
                 stream.close()
                 raise TypeError(f"unexpected stream type {type(stream).__name__}")
@@ -147,8 +163,9 @@ class RangeReader:
                 stream.close()
                 raise IntegrityError(
                     "object changed during the read (version token differs)",
-                    uri=str(self.uri), op="GET_RANGE",
-                )  # fmt: skip
+                    uri=str(self.uri),
+                    op="GET_RANGE",
+                )
             self._version = (st.st_ino, st.st_mtime_ns, st.st_size)
             self.size, self.etag = stream.size, stream.etag
             self._stream = stream
@@ -379,5 +396,7 @@ class RangeFile(io.RawIOBase):
         if nbytes != len(dst):
             raise IntegrityError(
                 f"object is {self._reader.size} bytes, expected {self.size} (changed while open)",
-                uri=str(self.uri), op="GET_RANGE", byte_range=(offset, len(dst)),
-            )  # fmt: skip
+                uri=str(self.uri),
+                op="GET_RANGE",
+                byte_range=(offset, len(dst)),
+            )

@@ -212,9 +212,13 @@ class ObjectStore(ABC):
     # -- data path ---------------------------------------------------------------------------
     @abstractmethod
     def open_read(
-        self, uri: ObjectURI, offset: int = 0, length: int | None = None, *,
+        self,
+        uri: ObjectURI,
+        offset: int = 0,
+        length: int | None = None,
+        *,
         if_match: str | None = None,
-    ) -> ReadStream:  # fmt: skip
+    ) -> ReadStream:
         """Start reading ``[offset, offset + length)`` (to the end when ``length`` is None).
 
         A range starting at or past the end yields an empty stream, never an error.
@@ -237,16 +241,23 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def put(
-        self, uri: ObjectURI, data: memoryview, *, content_type: str | None = None,
+        self,
+        uri: ObjectURI,
+        data: memoryview,
+        *,
+        content_type: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> str | None:  # fmt: skip
+    ) -> str | None:
         """Store ``data`` as the whole object, atomically; return its etag if known."""
 
     @abstractmethod
     def begin_upload(
-        self, uri: ObjectURI, *, content_type: str | None = None,
+        self,
+        uri: ObjectURI,
+        *,
+        content_type: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> Upload:  # fmt: skip
+    ) -> Upload:
         """Start a multi-part upload whose result appears only on commit."""
 
     # -- metadata ----------------------------------------------------------------------------

@@ -185,9 +185,14 @@ def _ignore(nbytes: int) -> None:
 
 
 def _stream_copy(
-    src: ObjectURI, dst: ObjectURI, size: int, etag: str | None, part_size: int,
-    head: memoryview | None, report: Callable[[int], None],
-) -> int:  # fmt: skip
+    src: ObjectURI,
+    dst: ObjectURI,
+    size: int,
+    etag: str | None,
+    part_size: int,
+    head: memoryview | None,
+    report: Callable[[int], None],
+) -> int:
     backend = backend_for(src)
     offset = 0
     with ObjectWriter(dst, WriterOptions(part_size=part_size)) as writer:
@@ -240,12 +245,16 @@ def delete_recursive(
             "DELETE", backend, group[0], lambda: backend.delete_many(group), n_objects=len(group)
         )
         if failed:
-            raise BatchError("DELETE", failures=[(str(u), e) for u, e in failed],
-                             succeeded=len(group) - len(failed))  # fmt: skip
+            raise BatchError(
+                "DELETE",
+                failures=[(str(u), e) for u, e in failed],
+                succeeded=len(group) - len(failed),
+            )
         return len(group)
 
-    counts = run_batch(delete_group, chunks(), max(1, max_in_flight // 16), what="DELETE",
-                       name=lambda g: str(g[0]))  # fmt: skip
+    counts = run_batch(
+        delete_group, chunks(), max(1, max_in_flight // 16), what="DELETE", name=lambda g: str(g[0])
+    )
     if not uri.key or uri.key.endswith("/"):
         backend.remove_empty_dirs(uri)
     elif backend.local:
@@ -347,8 +356,13 @@ def upload(
         copy_reporting(source, target, os.path.getsize(path), progress)
         return str(target)
 
-    return run_batch(one, expand_local_sources(src_patterns), max_in_flight, what="UPLOAD",
-                     name=lambda pair: pair[0])  # fmt: skip
+    return run_batch(
+        one,
+        expand_local_sources(src_patterns),
+        max_in_flight,
+        what="UPLOAD",
+        name=lambda pair: pair[0],
+    )
 
 
 def download(

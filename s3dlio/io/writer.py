@@ -96,9 +96,13 @@ class WriterOptions:
         if part < 1:
             raise InvalidURIError("part_size must be > 0")
         return WriterOptions(
-            None if codec == "none" else codec, int(self.compression_level), part,
-            int(self.max_in_flight), self.content_type, self.metadata,
-        )  # fmt: skip
+            None if codec == "none" else codec,
+            int(self.compression_level),
+            part,
+            int(self.max_in_flight),
+            self.content_type,
+            self.metadata,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -258,9 +262,11 @@ class ObjectWriter(io.RawIOBase):
             b = self.backend
             o = self.options
             self._upload = ops.call(
-                "PUT_START", b, self.uri,
+                "PUT_START",
+                b,
+                self.uri,
                 lambda: b.begin_upload(self.uri, content_type=o.content_type, metadata=o.metadata),
-            )  # fmt: skip
+            )
         buf: bytearray | memoryview = self._buf if borrowed is None else borrowed
         size = self._fill if borrowed is None else len(borrowed)
         number, offset = self._part_no, self._out
@@ -288,8 +294,10 @@ class ObjectWriter(io.RawIOBase):
                 part = view[:size]
                 retry.call(
                     lambda: upload.write_part(number, offset, part, last),
-                    op="PUT_PART", uri=str(self.uri), byte_range=(offset, size),
-                )  # fmt: skip
+                    op="PUT_PART",
+                    uri=str(self.uri),
+                    byte_range=(offset, size),
+                )
                 part.release()
         except BaseException as exc:  # noqa: BLE001 - surfaced on the next write/finalize
             if self._error is None:
@@ -353,9 +361,13 @@ class ObjectWriter(io.RawIOBase):
     def _log_put(self) -> None:
         if oplog.is_op_log_active():
             oplog.record(
-                "PUT", self.uri.key, endpoint=self.backend.endpoint(self.uri), nbytes=self._out,
-                start_ns=self._started, end_ns=time.time_ns(),
-            )  # fmt: skip
+                "PUT",
+                self.uri.key,
+                endpoint=self.backend.endpoint(self.uri),
+                nbytes=self._out,
+                start_ns=self._started,
+                end_ns=time.time_ns(),
+            )
 
     def abort(self) -> None:
         """Discard everything: no object, no pending upload (idempotent)."""

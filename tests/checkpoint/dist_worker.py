@@ -38,10 +38,19 @@ def main() -> None:
             failed = type(exc).__name__
         dist.barrier()
         steps = [i.step for i in store.list_checkpoints()]
-        print(json.dumps({
-            "rank": rank, "key": key, "mine": [mine["rank"], float(mine["w"][7, 7])],
-            "other": other["rank"], "failed": failed, "steps": steps,
-        }), flush=True)  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "rank": rank,
+                    "key": key,
+                    "mine": [mine["rank"], float(mine["w"][7, 7])],
+                    "other": other["rank"],
+                    "failed": failed,
+                    "steps": steps,
+                }
+            ),
+            flush=True,
+        )
     finally:
         dist.destroy_process_group()
 

@@ -33,8 +33,11 @@ def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
 def kill_mid_save(root: str, step: int) -> None:
     proc = subprocess.Popen(
         [sys.executable, str(CHILD), root, str(step)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = read_line(proc, timeout=60)
         if line.strip() != "MIDSAVE":
@@ -55,8 +58,9 @@ def kill_mid_save(root: str, step: int) -> None:
 def temp_files(store_root: str) -> list[str]:
     """Hidden temp files of unfinished local writes below ``store_root``."""
     top = store_root.split("://", 1)[1]
-    return [os.path.join(d, f) for d, _, files in os.walk(top) for f in files
-            if f.startswith(TEMP_MARK)]  # fmt: skip
+    return [
+        os.path.join(d, f) for d, _, files in os.walk(top) for f in files if f.startswith(TEMP_MARK)
+    ]
 
 
 def pending_uploads(request: pytest.FixtureRequest, store_root: str) -> list[str] | None:

@@ -49,8 +49,10 @@ def test_ranks_write_rank_zero_commits(store_root: str) -> None:
 
 def test_module_functions_and_trees(store_root: str) -> None:
     np = pytest.importorskip("numpy")
-    metas = [save_distributed_shard(store_root, 1, 0, "jax", {"x": np.arange(3) + r}, 2, r)
-             for r in range(2)]  # fmt: skip
+    metas = [
+        save_distributed_shard(store_root, 1, 0, "jax", {"x": np.arange(3) + r}, 2, r)
+        for r in range(2)
+    ]
     assert finalize_distributed_checkpoint(store_root, 1, 0, "jax", metas, 2, 1) is None
     key = finalize_distributed_checkpoint(store_root, 1, 0, "jax", metas, 2, 0)
     assert key is not None
@@ -60,8 +62,7 @@ def test_module_functions_and_trees(store_root: str) -> None:
 
 def test_incomplete_shard_sets_commit_nothing(store_root: str) -> None:
     store = CheckpointStore(store_root)
-    metas = [store.writer(3, r).save_distributed_shard(2, 0, "torch", b"s%d" % r)
-             for r in range(3)]  # fmt: skip
+    metas = [store.writer(3, r).save_distributed_shard(2, 0, "torch", b"s%d" % r) for r in range(3)]
     with pytest.raises(IntegrityError, match="ranks 0..2"):
         store.writer(3, 0).finalize_distributed_checkpoint(2, 0, "torch", metas[:2])
     s3dlio.delete(store_root + metas[1]["key"])
@@ -90,12 +91,24 @@ def test_two_process_torch_distributed(file_root: str) -> None:
     port = free_port()
     procs = []
     for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port), "GLOO_SOCKET_IFNAME": "lo"}  # fmt: skip
-        procs.append(subprocess.Popen(
-            [sys.executable, str(WORKER), file_root], env=env, cwd=Path(__file__).parents[2],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))  # fmt: skip
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "GLOO_SOCKET_IFNAME": "lo",
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(WORKER), file_root],
+                env=env,
+                cwd=Path(__file__).parents[2],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     results = []
     try:
         for proc in procs:

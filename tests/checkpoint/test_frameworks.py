@@ -38,17 +38,34 @@ def optimizer_like_state(model: torch.nn.Module) -> dict:
     """An AdamW-style ``optimizer.state_dict()`` (building a real optimizer imports dynamo)."""
     params = list(model.parameters())
     return {
-        "state": {i: {"step": torch.tensor(3.0), "exp_avg": torch.randn_like(p),
-                      "exp_avg_sq": torch.rand_like(p)} for i, p in enumerate(params)},
-        "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False,
-                          "params": list(range(len(params)))}],
-    }  # fmt: skip
+        "state": {
+            i: {
+                "step": torch.tensor(3.0),
+                "exp_avg": torch.randn_like(p),
+                "exp_avg_sq": torch.rand_like(p),
+            }
+            for i, p in enumerate(params)
+        },
+        "param_groups": [
+            {
+                "lr": 1e-3,
+                "betas": (0.9, 0.999),
+                "eps": 1e-8,
+                "amsgrad": False,
+                "params": list(range(len(params))),
+            }
+        ],
+    }
 
 
 def test_torch_training_state_roundtrip(store_root: str) -> None:
     model = small_model()
-    state = {"model": model.state_dict(), "optim": optimizer_like_state(model), "epoch": 3,
-             "rng": torch.get_rng_state()}  # fmt: skip
+    state = {
+        "model": model.state_dict(),
+        "optim": optimizer_like_state(model),
+        "epoch": 3,
+        "rng": torch.get_rng_state(),
+    }
     store = CheckpointStore(store_root)
     store.save(100, 3, "torch", state, user_meta={"arch": "tiny"})
 
@@ -74,14 +91,21 @@ def test_torch_training_state_roundtrip(store_root: str) -> None:
 def test_torch_dtypes_shapes_and_layouts(file_root: str) -> None:
     base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
     tree = {
-        "f16": base.half(), "bf16": base.bfloat16(), "f64": base.double(),
-        "i8": base.to(torch.int8), "u8": base.to(torch.uint8), "bool": base > 10,
-        "c64": torch.complex(base, -base), "scalar": torch.tensor(7),
-        "empty": torch.empty(0, 3), "transposed": base.t(), "sliced": base[:, 1::2],
+        "f16": base.half(),
+        "bf16": base.bfloat16(),
+        "f64": base.double(),
+        "i8": base.to(torch.int8),
+        "u8": base.to(torch.uint8),
+        "bool": base > 10,
+        "c64": torch.complex(base, -base),
+        "scalar": torch.tensor(7),
+        "empty": torch.empty(0, 3),
+        "transposed": base.t(),
+        "sliced": base[:, 1::2],
         "param": torch.nn.Parameter(base.clone()),
         "frozen": torch.nn.Parameter(base.clone(), requires_grad=False),
         "plain": [1, 2.5, "three", None, (True, b"bytes")],
-    }  # fmt: skip
+    }
     if hasattr(torch, "float8_e4m3fn"):
         tree["f8"] = base.to(torch.float8_e4m3fn)
     store = CheckpointStore(file_root)
@@ -90,8 +114,10 @@ def test_torch_dtypes_shapes_and_layouts(file_root: str) -> None:
     for key, want in tree.items():
         if isinstance(want, torch.Tensor):
             assert got[key].dtype == want.dtype and got[key].shape == want.shape, key
-            assert torch.equal(got[key].view(torch.uint8) if key == "f8" else got[key],
-                               want.view(torch.uint8) if key == "f8" else want), key  # fmt: skip
+            assert torch.equal(
+                got[key].view(torch.uint8) if key == "f8" else got[key],
+                want.view(torch.uint8) if key == "f8" else want,
+            ), key
         else:
             assert got[key] == want
     assert isinstance(got["param"], torch.nn.Parameter) and got["param"].requires_grad
@@ -194,8 +220,10 @@ def test_tensors_load_into_their_own_memory(
     monkeypatch.setattr(loading, "GROUP", 20_000)  # with small data
     rng = np.random.default_rng(3)
     sizes = [10, 5000, 0, 300, 7, 4096, 9000, 1, 2, 3, 12_000, 50, 4095, 70_000, 5]
-    tree = {f"t{i}": torch.from_numpy(rng.standard_normal(n).astype(np.float32))
-            for i, n in enumerate(sizes)}  # fmt: skip
+    tree = {
+        f"t{i}": torch.from_numpy(rng.standard_normal(n).astype(np.float32))
+        for i, n in enumerate(sizes)
+    }
     tree["arr"] = rng.integers(0, 9, (33, 7)).astype(np.int8)
     store = CheckpointStore(store_root, compression_level=compression)
     store.save(1, 0, "torch", tree)

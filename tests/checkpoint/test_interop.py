@@ -22,10 +22,16 @@ from s3dlio.checkpoint import CheckpointStore, load_checkpoint_with_validation
 _ROOT = Path(__file__).resolve().parents[2]
 #: `make test` installs the original wheel in .venv-original; the benchmarks' peers venv has it too.
 PEERS_PYTHON = next(
-    (p for p in (_ROOT / ".venv-original" / "bin" / "python",
-                 _ROOT / "benchmarks" / ".venv-peers" / "bin" / "python") if p.exists()),
+    (
+        p
+        for p in (
+            _ROOT / ".venv-original" / "bin" / "python",
+            _ROOT / "benchmarks" / ".venv-peers" / "bin" / "python",
+        )
+        if p.exists()
+    ),
     _ROOT / ".venv-original" / "bin" / "python",
-)  # fmt: skip
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +46,12 @@ def run_original(code: str, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     done = subprocess.run(
         [str(PEERS_PYTHON), "-c", textwrap.dedent(code), *args],
-        cwd=tempfile.gettempdir(), env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=tempfile.gettempdir(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if "No module named 's3dlio'" in done.stderr:
         pytest.skip("the peers' venv has no s3dlio")
     assert done.returncode == 0, done.stderr
@@ -99,8 +109,9 @@ def check_we_read_what_the_original_wrote(base: str, written: dict[str, Any]) ->
     assert bytes(flat.load(1)) == b"one" * 1000
     infos = flat.list_checkpoints()
     assert [(i.step, i.epoch, i.framework, i.status) for i in infos] == [
-        (1, 0, "torch", "complete"), (2, 1, "jax", "complete"),
-    ]  # fmt: skip
+        (1, 0, "torch", "complete"),
+        (2, 1, "jax", "complete"),
+    ]
     assert infos[0].total_size == 3000 and infos[0].user_meta is None
 
     assert bytes(CheckpointStore(base + "zst/").load_latest()) == b"z" * 100000
@@ -125,16 +136,20 @@ def test_checkpoints_move_both_ways(original: Path, disk_dir: Path) -> None:
     tree = {"w": np.arange(1000, dtype=np.float32), "step": 4}
     CheckpointStore(base + "tree/").save(4, 0, "jax", tree)
     binary = CheckpointStore(base + "bin/", strategy="binary")
-    metas = [binary.writer(3, r).save_distributed_shard(5, 2, "torch", bytes([r]) * (10 + r))
-             for r in range(3)]  # fmt: skip
+    metas = [
+        binary.writer(3, r).save_distributed_shard(5, 2, "torch", bytes([r]) * (10 + r))
+        for r in range(3)
+    ]
     binary.writer(3, 0).finalize_distributed_checkpoint(5, 2, "torch", metas)
 
     script = ORIGINAL_WRITES + READ_BACK
     out = json.loads(run_original(script, theirs, base, str(disk_dir / "ours")))
     check_we_read_what_the_original_wrote(theirs, out["written"])
 
-    assert out["flat/list"] == [[1, 0, "torch", "complete", 1, 500],
-                                [2, 5, "torch", "complete", 1, 600]]  # fmt: skip
+    assert out["flat/list"] == [
+        [1, 0, "torch", "complete", 1, 500],
+        [2, 5, "torch", "complete", 1, 600],
+    ]
     assert out["flat/latest"] == 600
     assert out["flat/shards"] == [(b"second" * 100).hex()[:64]]
     assert out["zst/latest"] == 50000

@@ -22,9 +22,16 @@ from s3dlio.checkpoint.manifest import (
 TS = r"\d{8}-\d{6}"
 WALL = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3}|\.\d{6}|\.\d{9})?\+00:00"
 MANIFEST_FIELDS = [
-    "format_version", "framework", "global_step", "epoch", "wall_time", "world_size", "shards",
-    "status", "user_meta",
-]  # fmt: skip
+    "format_version",
+    "framework",
+    "global_step",
+    "epoch",
+    "wall_time",
+    "world_size",
+    "shards",
+    "status",
+    "user_meta",
+]
 SHARD_FIELDS = ["rank", "key", "size", "etag", "checksum"]
 SHARD_DIRS = {
     "flat": r"shards/ckpt-7-(?P<ts>{ts})",

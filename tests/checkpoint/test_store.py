@@ -40,8 +40,9 @@ def test_roundtrip_list_and_user_meta(store_root: str) -> None:
     assert bytes(store.load(10)) == b"ten" * 100
     infos = store.list_checkpoints()
     assert [(i.step, i.epoch, i.framework, i.world_size) for i in infos] == [
-        (10, 1, "torch", 1), (20, 2, "jax", 1),
-    ]  # fmt: skip
+        (10, 1, "torch", 1),
+        (20, 2, "jax", 1),
+    ]
     assert infos[0].user_meta == meta and infos[1].user_meta is None
     assert infos[0].total_size == 300 and infos[0].is_complete and infos[0].is_single_rank
     assert infos[0].size_mb == pytest.approx(300 / 2**20)
@@ -109,8 +110,15 @@ def test_stale_or_missing_latest_json(store_root: str) -> None:
 def test_incomplete_manifest_is_not_a_checkpoint(store_root: str) -> None:
     store = CheckpointStore(store_root)
     store.save(1, 0, "torch", b"one")
-    bogus = Manifest("torch", 99, 0, "2099-01-01T00:00:00+00:00", 1,
-                     (ShardMeta(0, "shards/x/rank-0.bin", 3),), status="incomplete")  # fmt: skip
+    bogus = Manifest(
+        "torch",
+        99,
+        0,
+        "2099-01-01T00:00:00+00:00",
+        1,
+        (ShardMeta(0, "shards/x/rank-0.bin", 3),),
+        status="incomplete",
+    )
     s3dlio.put_bytes(store_root + "manifests/ckpt-99-20990101-000000.json", bogus.encode())
     s3dlio.put_bytes(store_root + "manifests/ckpt-98-20990101-000000.json", b"garbage")
     assert bytes(store.load_latest()) == b"one"

@@ -62,10 +62,13 @@ def run_cli(
 ) -> Result:
     """Run ``s3-cli ARGS`` to completion (stdin empty unless ``input``)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "s3dlio.cli", *args], input=input if input is not None else b"",
-        capture_output=True, cwd=cwd, env=env if env is not None else dict(os.environ),
+        [sys.executable, "-m", "s3dlio.cli", *args],
+        input=input if input is not None else b"",
+        capture_output=True,
+        cwd=cwd,
+        env=env if env is not None else dict(os.environ),
         timeout=60,
-    )  # fmt: skip
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr.decode())
 
 

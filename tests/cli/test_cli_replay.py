@@ -70,16 +70,28 @@ def test_replay_reissues_the_same_operations_on_another_prefix(tmp_path: Path) -
     recorded = read_log(tmp_path / "recorded.tsv.zst")
 
     r = run_cli(
-        "replay", str(tmp_path / "recorded.tsv.zst"), "--target", target, "--speed", "0",
-        "--source-prefix", f"{tmp_path}/src/", "--json",
-        "--op-log", str(tmp_path / "replayed.tsv.zst"),
-    )  # fmt: skip
+        "replay",
+        str(tmp_path / "recorded.tsv.zst"),
+        "--target",
+        target,
+        "--speed",
+        "0",
+        "--source-prefix",
+        f"{tmp_path}/src/",
+        "--json",
+        "--op-log",
+        str(tmp_path / "replayed.tsv.zst"),
+    )
     assert r.rc == 0, r.err
     report = json.loads(r.out)
     assert (report["operations"], report["errors"]) == (7, 0)
     assert {op: row["count"] for op, row in report["ops"].items()} == {
-        "PUT": 3, "GET": 1, "HEAD": 1, "LIST": 1, "DELETE": 1,
-    }  # fmt: skip
+        "PUT": 3,
+        "GET": 1,
+        "HEAD": 1,
+        "LIST": 1,
+        "DELETE": 1,
+    }
     assert report["ops"]["PUT"]["bytes"] == 71000
     replayed = read_log(tmp_path / "replayed.tsv.zst")
     assert _kinds(replayed, f"{tmp_path}/dst/") == _kinds(recorded, f"{tmp_path}/src/")
@@ -111,9 +123,16 @@ def test_replay_of_a_warp_log_keeps_relative_timing(tmp_path: Path) -> None:
     (tmp_path / "warp.csv").write_text("\n".join(lines) + "\n")
     target = f"file://{tmp_path}/replayed/"
     r = run_cli(
-        "replay", str(tmp_path / "warp.csv"), "--target", target, "--speed", "2", "--json",
-        "--op-log", str(tmp_path / "replayed.tsv.zst"),
-    )  # fmt: skip
+        "replay",
+        str(tmp_path / "warp.csv"),
+        "--target",
+        target,
+        "--speed",
+        "2",
+        "--json",
+        "--op-log",
+        str(tmp_path / "replayed.tsv.zst"),
+    )
     assert r.rc == 0, r.err
     report = json.loads(r.out)
     assert report["errors"] == 0 and report["skipped"] == {"CREATE_BUCKET": 1}

@@ -64,8 +64,10 @@ def test_download_names_each_object_that_failed(tmp_path: Path) -> None:
     assert lines[1] == "s3-cli: error: 2 objects failed"
     failed = lines[2:]
     assert len(failed) == 2 and all(line.startswith("s3-cli: failed: ") for line in failed)
-    assert [root + "sub/b" in failed[0] or root + "sub/b" in failed[1],
-            root + "sub/c" in failed[0] or root + "sub/c" in failed[1]] == [True, True]  # fmt: skip
+    assert [
+        root + "sub/b" in failed[0] or root + "sub/b" in failed[1],
+        root + "sub/c" in failed[0] or root + "sub/c" in failed[1],
+    ] == [True, True]
     files = read_tree(dest)
     assert (files["a"], files["z"]) == (b"a", b"z")
 
@@ -85,8 +87,10 @@ def test_interrupt_aborts_the_object_being_written(tmp_path: Path) -> None:
     target.mkdir()
     with subprocess.Popen(
         [sys.executable, "-c", _CLI_WITH_CTRL_C, "cp", "-", f"file://{target}/obj"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    ) as proc:  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
         assert proc.stdin is not None
         try:
             proc.stdin.write(os.urandom(20 << 20))  # more than one 16 MiB part: an upload begins
@@ -109,8 +113,10 @@ def _run_in_terminal(args: list[str]) -> tuple[int, str]:
     controller, terminal = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "s3dlio.cli", *args],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal,
-    )  # fmt: skip
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+    )
     os.close(terminal)
     chunks = []
     while True:

@@ -75,9 +75,10 @@ def loader_threads() -> Iterator[set[threading.Thread]]:
 def new_loader_threads(before: set[threading.Thread]) -> list[threading.Thread]:
     """Loader threads started since ``before`` that are still alive."""
     return [
-        t for t in threading.enumerate()
+        t
+        for t in threading.enumerate()
         if t.name.startswith("s3dlio-loader") and t not in before and t.is_alive()
-    ]  # fmt: skip
+    ]
 
 
 def join_all(threads: list[threading.Thread], timeout: float) -> list[threading.Thread]:

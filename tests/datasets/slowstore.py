@@ -40,9 +40,13 @@ class SlowFileStore(FileStore):
         self.first_request = threading.Event()
 
     def open_read(
-        self, uri: ObjectURI, offset: int = 0, length: int | None = None, *,
+        self,
+        uri: ObjectURI,
+        offset: int = 0,
+        length: int | None = None,
+        *,
         if_match: str | None = None,
-    ) -> ReadStream:  # fmt: skip
+    ) -> ReadStream:
         with self._lock:
             self.requests += 1
             self.active += 1

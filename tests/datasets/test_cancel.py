@@ -106,8 +106,9 @@ def test_cancel_during_async_for(slow_root, loader_threads):
     token = CancellationToken()
 
     async def run() -> float:
-        loader = create_async_loader(slow_root, LoaderOptions(batch_size=4, prefetch=8),
-                                     cancellation_token=token)  # fmt: skip
+        loader = create_async_loader(
+            slow_root, LoaderOptions(batch_size=4, prefetch=8), cancellation_token=token
+        )
         asyncio.get_running_loop().call_soon(token.cancel)
         started = time.monotonic()
         with pytest.raises(CancelledError):

@@ -53,8 +53,9 @@ def test_sync_iteration_yields_every_object_in_order(objects):
 @pytest.mark.parametrize("mode", ["sequential", "range"])
 def test_shuffled_completion_order_covers_everything_once(local_objects, mode):
     prefix, n = local_objects
-    opts = LoaderOptions(shuffle=True, seed=3, ordered=False, prefetch=6, reader_mode=mode,
-                         part_size=4096)  # fmt: skip
+    opts = LoaderOptions(
+        shuffle=True, seed=3, ordered=False, prefetch=6, reader_mode=mode, part_size=4096
+    )
     loader = create_async_loader(prefix, opts)
     got = [ident(v) for v in loader]
     assert sorted(got) == list(range(n))
@@ -160,16 +161,27 @@ def test_timeout_raises_when_nothing_arrives(slow_store, disk_dir):
 
 
 def test_options_from_dicts_builders_and_validation():
-    opts = LoaderOptions.from_dict({"shard_rank": 1, "shard_world_size": 4, "timeout_seconds": 3,
-                                    "pin_memory": True, "batch_size": 8})  # fmt: skip
+    opts = LoaderOptions.from_dict(
+        {
+            "shard_rank": 1,
+            "shard_world_size": 4,
+            "timeout_seconds": 3,
+            "pin_memory": True,
+            "batch_size": 8,
+        }
+    )
     assert (opts.rank, opts.world_size, opts.timeout, opts.batch_size) == (1, 4, 3, 8)
     built = PyLoaderOptions().with_batch_size(4).shuffle(True, 7).prefetch(16).pin_memory(True)
     assert built.to_options() == LoaderOptions(batch_size=4, shuffle=True, seed=7, prefetch=16)
     assert built.batch_size == 4 and built.shuffle_value and built.pin_memory_value
     assert built.to_dict()["pin_memory"] is True
     assert LoaderOptions(part_size="1MiB").part_size == 1 << 20
-    for bad in ({"batch_sise": 2}, {"reader_mode": "fast"}, {"prefetch": 0},
-                {"rank": 2, "world_size": 2}):  # fmt: skip
+    for bad in (
+        {"batch_sise": 2},
+        {"reader_mode": "fast"},
+        {"prefetch": 0},
+        {"rank": 2, "world_size": 2},
+    ):
         with pytest.raises(InvalidURIError):
             LoaderOptions.from_dict(bad)
     with pytest.raises(TypeError):

@@ -22,8 +22,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:Runtime
 
 
 def example(i: int) -> dict[str, object]:
-    return {"label": np.array([i], dtype=np.int64), "x": np.full(3, i / 2, dtype=np.float32),
-            "name": f"rec-{i}".encode()}  # fmt: skip
+    return {
+        "label": np.array([i], dtype=np.int64),
+        "x": np.full(3, i / 2, dtype=np.float32),
+        "name": f"rec-{i}".encode(),
+    }
 
 
 def write_tfrecords(root: str, files: int, per_file: int, index: bool = True) -> list[str]:
@@ -62,8 +65,9 @@ def test_tfrecord_dataset_scans_or_asks_for_a_missing_index(file_root):
     write_tfrecords(file_root, files=1, per_file=5, index=False)
     with pytest.raises(NotFoundError, match="index"):
         TFRecordDataset(file_root + "part-0.tfrecord")
-    ds = TFRecordDataset(file_root, index="scan", decode=True,
-                         transform=lambda r: int(r["label"][0]) * 10)  # fmt: skip
+    ds = TFRecordDataset(
+        file_root, index="scan", decode=True, transform=lambda r: int(r["label"][0]) * 10
+    )
     assert [ds[i] for i in range(len(ds))] == [0, 10, 20, 30, 40]
 
 
@@ -73,18 +77,36 @@ def test_tfrecord_dataset_with_workers_sharded_and_resumable(file_root):
     seen = []
     for rank in range(2):
         sampler = ds.sampler(shuffle=True, seed=1, rank=rank, world_size=2)
-        dl = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=2, collate_fn=list,
-                        multiprocessing_context="fork")  # fmt: skip
+        dl = DataLoader(
+            ds,
+            batch_size=4,
+            sampler=sampler,
+            num_workers=2,
+            collate_fn=list,
+            multiprocessing_context="fork",
+        )
         seen.append([label for batch in dl for label in labels(batch)])
     assert not set(seen[0]) & set(seen[1]) and sorted(seen[0] + seen[1]) == list(range(30))
-    dl = ResumableDataLoader(ds, batch_size=4, sampler=ds.sampler(shuffle=True, seed=2),
-                             num_workers=2, collate_fn=list, multiprocessing_context="fork")  # fmt: skip
+    dl = ResumableDataLoader(
+        ds,
+        batch_size=4,
+        sampler=ds.sampler(shuffle=True, seed=2),
+        num_workers=2,
+        collate_fn=list,
+        multiprocessing_context="fork",
+    )
     batches = iter(dl)
     first = labels(next(batches)) + labels(next(batches))
     state = dl.state_dict()
     del batches
-    again = ResumableDataLoader(ds, batch_size=4, sampler=ds.sampler(), num_workers=2,
-                                collate_fn=list, multiprocessing_context="fork")  # fmt: skip
+    again = ResumableDataLoader(
+        ds,
+        batch_size=4,
+        sampler=ds.sampler(),
+        num_workers=2,
+        collate_fn=list,
+        multiprocessing_context="fork",
+    )
     again.load_state_dict(state)
     rest = [label for batch in again for label in labels(batch)]
     assert first + rest == ds.sampler(shuffle=True, seed=2).epoch_sampler.rank_sequence().tolist()
@@ -100,8 +122,13 @@ def test_hdf5_dataset_rows_across_files(store_root):
     assert ds[11].tolist() == [44.0, 45.0, 46.0, 47.0]
     both = HDF5Dataset(store_root + "h5/", ["data", "label"])
     assert int(both[13]["label"]) == 13 and both[13]["data"][0] == 52.0
-    dl = DataLoader(both, batch_size=5, num_workers=2, multiprocessing_context="fork",
-                    sampler=both.sampler(shuffle=True, seed=3))  # fmt: skip
+    dl = DataLoader(
+        both,
+        batch_size=5,
+        num_workers=2,
+        multiprocessing_context="fork",
+        sampler=both.sampler(shuffle=True, seed=3),
+    )
     got = torch.cat([batch["label"] for batch in dl]).tolist()
     assert sorted(got) == list(range(20))
 

@@ -32,10 +32,22 @@ def ids(batches: Any) -> list[int]:
     return [ident(item) for batch in batches for item in batch]
 
 
-def loader(dataset: Any, context: str = "fork", workers: int = 2, batch: int = 4,
-           cls: type = DataLoader, **kw: Any) -> Any:  # fmt: skip
-    return cls(dataset, batch_size=batch, num_workers=workers, collate_fn=list,
-               multiprocessing_context=context if workers else None, **kw)  # fmt: skip
+def loader(
+    dataset: Any,
+    context: str = "fork",
+    workers: int = 2,
+    batch: int = 4,
+    cls: type = DataLoader,
+    **kw: Any,
+) -> Any:
+    return cls(
+        dataset,
+        batch_size=batch,
+        num_workers=workers,
+        collate_fn=list,
+        multiprocessing_context=context if workers else None,
+        **kw,
+    )
 
 
 def test_items_are_zero_copy_uint8_tensors_and_transforms_apply(objects):
@@ -62,8 +74,9 @@ def test_items_are_zero_copy_uint8_tensors_and_transforms_apply(objects):
 
 def test_fork_workers_see_every_object_once_in_rank_order(objects):
     prefix, n = objects
-    ds = S3IterableDataset.from_prefix(prefix, shuffle=True, seed=1, batch_size=4,
-                                       reader_mode="range", part_size=4096)  # fmt: skip
+    ds = S3IterableDataset.from_prefix(
+        prefix, shuffle=True, seed=1, batch_size=4, reader_mode="range", part_size=4096
+    )
     got = ids(loader(ds))
     assert sorted(got) == list(range(n))
     assert got == ds.sampler.rank_sequence().tolist()  # blocks of batch_size keep the order
@@ -93,8 +106,9 @@ def test_two_ranks_times_two_workers_cover_everything_without_overlap(local_obje
     prefix, n = local_objects
     per_rank = []
     for rank in range(2):
-        ds = S3IterableDataset.from_prefix(prefix, shuffle=True, seed=4, rank=rank, world_size=2,
-                                           batch_size=3)  # fmt: skip
+        ds = S3IterableDataset.from_prefix(
+            prefix, shuffle=True, seed=4, rank=rank, world_size=2, batch_size=3
+        )
         ds.set_epoch(1)
         per_rank.append(ids(loader(ds, batch=3)))
     assert not set(per_rank[0]) & set(per_rank[1])
@@ -105,8 +119,7 @@ def test_two_ranks_times_two_workers_cover_everything_without_overlap(local_obje
 def _distributed_rank(rank: int, port: int, prefix: str, out: Any) -> None:
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=2)  # fmt: skip
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         ds = S3IterableDataset.from_prefix(prefix, shuffle=True, seed=6, batch_size=2)
         layout = ds.sampler.layout()
@@ -171,8 +184,10 @@ def test_resumable_data_loader_with_a_map_dataset(local_objects):
     again = loader(ds, sampler=sampler2, cls=ResumableDataLoader)
     again.load_state_dict(state)
     rest = ids(again)
-    assert first + rest == ShardedSampler(ds, shuffle=True, seed=9).epoch_sampler.rank_sequence(
-    ).tolist()  # fmt: skip
+    assert (
+        first + rest
+        == ShardedSampler(ds, shuffle=True, seed=9).epoch_sampler.rank_sequence().tolist()
+    )
     assert len(first + rest) == n
 
 

@@ -32,9 +32,16 @@ def test_raw_modes_and_factors(tmp_path: Path, mode: str) -> None:
     prefix = f"file://{tmp_path}/m/"
     seen = []
     s3dlio.put(
-        prefix, 2, template="blob-{}.bin", size="3MiB", compress_factor=4, dedup_factor=3,
-        data_gen_mode=mode, seed=5, progress=lambda n, k: seen.append((n, k)),
-    )  # fmt: skip
+        prefix,
+        2,
+        template="blob-{}.bin",
+        size="3MiB",
+        compress_factor=4,
+        dedup_factor=3,
+        data_gen_mode=mode,
+        seed=5,
+        progress=lambda n, k: seen.append((n, k)),
+    )
     assert sorted(seen) == [(3 * 2**20, 1)] * 2
     data = bytes(s3dlio.get(prefix + "blob-0.bin"))
     assert len(data) == 3 * 2**20
@@ -43,8 +50,16 @@ def test_raw_modes_and_factors(tmp_path: Path, mode: str) -> None:
     blocks = {data[i : i + 2**20] for i in range(0, len(data), 2**20)}
     assert len(blocks) == 1  # 3 blocks with dedup 3: one distinct block
     again = f"file://{tmp_path}/again/"
-    s3dlio.put(again, 1, template="blob-{}.bin", size="3MiB", compress_factor=4,
-               dedup_factor=3, data_gen_mode=mode, seed=5)  # fmt: skip
+    s3dlio.put(
+        again,
+        1,
+        template="blob-{}.bin",
+        size="3MiB",
+        compress_factor=4,
+        dedup_factor=3,
+        data_gen_mode=mode,
+        seed=5,
+    )
     assert bytes(s3dlio.get(again + "blob-0.bin")) == data  # seeded: reproducible
 
 

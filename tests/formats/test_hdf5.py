@@ -20,9 +20,11 @@ def local_h5(tmp_path: Path) -> Path:
     with h5py.File(path, "w") as f:
         f.create_dataset("grid", data=rng.random((1000, 1000), dtype=np.float32), chunks=(50, 50))
         f.create_dataset(
-            "packed", data=np.arange(400_000, dtype=np.int32).reshape(400, 1000),
-            chunks=(20, 100), compression="gzip",
-        )  # fmt: skip
+            "packed",
+            data=np.arange(400_000, dtype=np.int32).reshape(400, 1000),
+            chunks=(20, 100),
+            compression="gzip",
+        )
         group = f.create_group("meta")
         group.create_dataset("names", data=np.array([b"a", b"bb", b"ccc"]))
         group.attrs["version"] = 3

@@ -309,10 +309,11 @@ def test_writer_exception_leaves_nothing(store_root: str) -> None:
 @given(
     sizes=st.lists(
         st.one_of(st.integers(0, 64), st.integers(0, 4096), st.integers(0, MiB)),
-        min_size=0, max_size=12,
+        min_size=0,
+        max_size=12,
     ),
     block=st.sampled_from([4096, 100_000, 8 * MiB]),
-)  # fmt: skip
+)
 def test_roundtrip_random_sizes(tmp_path: Path, sizes: list[int], block: int) -> None:
     payloads = [os.urandom(n) for n in sizes]
     uri = f"file://{tmp_path}/hyp-{len(sizes)}-{block}.tfrecord"

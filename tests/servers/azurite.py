@@ -57,10 +57,17 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     port = free_port()
     log = tmp_path_factory.mktemp("azurite") / "azurite.log"
     cmd = [
-        str(BINARY), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-        "--inMemoryPersistence", "--silent", "--disableTelemetry",
-        "--skipApiVersionCheck", "--loose",
-    ]  # fmt: skip
+        str(BINARY),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--inMemoryPersistence",
+        "--silent",
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+        "--loose",
+    ]
     proc = start_server(cmd, port, log)
     conn = connection_string("127.0.0.1", port)
     try:

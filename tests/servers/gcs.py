@@ -47,9 +47,11 @@ def create_bucket(url: str, name: str) -> None:
     """Create bucket ``name`` on the emulator at ``url`` with a plain JSON API request."""
     body = json.dumps({"name": name}).encode()
     request = urllib.request.Request(
-        f"{url}/storage/v1/b?project=test", data=body, method="POST",
+        f"{url}/storage/v1/b?project=test",
+        data=body,
+        method="POST",
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
 
@@ -61,10 +63,22 @@ def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGCS]:
     url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("fake-gcs") / "fake-gcs.log"
     cmd = [
-        server_binary(), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
-        "-port", str(port), "-external-url", url, "-public-host", f"127.0.0.1:{port}",
-        "-log-level", "error",
-    ]  # fmt: skip
+        server_binary(),
+        "-scheme",
+        "http",
+        "-backend",
+        "memory",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-external-url",
+        url,
+        "-public-host",
+        f"127.0.0.1:{port}",
+        "-log-level",
+        "error",
+    ]
     proc = start_server(cmd, port, log)
     try:
         with environment({"STORAGE_EMULATOR_HOST": url}):

@@ -326,9 +326,14 @@ class FaultProxy:
                 pass
 
     def _handle(
-        self, client: socket.socket, upstream: list[Any], fault: _Fault | None, method: str,
-        request: bytes, headers: dict[str, str],
-    ) -> bool:  # fmt: skip
+        self,
+        client: socket.socket,
+        upstream: list[Any],
+        fault: _Fault | None,
+        method: str,
+        request: bytes,
+        headers: dict[str, str],
+    ) -> bool:
         """Answer one request; False when the client connection must end."""
         kind = fault.kind if fault else None
         params = fault.params if fault else {}

@@ -30,8 +30,10 @@ except ImportError as exc:
 def test_missing_sdk_names_the_extra(module: str, uri: str, extra: str) -> None:
     out = subprocess.run(
         [sys.executable, "-c", _SCRIPT.format(module=module, uri=uri)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     scheme = uri.split("://", 1)[0]
     assert out.stdout.strip().startswith(f"the {scheme}:// backend needs ")
     assert f"pip install 's3dlio[{extra}]'" in out.stdout

@@ -134,8 +134,11 @@ def _refill_faults(size: int, count: int, keep_mb: str) -> int:
         env.pop(name, None)
     out = subprocess.run(
         [sys.executable, "-c", _REFILL, str(size), str(count)],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(out.stdout)
 
 

@@ -46,10 +46,15 @@ def test_signature_matches_botocore(token: str | None, headers: dict[str, str]) 
     signer = SigV4Signer(lambda: Credentials("AKID", "secret/key", token))
     ours = dict(
         signer.sign(
-            "PUT", "127.0.0.1:9000", path, query, headers, region="eu-west-1",
+            "PUT",
+            "127.0.0.1:9000",
+            path,
+            query,
+            headers,
+            region="eu-west-1",
             amz_date=request.headers["X-Amz-Date"],
         )
-    )  # fmt: skip
+    )
     assert ours["authorization"] == request.headers["Authorization"]
     assert ours.get("x-amz-security-token") == token
 
@@ -115,9 +120,13 @@ class ScriptedServer:
                     data += chunk
                 head, _, data = data.partition(b"\r\n\r\n")
                 length = next(
-                    (int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                     if line.lower().startswith(b"content-length:")), 0,
-                )  # fmt: skip
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
                 while len(data) < length:
                     data += conn.recv(65536)
                 data = data[length:]
@@ -209,10 +218,12 @@ def test_body_until_close_and_connection_close(scripted: type[ScriptedServer]) -
 
 
 def test_interim_answer_is_skipped_and_head_has_no_body(scripted: type[ScriptedServer]) -> None:
-    server = scripted([
-        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n",
-    ])  # fmt: skip
+    server = scripted(
+        [
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n",
+        ]
+    )
     pool = _pool(server)
     assert _body(pool.request("PUT", "/x", [("content-length", "3")], memoryview(b"abc"))) == b"ok"
     head = pool.request("HEAD", "/x")
@@ -313,8 +324,10 @@ def test_exchange_hands_back_what_it_does_not_read(scripted: type[ScriptedServer
     }
     server = scripted(lambda head: replies[head.split(b" ")[1]])
     pool = _pool(server)
-    done = {ex.tag: ex for ex in exchange(_exchanges(pool, [p.decode() for p in replies]), 8,
-                                          _into_new_buffer)}  # fmt: skip
+    done = {
+        ex.tag: ex
+        for ex in exchange(_exchanges(pool, [p.decode() for p in replies]), 8, _into_new_buffer)
+    }
     missing, chunked = done["/missing"], done["/chunked"]
     assert missing.target is None and missing.response.status == 404  # type: ignore[union-attr]
     assert _body(missing.response) == b"not found"

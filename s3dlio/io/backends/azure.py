@@ -276,9 +276,14 @@ class AzureReadStream(ReadStream):
     """One ranged ``download_blob`` response, copied into caller buffers."""
 
     def __init__(
-        self, downloader: Any, uri: ObjectURI, size: int, etag: str | None, offset: int,
+        self,
+        downloader: Any,
+        uri: ObjectURI,
+        size: int,
+        etag: str | None,
+        offset: int,
         length: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._downloader = downloader
         self.uri = uri
         self.size, self.etag, self.offset, self.length = size, etag, offset, length
@@ -308,9 +313,12 @@ class AzureBlockUpload(Upload):
     """Staged blocks, committed as one block list; nothing is visible before :meth:`commit`."""
 
     def __init__(
-        self, blob: BlobClient, uri: ObjectURI, content_type: str | None,
+        self,
+        blob: BlobClient,
+        uri: ObjectURI,
+        content_type: str | None,
         metadata: dict[str, str] | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.blob = blob
         self.uri = uri
         self.content_type = content_type
@@ -406,9 +414,13 @@ class AzureStore(ObjectStore):
 
     # -- data path ---------------------------------------------------------------------------
     def open_read(
-        self, uri: ObjectURI, offset: int = 0, length: int | None = None, *,
+        self,
+        uri: ObjectURI,
+        offset: int = 0,
+        length: int | None = None,
+        *,
         if_match: str | None = None,
-    ) -> ReadStream:  # fmt: skip
+    ) -> ReadStream:
         blob = self.blob_client(uri)
         condition: dict[str, Any] = {}
         if if_match is not None:
@@ -450,21 +462,31 @@ class AzureStore(ObjectStore):
         )
 
     def put(
-        self, uri: ObjectURI, data: memoryview, *, content_type: str | None = None,
+        self,
+        uri: ObjectURI,
+        data: memoryview,
+        *,
+        content_type: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> str | None:  # fmt: skip
+    ) -> str | None:
         settings_ = ContentSettings(content_type=content_type) if content_type else None
         with _mapped(uri, "PUT"):
             result = self.blob_client(uri).upload_blob(
-                _as_bytes(data), length=len(data), overwrite=True,
-                content_settings=settings_, metadata=metadata,
-            )  # fmt: skip
+                _as_bytes(data),
+                length=len(data),
+                overwrite=True,
+                content_settings=settings_,
+                metadata=metadata,
+            )
         return _etag(result)
 
     def begin_upload(
-        self, uri: ObjectURI, *, content_type: str | None = None,
+        self,
+        uri: ObjectURI,
+        *,
+        content_type: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> Upload:  # fmt: skip
+    ) -> Upload:
         return AzureBlockUpload(self.blob_client(uri), uri, content_type, metadata)
 
     # -- metadata ----------------------------------------------------------------------------
@@ -476,11 +498,13 @@ class AzureStore(ObjectStore):
         pager: Any
         with _mapped(prefix, "LIST"):
             if recursive:
-                pager = container.list_blobs(name_starts_with=prefix.key or None,
-                                             results_per_page=PAGE)  # fmt: skip
+                pager = container.list_blobs(
+                    name_starts_with=prefix.key or None, results_per_page=PAGE
+                )
             else:
-                pager = container.walk_blobs(name_starts_with=prefix.key or None,
-                                             delimiter="/", results_per_page=PAGE)  # fmt: skip
+                pager = container.walk_blobs(
+                    name_starts_with=prefix.key or None, delimiter="/", results_per_page=PAGE
+                )
             pages = pager.by_page()
         while True:
             with _mapped(prefix, "LIST"):

@@ -145,7 +145,10 @@ class DirectStore(FileStore):
                 data, offset = data[n:], offset + n
 
     def begin_upload(
-        self, uri: ObjectURI, *, content_type: str | None = None,
+        self,
+        uri: ObjectURI,
+        *,
+        content_type: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> Upload:  # fmt: skip
+    ) -> Upload:
         return DirectUpload(self, uri)

@@ -149,9 +149,13 @@ class FileStore(ObjectStore):
 
     # -- reads -------------------------------------------------------------------------------
     def open_read(
-        self, uri: ObjectURI, offset: int = 0, length: int | None = None, *,
+        self,
+        uri: ObjectURI,
+        offset: int = 0,
+        length: int | None = None,
+        *,
         if_match: str | None = None,
-    ) -> ReadStream:  # fmt: skip
+    ) -> ReadStream:
         path = uri.key
         try:
             fd = self.os_open(path, os.O_RDONLY)
@@ -165,8 +169,10 @@ class FileStore(ObjectStore):
             if if_match is not None and etag != if_match:
                 raise IntegrityError(
                     "object changed during the read (version token differs)",
-                    uri=str(uri), op="GET", byte_range=(offset, length),
-                )  # fmt: skip
+                    uri=str(uri),
+                    op="GET",
+                    byte_range=(offset, length),
+                )
             start = min(offset, st.st_size)
             end = st.st_size if length is None else min(st.st_size, offset + length)
             return self.make_stream(fd, st.st_size, etag, start, max(0, end - start))
@@ -202,9 +208,13 @@ class FileStore(ObjectStore):
             offset += written
 
     def put(
-        self, uri: ObjectURI, data: memoryview, *, content_type: str | None = None,
+        self,
+        uri: ObjectURI,
+        data: memoryview,
+        *,
+        content_type: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> str | None:  # fmt: skip
+    ) -> str | None:
         upload = self.begin_upload(uri)
         try:
             upload.write_part(0, 0, data, True)
@@ -214,9 +224,12 @@ class FileStore(ObjectStore):
             raise
 
     def begin_upload(
-        self, uri: ObjectURI, *, content_type: str | None = None,
+        self,
+        uri: ObjectURI,
+        *,
+        content_type: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> Upload:  # fmt: skip
+    ) -> Upload:
         return FileUpload(self, uri)
 
     # -- metadata ----------------------------------------------------------------------------

@@ -144,9 +144,15 @@ class _Session:
         self.timeout = (cfg.connect_timeout, cfg.operation_timeout)
 
     def request(
-        self, method: str, url: str, uri: ObjectURI | str, op: str, *,
-        ok: tuple[int, ...] = (200,), **kwargs: Any,
-    ) -> requests.Response:  # fmt: skip
+        self,
+        method: str,
+        url: str,
+        uri: ObjectURI | str,
+        op: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        **kwargs: Any,
+    ) -> requests.Response:
         """Send one request; an answer outside ``ok`` raises the mapped error."""
         try:
             response = self.http.request(method, url, timeout=self.timeout, **kwargs)
@@ -202,9 +208,14 @@ class GCSReadStream(ReadStream):
     """One (ranged) media download, read from the socket into caller buffers."""
 
     def __init__(
-        self, response: requests.Response | None, uri: ObjectURI, size: int, etag: str | None,
-        offset: int, length: int,
-    ) -> None:  # fmt: skip
+        self,
+        response: requests.Response | None,
+        uri: ObjectURI,
+        size: int,
+        etag: str | None,
+        offset: int,
+        length: int,
+    ) -> None:
         self._response = response
         self.uri = uri
         self.size, self.etag, self.offset, self.length = size, etag, offset, length
@@ -269,8 +280,9 @@ class GCSResumableUpload(Upload):
             if offset > self._persisted:
                 raise IntegrityError(
                     f"chunk at {offset} would leave a gap after {self._persisted} bytes",
-                    uri=str(self.uri), op="PUT_PART",
-                )  # fmt: skip
+                    uri=str(self.uri),
+                    op="PUT_PART",
+                )
             if end <= self._persisted and not last:
                 return
             start = max(offset, self._persisted)
@@ -282,16 +294,20 @@ class GCSResumableUpload(Upload):
     def _send(self, body: memoryview, content_range: str) -> None:
         try:
             response = self.session.http.put(
-                self.url, data=body if len(body) else b"", timeout=self.session.timeout,
+                self.url,
+                data=body if len(body) else b"",
+                timeout=self.session.timeout,
                 headers={"Content-Range": content_range},
-            )  # fmt: skip
+            )
         except Exception as exc:  # noqa: BLE001
             self._unknown = True
             if self.session.emulator:
                 raise S3DlioError(
                     f"chunk outcome unknown ({type(exc).__name__}) and the emulator cannot "
-                    "report a session's state", uri=str(self.uri), op="PUT_PART",
-                ) from None  # fmt: skip
+                    "report a session's state",
+                    uri=str(self.uri),
+                    op="PUT_PART",
+                ) from None
             _fail(exc, self.uri, "PUT_PART")
         if response.status_code in (200, 201, 308):
             self._record(response)
@@ -302,9 +318,14 @@ class GCSResumableUpload(Upload):
     def _query_state(self) -> None:
         """Ask the service how many bytes it holds (or whether the upload is complete)."""
         response = self.session.request(
-            "PUT", self.url, self.uri, "PUT_PART", ok=(200, 201, 308), data=b"",
+            "PUT",
+            self.url,
+            self.uri,
+            "PUT_PART",
+            ok=(200, 201, 308),
+            data=b"",
             headers={"Content-Range": "bytes */*"},
-        )  # fmt: skip
+        )
         self._unknown = False
         self._record(response)
 
@@ -361,9 +382,13 @@ class GCSStore(ObjectStore):
 
     # -- data path ---------------------------------------------------------------------------
     def open_read(
-        self, uri: ObjectURI, offset: int = 0, length: int | None = None, *,
+        self,
+        uri: ObjectURI,
+        offset: int = 0,
+        length: int | None = None,
+        *,
         if_match: str | None = None,
-    ) -> ReadStream:  # fmt: skip
+    ) -> ReadStream:
         if length == 0:
             meta = self._get_meta(uri, "GET", if_match)
             return GCSReadStream(None, uri, meta.size, meta.etag, offset, 0)
@@ -374,16 +399,24 @@ class GCSStore(ObjectStore):
             headers["Range"] = f"bytes={offset}-{last}"
         params = {"ifGenerationMatch": if_match} if if_match else None
         response = s.request(
-            "GET", s.object_url(uri, media=True), uri, "GET", ok=(200, 206, 416),
-            headers=headers, params=params, stream=True,
-        )  # fmt: skip
+            "GET",
+            s.object_url(uri, media=True),
+            uri,
+            "GET",
+            ok=(200, 206, 416),
+            headers=headers,
+            params=params,
+            stream=True,
+        )
         generation = response.headers.get("X-Goog-Generation")
         if if_match and generation and generation != if_match:
             response.close()
             raise IntegrityError(
                 f"object changed during the read (generation {generation}, expected {if_match})",
-                uri=str(uri), op="GET", byte_range=(offset, length),
-            )  # fmt: skip
+                uri=str(uri),
+                op="GET",
+                byte_range=(offset, length),
+            )
         if response.status_code == 416:  # the range starts past the end
             response.close()
             meta = self._get_meta(uri, "GET", if_match)
@@ -402,36 +435,51 @@ class GCSStore(ObjectStore):
         return stream
 
     def put(
-        self, uri: ObjectURI, data: memoryview, *, content_type: str | None = None,
+        self,
+        uri: ObjectURI,
+        data: memoryview,
+        *,
+        content_type: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> str | None:  # fmt: skip
+    ) -> str | None:
         s = self.session
         kind = content_type or "application/octet-stream"
         body: Any
         if metadata:
             boundary = secrets.token_hex(16)
             resource = json.dumps({"name": uri.key, "contentType": kind, "metadata": metadata})
-            body = b"".join((
-                f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
-                f"{resource}\r\n--{boundary}\r\nContent-Type: {kind}\r\n\r\n".encode(),
-                data, f"\r\n--{boundary}--\r\n".encode(),
-            ))  # fmt: skip
+            body = b"".join(
+                (
+                    f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
+                    f"{resource}\r\n--{boundary}\r\nContent-Type: {kind}\r\n\r\n".encode(),
+                    data,
+                    f"\r\n--{boundary}--\r\n".encode(),
+                )
+            )
             params = {"uploadType": "multipart"}
             kind = f"multipart/related; boundary={boundary}"
         else:
             body = data if len(data) else b""
             params = {"uploadType": "media", "name": uri.key}
         response = s.request(
-            "POST", s.upload_url(uri), uri, "PUT", params=params, data=body,
+            "POST",
+            s.upload_url(uri),
+            uri,
+            "PUT",
+            params=params,
+            data=body,
             headers={"Content-Type": kind},
-        )  # fmt: skip
+        )
         generation = _json(response, uri, "PUT").get("generation")
         return str(generation) if generation else None
 
     def begin_upload(
-        self, uri: ObjectURI, *, content_type: str | None = None,
+        self,
+        uri: ObjectURI,
+        *,
+        content_type: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> Upload:  # fmt: skip
+    ) -> Upload:
         s = self.session
         resource: dict[str, Any] = {"name": uri.key}
         if content_type:
@@ -439,9 +487,14 @@ class GCSStore(ObjectStore):
         if metadata:
             resource["metadata"] = metadata
         response = s.request(
-            "POST", s.upload_url(uri), uri, "PUT_START", ok=(200, 201),
-            params={"uploadType": "resumable", "name": uri.key}, json=resource,
-        )  # fmt: skip
+            "POST",
+            s.upload_url(uri),
+            uri,
+            "PUT_START",
+            ok=(200, 201),
+            params={"uploadType": "resumable", "name": uri.key},
+            json=resource,
+        )
         location = response.headers.get("Location")
         response.close()
         if not location:
@@ -506,9 +559,14 @@ class GCSStore(ObjectStore):
     def create_bucket(self, uri: ObjectURI) -> None:
         s = self.session
         response = s.request(
-            "POST", s.bucket_url(), uri.root, "CREATE_BUCKET", ok=(200, 409),
-            params={"project": s.project}, json={"name": uri.bucket},
-        )  # fmt: skip
+            "POST",
+            s.bucket_url(),
+            uri.root,
+            "CREATE_BUCKET",
+            ok=(200, 409),
+            params={"project": s.project},
+            json={"name": uri.bucket},
+        )
         response.close()
         if response.status_code == 409 and not self.bucket_exists(uri):
             raise S3DlioError("bucket name is taken", uri=uri.root, op="CREATE_BUCKET")
@@ -539,8 +597,12 @@ class GCSStore(ObjectStore):
     def bucket_exists(self, uri: ObjectURI) -> bool:
         s = self.session
         response = s.request(
-            "GET", s.bucket_url(uri.bucket), uri.root, "HEAD_BUCKET", ok=(200, 404),
+            "GET",
+            s.bucket_url(uri.bucket),
+            uri.root,
+            "HEAD_BUCKET",
+            ok=(200, 404),
             params={"fields": "name"},
-        )  # fmt: skip
+        )
         response.close()
         return response.status_code == 200

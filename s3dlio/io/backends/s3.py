@@ -86,21 +86,68 @@ COPY_PARALLEL = 8
 #: else is a plain (not retried) :class:`S3DlioError`. A ``416`` is not an error at all: a read
 #: at or past the end of an object yields an empty stream.
 ERROR_TABLE: tuple[tuple[type[S3DlioError], tuple[int, ...], tuple[str, ...]], ...] = (
-    (NotFoundError, (404,), ("NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NoSuchVersion",
-                             "NotFound")),
-    (PermissionDeniedError, (401, 403), ("AccessDenied", "AllAccessDisabled", "AccountProblem",
-                                         "ExpiredToken", "InvalidAccessKeyId", "InvalidToken",
-                                         "SignatureDoesNotMatch", "TokenRefreshRequired")),
-    (ThrottledError, (429,), ("SlowDown", "Throttling", "ThrottlingException", "TooManyRequests",
-                              "RequestLimitExceeded", "RequestThrottled")),
-    (TransientError, (408, 500, 502, 503, 504), ("InternalError", "ServiceUnavailable",
-                                                 "RequestTimeout", "OperationAborted")),
-    (IntegrityError, (412,), ("PreconditionFailed", "BadDigest", "InvalidDigest",
-                              "XAmzContentSHA256Mismatch", "IncompleteBody")),
-    (InvalidURIError, (), ("InvalidBucketName", "KeyTooLongError", "InvalidArgument", "InvalidURI",
-                           "InvalidRequest", "MetadataTooLarge", "EntityTooSmall",
-                           "EntityTooLarge")),
-)  # fmt: skip
+    (
+        NotFoundError,
+        (404,),
+        ("NoSuchKey", "NoSuchBucket", "NoSuchUpload", "NoSuchVersion", "NotFound"),
+    ),
+    (
+        PermissionDeniedError,
+        (401, 403),
+        (
+            "AccessDenied",
+            "AllAccessDisabled",
+            "AccountProblem",
+            "ExpiredToken",
+            "InvalidAccessKeyId",
+            "InvalidToken",
+            "SignatureDoesNotMatch",
+            "TokenRefreshRequired",
+        ),
+    ),
+    (
+        ThrottledError,
+        (429,),
+        (
+            "SlowDown",
+            "Throttling",
+            "ThrottlingException",
+            "TooManyRequests",
+            "RequestLimitExceeded",
+            "RequestThrottled",
+        ),
+    ),
+    (
+        TransientError,
+        (408, 500, 502, 503, 504),
+        ("InternalError", "ServiceUnavailable", "RequestTimeout", "OperationAborted"),
+    ),
+    (
+        IntegrityError,
+        (412,),
+        (
+            "PreconditionFailed",
+            "BadDigest",
+            "InvalidDigest",
+            "XAmzContentSHA256Mismatch",
+            "IncompleteBody",
+        ),
+    ),
+    (
+        InvalidURIError,
+        (),
+        (
+            "InvalidBucketName",
+            "KeyTooLongError",
+            "InvalidArgument",
+            "InvalidURI",
+            "InvalidRequest",
+            "MetadataTooLarge",
+            "EntityTooSmall",
+            "EntityTooLarge",
+        ),
+    ),
+)
 _CLASS_BY_CODE = {code: cls for cls, _, codes in ERROR_TABLE for code in codes}
 _CLASS_BY_STATUS = {status: cls for cls, statuses, _ in ERROR_TABLE for status in statuses}
 
@@ -114,13 +161,29 @@ def _exception_table() -> tuple[tuple[tuple[type[BaseException], ...], type[S3Dl
     from botocore import exceptions as bx
 
     return (
-        ((bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError,
-          bx.ProfileNotFound, bx.TokenRetrievalError), PermissionDeniedError),
+        (
+            (
+                bx.NoCredentialsError,
+                bx.PartialCredentialsError,
+                bx.CredentialRetrievalError,
+                bx.ProfileNotFound,
+                bx.TokenRetrievalError,
+            ),
+            PermissionDeniedError,
+        ),
         ((bx.ParamValidationError, ValueError), InvalidURIError),
         ((bx.SSLError, ssl.SSLCertVerificationError), S3DlioError),  # not worth retrying
-        ((bx.ConnectionError, bx.HTTPClientError, bx.IncompleteReadError,
-          bx.ResponseStreamingError, OSError), TransientError),
-    )  # fmt: skip
+        (
+            (
+                bx.ConnectionError,
+                bx.HTTPClientError,
+                bx.IncompleteReadError,
+                bx.ResponseStreamingError,
+                OSError,
+            ),
+            TransientError,
+        ),
+    )
 
 
 def error_for_status(
@@ -193,9 +256,14 @@ class S3ReadStream(ReadStream):
     """
 
     def __init__(
-        self, response: Response | None, uri: ObjectURI, size: int, etag: str | None,
-        offset: int, length: int,
-    ) -> None:  # fmt: skip
+        self,
+        response: Response | None,
+        uri: ObjectURI,
+        size: int,
+        etag: str | None,
+        offset: int,
+        length: int,
+    ) -> None:
         self._response = response
         self.uri = uri
         self.size, self.etag, self.offset, self.length = size, etag, offset, length
@@ -215,8 +283,9 @@ class S3ReadStream(ReadStream):
             self.close()
             raise TransientError(
                 f"body ended with {left} of {self.length} bytes missing",
-                uri=str(self.uri), op="GET",
-            )  # fmt: skip
+                uri=str(self.uri),
+                op="GET",
+            )
         self._left = left - got
         return got
 
@@ -253,10 +322,13 @@ class S3Upload(Upload):
         if last and number and not len(data):
             return
         response = self.store._send(
-            "PUT", self.uri, "PUT_PART",
+            "PUT",
+            self.uri,
+            "PUT_PART",
             query={"partNumber": str(number + 1), "uploadId": self.upload_id},
-            headers={"content-length": str(len(data))}, body=data,
-        )  # fmt: skip
+            headers={"content-length": str(len(data))},
+            body=data,
+        )
         etag = _etag_of(response, self.uri, "PUT_PART")
         if not etag:
             raise TransientError("no ETag in the UploadPart answer", uri=str(self.uri), op="PUT")
@@ -266,14 +338,18 @@ class S3Upload(Upload):
         """Fill part ``number`` (0-based) with a byte range of ``source`` (UploadPartCopy)."""
         src = source.uri
         answer = self.store._control(
-            self.uri, "PUT_PART",
+            self.uri,
+            "PUT_PART",
             lambda c: c.upload_part_copy(
-                Bucket=self.uri.bucket, Key=self.uri.key, UploadId=self.upload_id,
-                PartNumber=number + 1, CopySource={"Bucket": src.bucket, "Key": src.key},
+                Bucket=self.uri.bucket,
+                Key=self.uri.key,
+                UploadId=self.upload_id,
+                PartNumber=number + 1,
+                CopySource={"Bucket": src.bucket, "Key": src.key},
                 CopySourceRange=f"bytes={offset}-{offset + length - 1}",
                 CopySourceIfMatch=source.etag,
             ),
-        )  # fmt: skip
+        )
         self._etags[number + 1] = answer["CopyPartResult"]["ETag"]
 
     @property
@@ -284,22 +360,26 @@ class S3Upload(Upload):
     def commit(self) -> str | None:
         parts = [{"PartNumber": n, "ETag": etag} for n, etag in sorted(self._etags.items())]
         answer = self.store._control(
-            self.uri, "PUT_COMPLETE",
+            self.uri,
+            "PUT_COMPLETE",
             lambda c: c.complete_multipart_upload(
-                Bucket=self.uri.bucket, Key=self.uri.key, UploadId=self.upload_id,
+                Bucket=self.uri.bucket,
+                Key=self.uri.key,
+                UploadId=self.upload_id,
                 MultipartUpload={"Parts": parts},
             ),
-        )  # fmt: skip
+        )
         return answer.get("ETag")
 
     def abort(self) -> None:
         try:
             self.store._control(
-                self.uri, "PUT_ABORT",
+                self.uri,
+                "PUT_ABORT",
                 lambda c: c.abort_multipart_upload(
                     Bucket=self.uri.bucket, Key=self.uri.key, UploadId=self.upload_id
                 ),
-            )  # fmt: skip
+            )
         except NotFoundError:
             pass  # already aborted or completed
 
@@ -327,8 +407,9 @@ def _object_headers(
         if not (name + value).isascii() or not (name + value).isprintable():
             raise InvalidURIError(
                 f"S3 metadata and content types must be printable ASCII: {name}={value!r}",
-                uri=str(uri), op="PUT",
-            )  # fmt: skip
+                uri=str(uri),
+                op="PUT",
+            )
     return headers
 
 
@@ -371,9 +452,15 @@ class S3Store(ObjectStore):
             return "s3://"
 
     def _send(
-        self, method: str, uri: ObjectURI, op: str, *, query: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None, body: memoryview | None = None,
-    ) -> Response:  # fmt: skip
+        self,
+        method: str,
+        uri: ObjectURI,
+        op: str,
+        *,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        body: memoryview | None = None,
+    ) -> Response:
         """One data-path request (re-sent once to the bucket's own region if told so)."""
         state = _state()
         try:
@@ -406,9 +493,13 @@ class S3Store(ObjectStore):
 
     # -- data path ---------------------------------------------------------------------------
     def open_read(
-        self, uri: ObjectURI, offset: int = 0, length: int | None = None, *,
+        self,
+        uri: ObjectURI,
+        offset: int = 0,
+        length: int | None = None,
+        *,
         if_match: str | None = None,
-    ) -> ReadStream:  # fmt: skip
+    ) -> ReadStream:
         if length == 0:
             meta = self._head(uri, "GET", if_match)
             return S3ReadStream(None, uri, meta.size, meta.etag, offset, 0)
@@ -422,9 +513,13 @@ class S3Store(ObjectStore):
         return self._answer(response, uri, offset, length, if_match)
 
     def _answer(
-        self, response: Response, uri: ObjectURI, offset: int, length: int | None,
+        self,
+        response: Response,
+        uri: ObjectURI,
+        offset: int,
+        length: int | None,
         if_match: str | None,
-    ) -> S3ReadStream:  # fmt: skip
+    ) -> S3ReadStream:
         """The stream of a GET answer (``[offset, offset + length)`` asked), or its error."""
         status = response.status
         fields = response.headers
@@ -433,8 +528,10 @@ class S3Store(ObjectStore):
             response.close()  # a server that ignores If-Match must not mix versions either
             raise IntegrityError(
                 f"object changed during the read (ETag {etag}, expected {if_match})",
-                uri=str(uri), op="GET", byte_range=(offset, length),
-            )  # fmt: skip
+                uri=str(uri),
+                op="GET",
+                byte_range=(offset, length),
+            )
         if status == 206:
             delivered = response.length
             total = content_range_total(fields.get("content-range"))
@@ -562,18 +659,25 @@ class S3Store(ObjectStore):
                 part.nbytes += stream.readinto(view[part.nbytes :])
 
     def put(
-        self, uri: ObjectURI, data: memoryview, *, content_type: str | None = None,
+        self,
+        uri: ObjectURI,
+        data: memoryview,
+        *,
+        content_type: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> str | None:  # fmt: skip
+    ) -> str | None:
         headers = {"content-length": str(len(data))}
         headers.update(_object_headers(uri, content_type, metadata))
         response = self._send("PUT", uri, "PUT", headers=headers, body=data)
         return _etag_of(response, uri, "PUT")
 
     def begin_upload(
-        self, uri: ObjectURI, *, content_type: str | None = None,
+        self,
+        uri: ObjectURI,
+        *,
+        content_type: str | None = None,
         metadata: dict[str, str] | None = None,
-    ) -> S3Upload:  # fmt: skip
+    ) -> S3Upload:
         _object_headers(uri, content_type, metadata)
         kwargs: dict[str, Any] = {"Bucket": uri.bucket, "Key": uri.key}
         if content_type:
@@ -629,12 +733,15 @@ class S3Store(ObjectStore):
         source = self._head(src, "COPY")
         if source.size <= COPY_SINGLE_MAX:
             self._control(
-                dst, "COPY",
+                dst,
+                "COPY",
                 lambda c: c.copy_object(
-                    Bucket=dst.bucket, Key=dst.key, CopySourceIfMatch=source.etag,
+                    Bucket=dst.bucket,
+                    Key=dst.key,
+                    CopySourceIfMatch=source.etag,
                     CopySource={"Bucket": src.bucket, "Key": src.key},
                 ),
-            )  # fmt: skip
+            )
             return source.size
         upload = self.begin_upload(dst, content_type=source.content_type, metadata=source.metadata)
         pieces = [
@@ -646,8 +753,10 @@ class S3Store(ObjectStore):
             offset, length = pieces[index]
             retry.call(
                 lambda: upload.copy_part(index, source, offset, length),
-                op="PUT_PART", uri=str(dst), byte_range=(offset, length),
-            )  # fmt: skip
+                op="PUT_PART",
+                uri=str(dst),
+                byte_range=(offset, length),
+            )
 
         try:
             run_claimed(len(pieces), copy_part, COPY_PARALLEL)
@@ -668,9 +777,10 @@ class S3Store(ObjectStore):
                 batch = group[start : start + DELETE_BATCH]
                 request = {"Objects": [{"Key": u.key} for u in batch], "Quiet": True}
                 answer = self._control(
-                    batch[0], "DELETE",
+                    batch[0],
+                    "DELETE",
                     functools.partial(_delete_objects, bucket=batch[0].bucket, request=request),
-                )  # fmt: skip
+                )
                 by_key = {u.key: u for u in batch}
                 for error in answer.get("Errors", ()):
                     uri = by_key.get(error.get("Key", ""), batch[0])
@@ -699,7 +809,7 @@ class S3Store(ObjectStore):
         while True:
             page = self._control(
                 prefix, "LIST_UPLOADS", lambda c: c.list_multipart_uploads(**params)
-            )  # fmt: skip
+            )
             for upload in page.get("Uploads", ()):
                 yield S3Upload(self, prefix.with_key(upload["Key"]), upload["UploadId"])
             if not page.get("IsTruncated"):
@@ -714,9 +824,11 @@ class S3Store(ObjectStore):
         if region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
         self._control(
-            uri.with_key(""), "CREATE_BUCKET", lambda c: c.create_bucket(**kwargs),
+            uri.with_key(""),
+            "CREATE_BUCKET",
+            lambda c: c.create_bucket(**kwargs),
             accept=("BucketAlreadyOwnedByYou",),
-        )  # fmt: skip
+        )
 
     def delete_bucket(self, uri: ObjectURI) -> None:
         self._control(

@@ -107,9 +107,12 @@ def configure_s3(
     """
     global _config
     _config = S3Config(
-        endpoint_url=endpoint_url, region=region, ca_bundle=ca_bundle, profile=profile,
+        endpoint_url=endpoint_url,
+        region=region,
+        ca_bundle=ca_bundle,
+        profile=profile,
         addressing_style=addressing_style,
-    )  # fmt: skip
+    )
 
 
 def _env(*names: str) -> str | None:
@@ -196,9 +199,14 @@ class Service:
         q = canonical_query(query)
         fields = headers or {}
         auth = self._state.signer.sign(
-            method, pool.endpoint.host_header, path, q, fields, region=self.region,
+            method,
+            pool.endpoint.host_header,
+            path,
+            q,
+            fields,
+            region=self.region,
             payload_hash=EMPTY_SHA256 if body is None else UNSIGNED_PAYLOAD,
-        )  # fmt: skip
+        )
         return pool, f"{path}?{q}" if q else path, [*fields.items(), *auth]
 
     def request(

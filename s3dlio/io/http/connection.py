@@ -322,9 +322,17 @@ class Response:
     """
 
     __slots__ = (
-        "_chunk_left", "_chunked", "_conn", "_done", "_keep_alive", "_pool", "headers",
-        "length", "reason", "status",
-    )  # fmt: skip
+        "_chunk_left",
+        "_chunked",
+        "_conn",
+        "_done",
+        "_keep_alive",
+        "_pool",
+        "headers",
+        "length",
+        "reason",
+        "status",
+    )
 
     def __init__(
         self,

@@ -54,9 +54,20 @@ class Exchange:
     """
 
     __slots__ = (
-        "_conn", "_deadline", "end_ns", "error", "first_byte_ns", "head", "method", "nbytes",
-        "pool", "response", "start_ns", "tag", "target",
-    )  # fmt: skip
+        "_conn",
+        "_deadline",
+        "end_ns",
+        "error",
+        "first_byte_ns",
+        "head",
+        "method",
+        "nbytes",
+        "pool",
+        "response",
+        "start_ns",
+        "tag",
+        "target",
+    )
 
     def __init__(
         self, pool: ConnectionPool | None, method: str, head: bytes, tag: Any = None
@@ -99,9 +110,14 @@ class Exchange:
             self.first_byte_ns = time.time_ns()
             version, status, reason, headers = head
             self.response = Response(
-                self.pool, conn, version, status, reason, headers,
+                self.pool,
+                conn,
+                version,
+                status,
+                reason,
+                headers,
                 head_request=self.method == "HEAD",
-            )  # fmt: skip
+            )
             if self.response.complete:
                 return True
             self.target = on_head(self)
