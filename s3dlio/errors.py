@@ -18,6 +18,7 @@ __all__ = [
     "BatchError",
     "CancelledError",
     "IntegrityError",
+    "InvalidArgumentError",
     "InvalidURIError",
     "IsDirectoryError",
     "NotFoundError",
@@ -126,8 +127,12 @@ class PermissionDeniedError(S3DlioError, PermissionError):
     """The credentials in use may not perform the operation."""
 
 
-class InvalidURIError(S3DlioError, ValueError):
-    """A URI (or an argument such as a payload or size) cannot be understood."""
+class InvalidArgumentError(S3DlioError, ValueError):
+    """An argument, option or setting that is not valid (unknown name, wrong type or value)."""
+
+
+class InvalidURIError(InvalidArgumentError):
+    """A URI cannot be understood (bad scheme, bucket, key or endpoint)."""
 
 
 class IsDirectoryError(S3DlioError, IsADirectoryError):
