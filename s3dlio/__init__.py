@@ -158,7 +158,18 @@ def __dir__() -> builtins.list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__version__ = "0.1.0"
+def _installed_version() -> str:
+    # pyproject.toml is the one place the version is written; this reads the installed
+    # distribution's metadata (an editable install has it too).
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("s3dlio")
+    except PackageNotFoundError:  # a source tree put on sys.path without installing it
+        return "0+unknown"
+
+
+__version__ = _installed_version()
 
 __all__ = [
     "BatchError",
