@@ -374,6 +374,12 @@ def create_async_loader(
         NotFoundError: ``uri`` selects no objects.
         CancelledError: only later, from the iterators, when cancelled.
     """
+    if isinstance(opts, Mapping) and opts.get("format") == "parquet":
+        # One item per row group of Parquet files (s3dlio.datasets.parquet_loader).
+        from .parquet_loader import create_parquet_loader
+
+        loader = create_parquet_loader(uri, opts, cancellation_token=cancellation_token)
+        return loader  # type: ignore[return-value]
     options = coerce_options(opts)
     dataset = uri if isinstance(uri, ObjectDataset) else create_dataset(uri, options)
     return AsyncLoader(dataset, options, cancellation_token=cancellation_token)

@@ -7,3 +7,14 @@ from __future__ import annotations
 
 from ..datasets.torch import *  # noqa: F403 - this module is the public name of that one
 from ..datasets.torch import __all__ as __all__
+
+#: Names loaded on first use (they need pyarrow, the 'parquet' extra).
+_PARQUET = ("ParquetDataset", "ParquetRowDataset", "ParquetRowGroupDataset")
+
+
+def __getattr__(name: str) -> object:
+    if name in _PARQUET:
+        from ..datasets import parquet_torch
+
+        return getattr(parquet_torch, name)
+    raise AttributeError(f"module 's3dlio.torch' has no attribute {name!r}")
