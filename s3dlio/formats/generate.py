@@ -32,8 +32,8 @@ from .npz import generate_npz_bytes
 __all__ = ["DATA_GEN_MODES", "DEFAULT_SIZE", "OBJECT_TYPES", "generate_object", "put"]
 
 #: Object types :func:`put` generates (``"zeros"``, the original's default name, means raw).
-OBJECT_TYPES = ("raw", "npz", "tfrecord", "hdf5")
-_ALIASES = {"zeros": "raw", "bin": "raw", "tfrecords": "tfrecord", "h5": "hdf5"}
+OBJECT_TYPES = ("raw", "npz", "tfrecord", "hdf5", "parquet")
+_ALIASES = {"zeros": "raw", "bin": "raw", "tfrecords": "tfrecord", "h5": "hdf5", "pq": "parquet"}
 DATA_GEN_MODES = ("streaming", "single-pass")
 DEFAULT_SIZE = 20 * MiB  # the original's default object size
 DEFAULT_RECORD_SIZE = 64 * KiB
@@ -64,6 +64,10 @@ def generate_object(
         return generate_data(size, dedup=dedup, compress=compress, seed=seed)
     if kind == "npz":
         return generate_npz_bytes([size], "|u1", 1, dedup=dedup, compress=compress, seed=seed)
+    if kind == "parquet":  # float32 columns, ~1 MiB row groups (needs pyarrow)
+        from .parquet_gen import parquet_for_size
+
+        return parquet_for_size(size, seed=seed)
     data = generate_data(size, dedup=dedup, compress=compress, seed=seed)
     if kind == "tfrecord":
         return _tfrecord_bytes(data, record_size)
@@ -141,7 +145,8 @@ def put(
         size: Bytes of data per object (``"4MiB"`` accepted; default 20 MiB, as the
             original).
         should_create_bucket: Create the bucket/container first (no error if it exists).
-        object_type: ``"raw"`` (alias ``"zeros"``), ``"npz"``, ``"tfrecord"`` or ``"hdf5"``.
+        object_type: ``"raw"`` (alias ``"zeros"``), ``"npz"``, ``"tfrecord"``, ``"hdf5"`` or
+            ``"parquet"`` (8 ``float32`` columns in ~1 MiB row groups; needs pyarrow).
         dedup_factor: Deduplication factor of the data (see :func:`s3dlio.generate_data`).
         compress_factor: Compression factor of the data.
         data_gen_algorithm: Accepted for compatibility (``"random"``); the generator is

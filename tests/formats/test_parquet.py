@@ -52,10 +52,29 @@ def parquet_bytes(table: pa.Table, **kwargs: object) -> bytes:
 
 
 def same(a: pa.Table, b: pa.Table) -> bool:
-    """Tables equal value for value (NaN bit patterns included: compared as bytes)."""
-    return a.schema.remove_metadata() == b.schema.remove_metadata() and a.combine_chunks().equals(
-        b.combine_chunks()
+    """Tables equal value for value (floats compared by their bits: NaNs are equal to
+    themselves, as they are in the bytes)."""
+    if a.schema.remove_metadata() != b.schema.remove_metadata() or a.num_rows != b.num_rows:
+        return False
+    return all(
+        _same_array(x.combine_chunks(), y.combine_chunks())
+        for x, y in zip(a.columns, b.columns, strict=True)
     )
+
+
+def _same_array(x: pa.Array, y: pa.Array) -> bool:
+    kind = x.type
+    if pa.types.is_struct(kind):
+        return x.is_valid().equals(y.is_valid()) and all(
+            _same_array(x.field(i), y.field(i)) for i in range(kind.num_fields)
+        )
+    if pa.types.is_fixed_size_list(kind) or pa.types.is_list(kind):
+        return x.is_valid().equals(y.is_valid()) and _same_array(x.flatten(), y.flatten())
+    if pa.types.is_floating(kind):
+        bits = np.dtype(f"u{kind.bit_width // 8}")
+        xs = x.to_numpy(zero_copy_only=False).view(bits)
+        return bool(np.array_equal(xs, y.to_numpy(zero_copy_only=False).view(bits)))
+    return bool(x.equals(y))
 
 
 @pytest.fixture(autouse=True)
@@ -282,3 +301,204 @@ def test_bad_arguments(file_root: str) -> None:
         s3dlio.parquet_get_rg(uri, 0, decode="json")
     with pytest.raises(NotFoundError):
         P.read_row_group(file_root + "missing.parquet", 0)
+
+
+# -- generators ---------------------------------------------------------------------------------
+
+
+def test_generators_write_what_pyarrow_reads(store_root: str) -> None:
+    from s3dlio.formats import parquet_gen as G
+
+    data = s3dlio.generate_parquet_bytes(3, 100, 4, seed=1)
+    pf = pq.ParquetFile(io.BytesIO(bytes(data)))
+    assert pf.schema_arrow == pa.schema(
+        [pa.field(f"col{i}", pa.float32(), False) for i in range(3)]
+    )
+    assert [pf.metadata.row_group(i).num_rows for i in range(4)] == [100] * 4
+    values = pf.read().column("col2").to_numpy()
+    assert values.min() >= 0 and values.max() < 1 and len(np.unique(values)) > 300
+    schema = [("emb", 16), ("y", 1)]
+    data = s3dlio.generate_parquet_bytes_schema(schema, 50, 3, seed=2)
+    assert bytes(data) == bytes(G.generate_parquet_bytes_schema(schema, 50, 3, seed=2))
+    read = pq.read_table(io.BytesIO(bytes(data)))
+    assert read.schema.field("emb").type == pa.list_(pa.field("element", pa.float32(), False), 16)
+    assert read.num_rows == 150
+    s3dlio.generate_and_write_parquet(store_root + "a.parquet", 2, 10, 3, seed=3)
+    s3dlio.generate_and_write_parquet_schema(store_root + "b.parquet", schema, 7, 2, seed=4)
+    size = s3dlio.generate_and_write_parquet_schema_streaming(
+        store_root + "c.parquet", schema, 30, 5, seed=5
+    )
+    assert size == s3dlio.stat(store_root + "c.parquet")["size"]
+    assert s3dlio.parquet_rg_row_offsets(store_root + "a.parquet") == [0, 10, 20, 30]
+    assert s3dlio.parquet_rg_row_offsets(store_root + "b.parquet") == [0, 7, 14]
+    streamed = P.read_parquet(store_root + "c.parquet")
+    whole = pq.read_table(
+        io.BytesIO(bytes(s3dlio.generate_parquet_bytes_schema(schema, 30, 5, seed=5)))
+    )
+    assert same(streamed, whole)
+    with pytest.raises(InvalidArgumentError):
+        s3dlio.generate_parquet_bytes_schema([("a", 0)], 1, 1)
+    with pytest.raises(InvalidArgumentError):
+        s3dlio.generate_parquet_bytes(0, 1, 1)
+
+
+def test_streamed_generation_uses_a_few_row_groups_of_memory(tmp_path: Path) -> None:
+    # In a fresh process, so that pyarrow's pool peak and tracemalloc's count only this.
+    import subprocess
+    import sys
+
+    code = f"""
+import tracemalloc, pyarrow as pa, s3dlio
+from s3dlio.io.writer import WriterOptions
+tracemalloc.start()
+size = s3dlio.generate_and_write_parquet_streaming(
+    "file://{tmp_path}/big.parquet", 4, 65536, 48, seed=1,
+    options=WriterOptions(part_size="5MiB", max_in_flight=2))
+print(size, pa.default_memory_pool().max_memory(), tracemalloc.get_traced_memory()[1])
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path.cwd()
+    )
+    assert done.returncode == 0, done.stderr
+    size, arrow_peak, python_peak = map(int, done.stdout.split())
+    rg = 65536 * 4 * 4  # 1 MiB
+    assert size > 48 * rg
+    assert arrow_peak < 6 * rg, arrow_peak  # a few row groups, not the 48 MiB file
+    # the writer's parts (one filling, two in flight, one kept for reuse) + generation
+    assert python_peak < 4 * 5 * 2**20 + 4 * rg < size / 2, python_peak
+
+
+def test_put_object_type_parquet_and_cli(store_root: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    assert (
+        s3dlio.put(store_root + "gen/", 2, "f{}.parquet", size="1MiB", object_type="parquet") == 2
+    )
+    for i in range(2):
+        table = P.read_parquet(f"{store_root}gen/f{i}.parquet")
+        assert table.num_columns == 8 and table.num_rows == 2**20 // 32
+    if not store_root.startswith("file://"):
+        return
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "s3dlio.cli",
+            "put",
+            "-o",
+            "parquet",
+            "-n",
+            "1",
+            "-s",
+            "200KiB",
+            store_root + "cli/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    [uri] = s3dlio.list(store_root + "cli/")
+    assert pq.ParquetFile(parse_uri(uri).key).metadata.num_rows == 200 * 1024 // 32
+
+
+# -- the original's index -----------------------------------------------------------------------
+
+
+def test_parquet_index(file_root: str) -> None:
+    uri = file_root + "idx.parquet"
+    data = parquet_bytes(mixed_table(250), row_group_size=100)
+    s3dlio.put_bytes(uri, data)
+    meta = pq.ParquetFile(io.BytesIO(data)).metadata
+    idx = s3dlio.PyParquetIndex()
+    assert not idx.is_indexed(uri) and idx.file_rg_count(uri) is None
+    idx.ensure_indexed([uri, uri], epoch=1, batch_size=4)
+    assert idx.is_indexed(uri) and idx.file_count() == 1 and idx.file_rg_count(uri) == 3
+    rg, offset, length = idx.rg_lookup(uri, 150)
+    assert rg == 1 and (offset, length) == idx.rg_range(uri, 1)
+    chunks = [meta.row_group(1).column(j) for j in range(meta.num_columns)]
+    start = min(c.dictionary_page_offset or c.data_page_offset for c in chunks)
+    assert offset == start and length == sum(c.total_compressed_size for c in chunks)
+    assert bytes(s3dlio.get_range(uri, offset, length)) == bytes(
+        s3dlio.parquet_get_rg(uri, 1, decode="raw")
+    )
+    assert idx.rg_for_sample(uri, 249) == 2 and idx.rg_for_sample(uri, 10_000) == 2
+    assert not idx.was_fetched(uri, 1, 1)
+    assert idx.check_and_mark(uri, 1, 1) is False and idx.check_and_mark(uri, 1, 1) is True
+    assert idx.was_fetched(uri, 1, 1) and not idx.was_fetched(uri, 1, 2)
+    idx.mark_fetched(uri, 0, 2)
+    assert idx.was_fetched(uri, 0, 2)
+    with pytest.raises(IndexError):
+        idx.rg_range(uri, 3)
+    with pytest.raises(InvalidArgumentError, match="not indexed"):
+        idx.rg_range(file_root + "other.parquet", 0)
+    one_col = s3dlio.PyParquetIndex(col_indices=[1])
+    one_col.ensure_indexed([uri])
+    x = meta.row_group(2).column(1)
+    x_start = x.dictionary_page_offset or x.data_page_offset
+    assert one_col.rg_range(uri, 2) == (x_start, x.total_compressed_size)
+    idx.invalidate_uri(uri)
+    assert idx.file_count() == 0
+    idx.ensure_indexed([uri])
+    idx.clear()
+    assert len(idx) == 0
+
+
+# -- the original reads the same -----------------------------------------------------------------
+
+_ROOT = Path(__file__).resolve().parents[2]
+ORIGINAL = _ROOT / ".venv-original" / "bin" / "python"
+
+ORIGINAL_SCRIPT = """
+import json, sys, s3dlio
+base, local = sys.argv[1], sys.argv[2]
+s3dlio.generate_and_write_parquet(base + "o1.parquet", 5, 300, 4)
+s3dlio.generate_and_write_parquet_schema(base + "o2.parquet", [("emb", 8), ("y", 1)], 40, 3)
+out = {}
+for name in ("o1", "o2", "ours"):
+    uri = base + name + ".parquet"
+    out[name] = {"offsets": s3dlio.parquet_rg_row_offsets(uri)}
+    for rg in range(len(out[name]["offsets"]) - 1):
+        for cols in (None, [1], [0, 1]):
+            for decode in ("arrow", "raw"):
+                data = bytes(s3dlio.parquet_get_rg(uri, rg, col_indices=cols, decode=decode))
+                open(f"{local}{name}-{rg}-{cols}-{decode}.bin", "wb").write(data)
+print(json.dumps(out))
+"""
+
+
+def test_same_answers_as_the_original(file_root: str) -> None:
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    if not ORIGINAL.exists():
+        pytest.skip(f"the original wheel is not installed ({ORIGINAL} missing)")
+    s3dlio.generate_and_write_parquet_schema(
+        file_root + "ours.parquet", [("a", 3), ("b", 1)], 25, 2
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    done = subprocess.run(
+        [str(ORIGINAL), "-c", ORIGINAL_SCRIPT, file_root, parse_uri(file_root).key],
+        cwd=tempfile.gettempdir(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    theirs = json.loads(done.stdout)
+    base = parse_uri(file_root).key
+    for name, info in theirs.items():
+        uri = f"{file_root}{name}.parquet"
+        assert s3dlio.parquet_rg_row_offsets(uri) == info["offsets"]
+        for rg in range(len(info["offsets"]) - 1):
+            for cols in (None, [1], [0, 1]):
+                raw = Path(f"{base}{name}-{rg}-{cols}-raw.bin").read_bytes()
+                assert bytes(s3dlio.parquet_get_rg(uri, rg, cols, decode="raw")) == raw
+                arrow = Path(f"{base}{name}-{rg}-{cols}-arrow.bin").read_bytes()
+                want = pa.ipc.open_stream(arrow).read_all()
+                got = pa.ipc.open_stream(s3dlio.parquet_get_rg(uri, rg, cols)).read_all()
+                assert same(got, want), (name, rg, cols)
