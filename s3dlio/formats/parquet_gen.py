@@ -119,7 +119,7 @@ def generate_parquet_bytes_schema(
     cols = _columns(columns)
     _check_sizes(rows_per_rg, num_row_groups)
     sink = pa.BufferOutputStream()
-    with pq.ParquetWriter(sink, _schema(cols), **_WRITE) as writer:  # type: ignore[arg-type]
+    with pq.ParquetWriter(sink, _schema(cols), **_WRITE) as writer:
         for table in _row_groups(cols, rows_per_rg, num_row_groups, seed):
             writer.write_table(table, row_group_size=rows_per_rg)
     buf = sink.getvalue()
@@ -218,7 +218,7 @@ def generate_and_write_parquet_schema_streaming(
     producer.start()
     try:
         sink = pa.PythonFile(writer, mode="w")
-        with pq.ParquetWriter(sink, _schema(cols), **_WRITE) as pwriter:  # type: ignore[arg-type]
+        with pq.ParquetWriter(sink, _schema(cols), **_WRITE) as pwriter:
             while (table := ready.get()) is not _DONE:
                 if isinstance(table, BaseException):
                     raise table
