@@ -21,6 +21,7 @@ SUITES = {
     "s3": "benchmarks.suite_s3",
     "tfrecord": "benchmarks.suite_tfrecord",
     "formats": "benchmarks.suite_formats",
+    "parquet": "benchmarks.suite_parquet",
     "loader": "benchmarks.suite_loader",
     "checkpoint": "benchmarks.suite_checkpoint",
 }

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENV=benchmarks/.venv-peers
-STAMP="$VENV/.installed-v1"
+STAMP="$VENV/.installed-v2"
 PEERS=(
   "s3dlio==0.10.0"
   "s3torchconnector"
@@ -20,6 +20,7 @@ PEERS=(
   "torch==2.13.0"
   "moto[server]"
   "gunicorn"
+  "pyarrow"
 )
 
 if [ ! -f "$STAMP" ]; then

@@ -43,7 +43,7 @@ from ..io import ops
 from ..io.buffers import BytesView
 from ..io.config import KiB, MiB, parse_size
 from ..io.executor import bounded_map, run_claimed
-from ..io.listing import select
+from ..io.listing import has_glob, select
 from ..io.range_engine import fetch
 from ..io.store import HasStores, ObjectStore, backend_for
 from ..io.uri import ObjectURI, parse_uri
@@ -471,9 +471,10 @@ def read_row_group(
 
 
 def expand_parquet_uris(uri_or_prefix: URI | Sequence[URI], client: Client = None) -> list[str]:
-    """The Parquet objects a URI names: itself when it names one object, else the objects a
-    prefix (``.../``) or glob selects whose keys end in ``.parquet``/``.parq``/``.pq``, in
-    key order; a list is taken as given.
+    """The Parquet objects a URI names: itself when it names one object (a key without a
+    trailing ``/`` or glob: nothing is listed), else the objects a prefix (``.../``) or glob
+    selects whose keys end in ``.parquet``/``.parq``/``.pq``, in key order; a list is taken
+    as given.
 
     Raises:
         NotFoundError: nothing is selected.
@@ -481,6 +482,8 @@ def expand_parquet_uris(uri_or_prefix: URI | Sequence[URI], client: Client = Non
     if not isinstance(uri_or_prefix, (str, ObjectURI, os.PathLike)):
         return [str(parse_uri(u, allow_bare=True)) for u in uri_or_prefix]
     parsed = parse_uri(uri_or_prefix, allow_bare=True)
+    if parsed.key and not parsed.key.endswith("/") and not has_glob(parsed.key):
+        return [str(parsed)]  # one object: no listing (a directory needs its trailing "/")
     found = []
     for meta in select(parsed, recursive=True, client=client):
         if meta.is_prefix:
