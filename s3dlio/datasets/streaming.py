@@ -200,7 +200,12 @@ class StreamSampler(EpochSampler):
 
     def next_start(self, layout: WorldLayout | None = None) -> tuple[int, int]:
         """``(0, 0)``: a loader counts the batches of each pass from zero (the resume point
-        itself travels to the workers with the dataset)."""
+        itself travels to the workers with the dataset).
+
+        :class:`~s3dlio.torch.ResumableDataLoader` calls it just before it starts the pass's
+        workers, which then report how many they are.
+        """
+        self._shared[0] = 0
         return 0, 0
 
     def sequence_length(self, global_offset: int = 0, layout: WorldLayout | None = None) -> int:
@@ -215,7 +220,6 @@ class StreamSampler(EpochSampler):
             self._armed = True
             self._mode = "loader"
             self._loader_seen = 0
-            self._shared[0] = 0
         else:
             self._loader_seen = int(samples_seen)
 
