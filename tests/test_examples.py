@@ -33,6 +33,7 @@ def test_demo_quick_on_its_embedded_server() -> None:
     [
         "storage_api.py",
         "formats.py",
+        "parquet.py",
         "oplog.py",
         "checkpoint.py",
         "jax_pipeline.py",
