@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench setup clean
+.PHONY: demo test lint dist bench setup clean
 
 setup: $(STAMP)
 
@@ -41,9 +41,17 @@ bench: $(STAMP)
 	bash benchmarks/setup.sh
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
+LINT_PATHS := s3dlio tests examples benchmarks scripts
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check s3dlio tests examples
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy s3dlio
 
+# Release check: sdist + wheel (no deprecation warning), twine check, the wheel installed into
+# fresh venvs (no extras, then [all]) and smoke-tested by scripts/smoke_dist.py. Output in dist/.
+dist: $(STAMP)
+	PY=$(PY) PYTHON=$(PYTHON) bash scripts/dist.sh
+
 clean:
-	rm -rf $(VENV) .venv-original node_modules build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-original node_modules build dist *.egg-info .pytest_cache
