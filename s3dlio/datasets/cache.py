@@ -12,7 +12,8 @@ later epochs read it from local disk instead of the network:
   another process) sees a whole file or none, never a torn one. Two processes filling the same
   shard at once both write their own temp file; the last rename wins with identical bytes.
 - **Bounded, LRU**: after each new copy, the least recently used files are deleted until the
-  directory holds at most ``max_bytes`` (a hit marks a file used by touching its mtime).
+  directory holds at most ``max_bytes`` (a hit marks a file used by setting its access time;
+  its modification time, part of a local file's version, stays).
   Eviction runs under an exclusive ``fcntl`` lock on ``directory/.lock`` so two processes never
   count the directory at the same time; readers take no lock (a file deleted while open stays
   readable through its descriptor on POSIX). Temp files being written are not counted; temp
@@ -45,7 +46,7 @@ class CacheEntry:
     Attributes:
         path: Its local path.
         size: Its size in bytes.
-        used: Last use (mtime, seconds since the epoch).
+        used: Last use (access or modification time, seconds since the epoch).
     """
 
     path: str
@@ -102,9 +103,10 @@ class ShardCache:
         """The path of a complete copy of this version of ``uri``, marked as used; else ``None``."""
         path = self.path_for(uri, size, etag)
         try:
-            if os.stat(path).st_size != size:
+            st = os.stat(path)
+            if st.st_size != size:
                 return None
-            os.utime(path)
+            os.utime(path, ns=(time.time_ns(), st.st_mtime_ns))  # used now; content unchanged
         except OSError:
             return None
         return path
@@ -163,7 +165,7 @@ class ShardCache:
                     _unlink(item.path)
                 continue
             if item.name.endswith(SUFFIX):
-                out.append(CacheEntry(item.path, st.st_size, st.st_mtime))
+                out.append(CacheEntry(item.path, st.st_size, max(st.st_atime, st.st_mtime)))
         return out
 
     def entries(self) -> list[CacheEntry]:

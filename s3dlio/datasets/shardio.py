@@ -20,6 +20,8 @@ and a shard read from the store is written to the cache as its parts pass by.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, wait
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from ..errors import IntegrityError, NotFoundError
 from ..formats.blocks import BufferPool, FetchStats, Window
 from ..io import ops
-from ..io.backends.file import FileStore
+from ..io.backends.file import FileReadStream, FileStore
 from ..io.executor import get_executor
 from ..io.range_engine import fetch
 from ..io.rangefile import RangeReader
@@ -60,20 +62,45 @@ class Shard:
 
 
 class _Source:
-    """Where one shard's bytes come from (the store, or a cached copy) and how to read them."""
+    """Where one shard's bytes come from (the store, or a cached copy) and how to read them.
 
-    __slots__ = ("backend", "cached", "fill", "reader", "uri")
+    A cached copy is opened once (through the file backend) and read with ``preadv`` on that
+    descriptor: its name holds the version, so its bytes never change, and the open
+    descriptor keeps them readable even if another process evicts the file or renames an
+    identical copy over it meanwhile.
+    """
+
+    __slots__ = ("_lock", "_stream", "backend", "cached", "fill", "reader", "uri")
 
     def __init__(self, uri: ObjectURI, backend: ObjectStore, cached: bool) -> None:
         self.uri = uri
         self.backend = backend
         self.cached = cached
         self.reader: RangeReader | None = None
-        if type(backend) is FileStore:
+        self._stream: FileReadStream | None = None
+        self._lock = threading.Lock()
+        if type(backend) is FileStore and not cached:
             self.reader = RangeReader(uri, backend=backend)
         self.fill: CacheFill | None = None
 
+    def _cached_fd(self) -> int:
+        with self._lock:
+            if self._stream is None:
+                stream = self.backend.open_read(self.uri, 0, None)
+                assert isinstance(stream, FileReadStream)
+                self._stream = stream
+            return self._stream.fd
+
     def read(self, offset: int, dst: memoryview, etag: str | None) -> int:
+        if self.cached:
+            fd = self._cached_fd()
+            done = 0
+            while done < len(dst):
+                got = os.preadv(fd, [dst[done:]], offset + done)
+                if not got:
+                    break
+                done += got
+            return done
         if self.reader is not None:
             return self.reader.read_into(offset, dst)[0]
         result = fetch(
@@ -91,6 +118,9 @@ class _Source:
     def close(self) -> None:
         if self.reader is not None:
             self.reader.close()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
         if self.fill is not None:
             self.fill.abort()
             self.fill = None
