@@ -24,6 +24,7 @@ SUITES = {
     "parquet": "benchmarks.suite_parquet",
     "loader": "benchmarks.suite_loader",
     "checkpoint": "benchmarks.suite_checkpoint",
+    "dcp": "benchmarks.suite_dcp",
 }
 
 

@@ -9,10 +9,10 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENV=benchmarks/.venv-peers
-STAMP="$VENV/.installed-v2"
+STAMP="$VENV/.installed-v3"
 PEERS=(
   "s3dlio==0.10.0"
-  "s3torchconnector"
+  "s3torchconnector[dcp]"
   "tfrecord"
   "boto3"
   "s3transfer"

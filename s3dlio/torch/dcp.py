@@ -63,6 +63,7 @@ from torch.futures import Future
 from ..errors import IntegrityError, InvalidArgumentError, NotFoundError, S3DlioError
 from ..io import ops
 from ..io.buffers import BytesView
+from ..io.config import RangeEngineConfig, parse_size
 from ..io.executor import run_claimed
 from ..io.range_engine import fetch
 from ..io.store import HasStores, backend_for
@@ -355,6 +356,8 @@ class StorageReader(_DCPStorageReader):
         uri: The checkpoint "directory"; ``dcp.load(checkpoint_id=...)`` replaces it.
         client: The :class:`s3dlio.Client` to read through (default: the default client).
         max_in_flight: Range requests running at once per rank.
+        range_size: Bytes per range request when a needed span of an object is large
+            (``"8MiB"`` accepted; S3's recommended size, and s3torchconnector's part size).
 
     Errors (inside DCP's ``CheckpointException``, per rank): ``NotFoundError`` when the URI
     holds no checkpoint (no ``.metadata``) or a shard object is missing; ``IntegrityError``
@@ -368,6 +371,7 @@ class StorageReader(_DCPStorageReader):
         *,
         client: HasStores | None = None,
         max_in_flight: int = 16,
+        range_size: int | str = 8 << 20,
     ) -> None:
         super().__init__()
         if not isinstance(max_in_flight, int) or max_in_flight < 1:
@@ -377,6 +381,8 @@ class StorageReader(_DCPStorageReader):
         self.uri = _checkpoint_uri(uri)
         self.client = client
         self.max_in_flight = max_in_flight
+        size = parse_size(range_size)
+        self._ranges = RangeEngineConfig(threshold=size, chunk_size=size)
         self.storage_data: dict[MetadataIndex, Any] = {}
         self.load_id = uuid.uuid4().hex
         #: The first s3dlio error this reader raised inside DCP (which wraps it), if any.
@@ -458,6 +464,7 @@ class StorageReader(_DCPStorageReader):
                 uri,
                 span.start,
                 span.end - span.start,
+                config=self._ranges,
                 op="GET_RANGE",
             )
             if result.nbytes != span.end - span.start:
