@@ -279,3 +279,32 @@ def test_an_import_without_an_extra_fails_naming_module_import_and_fix(tmp_path:
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"{probe}:8 imports 'webdataset', which is neither")
     assert "add a row 'webdataset': {extra: requirement}" in problems[0]
+
+
+def test_the_version_is_written_once_and_read_from_the_metadata() -> None:
+    import s3dlio
+
+    written = _pyproject()["version"]
+    assert metadata.version("s3dlio") == written, "stale install: run make setup"
+    assert s3dlio.__version__ == written
+    literals = [
+        node.lineno
+        for node in ast.walk(ast.parse((PACKAGE / "__init__.py").read_text()))
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets)
+        and isinstance(node.value, ast.Constant)
+    ]
+    assert not literals, f"s3dlio/__init__.py:{literals} writes the version; pyproject.toml only"
+
+
+def test_s3_cli_prints_the_version() -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "s3dlio.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"s3-cli (s3dlio) {_pyproject()['version']}"
