@@ -219,7 +219,12 @@ def iter_members(windows: Iterable[Window], *, uri: str, base: int = 0) -> Itera
                 name = prefix + b"/" + name
         data = reader.read(size)
         if len(data) < size:
-            raise _truncated(uri, at, "member", BLOCK + size, BLOCK + len(data))
+            error = _truncated(uri, at, "member", BLOCK + size, BLOCK + len(data))
+            if kind in _REGULAR:
+                error.member = (  # type: ignore[attr-defined]
+                    pax.get("path") or long_name or name.decode("utf-8", "surrogateescape")
+                )
+            raise error
         reader.skip(-size % BLOCK)
         if kind in (b"x", b"X"):
             pax = _pax(data)
@@ -256,12 +261,25 @@ def group_samples(
 ) -> Iterator[tuple[dict[str, Any], int]]:
     """WebDataset samples of one shard's members, with the offset of each sample's first member.
 
+    When the members end in an error, the sample being assembled is yielded first if the
+    error names a member of another sample (it is complete then), and dropped otherwise.
+
     Raises:
-        IntegrityError: one sample holds two files with the same extension.
+        IntegrityError: one sample holds two files with the same extension, or the members'.
     """
     sample: dict[str, Any] | None = None
     first = 0
-    for member in members:
+    source = iter(members)
+    while True:
+        try:
+            member = next(source)
+        except StopIteration:
+            break
+        except IntegrityError as exc:
+            cut = split_key(getattr(exc, "member", "") or "")
+            if sample is not None and cut is not None and cut[0] != sample["__key__"]:
+                yield sample, first
+            raise
         if _skipped(member.name):
             continue
         parts = split_key(member.name)
