@@ -5,14 +5,20 @@ loader's threads), sharded across JAX processes by ``jax.process_index()`` /
 ``jax.process_count()`` (or explicit ``rank``/``world_size``), shuffled per epoch and
 resumable like every s3dlio dataset. It yields NumPy ``uint8`` arrays over the fetched
 buffers (no copy), or ``jax.Array`` with ``output="jax"``.
+
+Given a :class:`~s3dlio.datasets.streaming.StreamingDataset` instead of a URI, it iterates
+that dataset's records (shards read sequentially, shuffle buffer, its resume state), batched the
+same way: ``bytes`` records become ``uint8`` arrays, decoded records pass as they are.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+
 
 try:
     import jax
@@ -52,7 +58,9 @@ class JaxIterable(Resumable):
     shapes (after ``transform``), else a list.
 
     Args:
-        uri: Prefix, exact object or glob, on any backend.
+        uri: Prefix, exact object or glob, on any backend; or a
+            :class:`~s3dlio.datasets.streaming.StreamingDataset` (its own options then apply:
+            ``loader_opts`` gives only ``batch_size`` and ``drop_last``).
         loader_opts: :class:`~s3dlio.LoaderOptions` (or dict).
         transform: Called on each item (a 1-D ``uint8`` array) before batching.
         output: ``"numpy"`` or ``"jax"`` (``jax.numpy.asarray`` of each item or batch).
@@ -75,6 +83,14 @@ class JaxIterable(Resumable):
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         self.options = opts = coerce_options(loader_opts)
+        self.transform = transform
+        self.output = output
+        self._loader: AsyncLoader | None = None
+        self.stream: Any = uri if _is_stream(uri) else None
+        if self.stream is not None:
+            self.dataset = self.stream
+            self.sampler = self.stream.sampler
+            return
         self.dataset = dataset if dataset is not None else create_dataset(uri, opts)
         rank, world = opts.rank, opts.world_size
         if rank is None:
@@ -82,9 +98,6 @@ class JaxIterable(Resumable):
         self.sampler = EpochSampler(
             len(self.dataset), shuffle=opts.shuffle, seed=opts.seed, rank=rank, world_size=world
         )
-        self.transform = transform
-        self.output = output
-        self._loader: AsyncLoader | None = None
 
     @classmethod
     def from_prefix(
@@ -154,11 +167,11 @@ class JaxIterable(Resumable):
 
     def __iter__(self) -> Iterator[Any]:
         size, drop_last = self.options.batch_size, self.options.drop_last
-        passage = iter(self.loader)
+        passage: Any = iter(self.stream) if self.stream is not None else iter(self.loader)
         batch: list[Any] = []
         try:
             for view in passage:
-                item = np.frombuffer(view, dtype=np.uint8)
+                item = _as_item(view)
                 if self.transform is not None:
                     item = self.transform(item)
                 if size == 1:
@@ -174,7 +187,13 @@ class JaxIterable(Resumable):
             passage.close()
 
     def __len__(self) -> int:
-        """Items (``batch_size=1``) or batches this process visits per epoch."""
+        """Items (``batch_size=1``) or batches this process visits per epoch.
+
+        Raises:
+            TypeError: over a streaming dataset (its record count is known only once read).
+        """
+        if self.stream is not None:
+            raise TypeError("len() of a JaxIterable over a StreamingDataset is not known")
         items = len(self.sampler)
         size = self.options.batch_size
         if size == 1:
@@ -193,6 +212,19 @@ class JaxIterable(Resumable):
     def devices(self) -> list[Any]:
         """This process's local JAX devices (where ``output="jax"`` arrays land)."""
         return list(jax.local_devices())
+
+
+def _is_stream(source: Any) -> bool:
+    if isinstance(source, (str, ObjectURI)) or "s3dlio.datasets.streaming" not in sys.modules:
+        return False
+    return isinstance(source, sys.modules["s3dlio.datasets.streaming"].StreamingDataset)
+
+
+def _as_item(value: Any) -> Any:
+    """A loader's buffer or a streamed raw record as a ``uint8`` array; anything else as is."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return np.frombuffer(value, dtype=np.uint8)
+    return value
 
 
 S3JaxIterable = JaxIterable
