@@ -36,6 +36,7 @@ def test_demo_quick_on_its_embedded_server() -> None:
         "parquet.py",
         "oplog.py",
         "checkpoint.py",
+        "dcp_checkpoint.py",
         "jax_pipeline.py",
         "train_torch.py",
     ],

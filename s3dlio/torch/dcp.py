@@ -387,6 +387,7 @@ class StorageReader(_DCPStorageReader):
         self.load_id = uuid.uuid4().hex
         #: The first s3dlio error this reader raised inside DCP (which wraps it), if any.
         self.last_error: S3DlioError | None = None
+        self._prefetched: Metadata | None = None  # read by :func:`load` before DCP asks
 
     def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
         """Start a new load (from ``checkpoint_id`` if given)."""
@@ -403,8 +404,12 @@ class StorageReader(_DCPStorageReader):
             NotFoundError: the URI holds no (complete) checkpoint.
             IntegrityError: the file is not a DCP checkpoint's metadata.
         """
+        rank = kwargs.get("rank")
+        if rank is None and self._prefetched is not None:
+            metadata, self._prefetched = self._prefetched, None
+            return metadata
         try:
-            return self._read_metadata(kwargs.get("rank"))
+            return self._read_metadata(rank)
         except S3DlioError as exc:
             if self.last_error is None:
                 self.last_error = exc
@@ -620,6 +625,7 @@ def load(
         IntegrityError: not a DCP checkpoint, a short shard, or a CRC32C mismatch.
     """
     reader = StorageReader(uri, client=client, max_in_flight=max_in_flight)
+    reader._prefetched = reader.read_metadata()  # a missing checkpoint: raised here, typed
     _unwrapped(
         lambda no_dist: dcp.load(
             state_dict,
