@@ -49,7 +49,7 @@ def run(base: str) -> None:
     dcp.load(target, storage_reader=StorageReader(f"{base}/step-100"))
     fresh.load_state_dict(target["model"])
     assert target["step"] == 100
-    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), net.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.parameters(), net.parameters(), strict=True))
     print(f"dcp.save/dcp.load through s3dlio: {base}/step-100 ok")
 
     # 2. the one-call helpers raise s3dlio's typed errors (DCP wraps them otherwise)
