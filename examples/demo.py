@@ -5,8 +5,10 @@
    environment's credentials).
 2. Generate an image-like dataset as TFRecord shards (``tf.train.Example`` records: a 32x32 RGB
    image, a label, an id) with the streaming writer, and build each shard's index.
-3. Train a small CNN through ``TFRecordDataset`` + ``DataLoader(num_workers=2)``: each record is
-   one range GET, shuffled per epoch, loaded by worker processes.
+3. Train a small CNN through ``StreamingDataset`` + ``ResumableDataLoader(num_workers=2)``: each
+   shard is read front to back in large range GETs (a handful of requests per epoch instead of
+   one per record), shuffled by shard order and a shuffle buffer, by worker processes. The
+   map-style ``TFRecordDataset`` stays for random access (one range GET per record).
 4. Checkpoint model, optimizer and the loader's position every N steps.
 5. Simulate a crash mid-epoch, then resume from ``load_latest()``: the restored loader yields
    exactly the records the crashed run had not consumed.
@@ -34,6 +36,7 @@ from torch import nn
 
 import s3dlio
 from s3dlio.checkpoint import CheckpointStore
+from s3dlio.datasets.streaming import StreamingDataset
 from s3dlio.formats.example import encode_example
 from s3dlio.formats.tfrecord import TFRecordWriter
 from s3dlio.io.oplog import read_op_log, worker_log_paths
@@ -167,12 +170,19 @@ class Trainer:
 
     def __post_init__(self) -> None:
         torch.manual_seed(0)
-        self.dataset = TFRecordDataset(self.root, decode=True, transform=to_sample)
+        self.dataset = StreamingDataset(
+            self.root,  # the shards; their .idx files are left out
+            format="tfrecord",
+            shuffle=True,
+            seed=7,
+            shuffle_buffer=256,
+            decode=True,
+            transform=to_sample,
+        )
         self.loader = ResumableDataLoader(
             self.dataset,
             batch_size=self.plan.batch,
             num_workers=2,
-            sampler=self.dataset.sampler(shuffle=True, seed=7),
             multiprocessing_context="fork",
         )
         self.model = make_model()
@@ -245,8 +255,8 @@ class Trainer:
             )
 
 
-def train(root: str, ckpt_root: str, plan: Plan, report: Report) -> None:
-    """Train, crash, resume, finish; fill the report."""
+def train(root: str, ckpt_root: str, plan: Plan, report: Report) -> int:
+    """Train, crash, resume, finish; fill the report; return the samples loaded."""
     say(
         f"training {plan.steps} steps (batch {plan.batch}, 2 DataLoader workers), "
         f"checkpoint every {plan.checkpoint_every}, crash at step {plan.crash_at}"
@@ -282,22 +292,38 @@ def train(root: str, ckpt_root: str, plan: Plan, report: Report) -> None:
         f"{len(saves)} saved, mean {1000 * sum(saves) / len(saves):.0f} ms; "
         f"load {1000 * load_seconds:.0f} ms; kept {[c.step for c in kept]}",
     )
+    return samples
 
 
-def summarize_op_log(log: str, report: Report) -> None:
+def random_access(root: str, plan: Plan, report: Report) -> None:
+    """The map-style dataset stays for random access: any record with one range GET."""
+    dataset = TFRecordDataset(root, decode=True)
+    i = plan.records // 2
+    report.add("random access", f"record {i} has id {int(dataset[i]['id'][0])} (one range GET)")
+
+
+def summarize_op_log(log: str, report: Report, plan: Plan, samples: int) -> None:
     """Count the operations of this process and of its DataLoader workers (their own files)."""
     workers = worker_log_paths(log)
     counts: Counter[str] = Counter()
-    nbytes = 0
+    nbytes = data_gets = 0
     for path in [log, *workers]:
         for row in read_op_log(path):
             counts[row["op"]] += 1
             nbytes += int(row["bytes"])
+            data_gets += row["op"] in ("GET", "GET_RANGE") and row["file"].endswith(".tfrecord")
     by_op = ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))
     report.add(
         "op-log",
         f"{sum(counts.values())} requests ({len(workers)} worker logs), "
         f"{nbytes / 1e6:.1f} MB: {by_op}",
+    )
+    epochs = samples / plan.records
+    report.add(
+        "requests per epoch",
+        f"{data_gets / epochs:.1f} range GETs of the shards ({data_gets} for {epochs:.2f} "
+        f"epochs of {plan.records} records, resume included); a map-style dataset makes one "
+        f"per record ({plan.records} per epoch)",
     )
 
 
@@ -327,12 +353,15 @@ def main(argv: list[str] | None = None) -> None:
         log = os.path.join(logdir, "ops.tsv.zst")
         s3dlio.init_op_log(log)
         try:
-            generate(base + "data/", plan, report)
-            train(base + "data/", base + "checkpoints/", plan, report)
+            try:
+                generate(base + "data/", plan, report)
+                samples = train(base + "data/", base + "checkpoints/", plan, report)
+            finally:
+                s3dlio.finalize_op_log()
+            random_access(base + "data/", plan, report)  # after the log: not a training request
         finally:
-            s3dlio.finalize_op_log()
             s3dlio.delete(base, recursive=True)
-        summarize_op_log(log, report)
+        summarize_op_log(log, report, plan, samples)
     say(f"summary ({time.perf_counter() - started:.0f} s)")
     width = max(len(what) for what, _ in report.rows)
     for what, value in report.rows:
