@@ -57,10 +57,12 @@ from .api import (
     upload,
     upload_async,
 )
+from .client import Client, configure, configure_s3, default_client
 from .errors import (
     BatchError,
     CancelledError,
     IntegrityError,
+    InvalidArgumentError,
     InvalidURIError,
     IsDirectoryError,
     NotFoundError,
@@ -72,7 +74,8 @@ from .errors import (
     UnsupportedOperationError,
 )
 from .io.buffers import BytesView
-from .io.config import RangeEngineConfig, RetryConfig, Settings, configure, parse_size
+from .io.client_config import ClientConfig
+from .io.config import RangeEngineConfig, RetryConfig, Settings, parse_size
 from .io.datagen import Generator, generate_data, generate_into_buffer
 from .io.oplog import finalize_op_log, init_op_log, is_op_log_active, op_log_stats
 from .io.store import ObjectMeta, ObjectStore, register_backend
@@ -101,7 +104,6 @@ _LAZY: dict[str, str] = {
     "PyCheckpointStore": "s3dlio.checkpoint",
     "PyCheckpointWriter": "s3dlio.checkpoint",
     "PyLoaderOptions": "s3dlio.datasets",
-    "configure_s3": "s3dlio.io.backends.s3",
     "create_async_loader": "s3dlio.datasets",
     "create_dataset": "s3dlio.datasets",
     "create_tfrecord_index": "s3dlio.formats.tfrecord_index",
@@ -178,8 +180,11 @@ __all__ = [
     "CancelledError",
     "CheckpointConfig",
     "CheckpointStore",
+    "Client",
+    "ClientConfig",
     "Generator",
     "IntegrityError",
+    "InvalidArgumentError",
     "InvalidURIError",
     "IsDirectoryError",
     "LoaderOptions",
@@ -218,6 +223,7 @@ __all__ = [
     "create_gcs_writer",
     "create_s3_writer",
     "create_tfrecord_index",
+    "default_client",
     "delete",
     "delete_async",
     "delete_bucket",

@@ -15,6 +15,7 @@ import re
 
 __all__ = [
     "HTTP_STATUS_ERRORS",
+    "ArgumentTypeError",
     "BatchError",
     "CancelledError",
     "IntegrityError",
@@ -129,6 +130,11 @@ class PermissionDeniedError(S3DlioError, PermissionError):
 
 class InvalidArgumentError(S3DlioError, ValueError):
     """An argument, option or setting that is not valid (unknown name, wrong type or value)."""
+
+
+class ArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type (a ``str`` where bytes are needed, ...); also a
+    ``TypeError``, as Python code expects."""
 
 
 class InvalidURIError(InvalidArgumentError):

@@ -22,7 +22,6 @@ from s3dlio import (
     RetryConfig,
     ThrottledError,
 )
-from s3dlio.io.backends import s3 as s3mod
 from s3dlio.io.config import Settings, reset_settings, settings
 from s3dlio.io.retry import retry_stats
 from s3dlio.io.store import backend_for
@@ -239,7 +238,7 @@ def test_keep_alive_through_the_proxy(proxy: FaultProxy, root: str) -> None:
     uri = root + "ka.bin"
     s3dlio.put_bytes(uri, b"kept alive")
     parsed = parse_uri(uri)
-    pool = s3mod._state().service(parsed).pool_for(parsed.bucket)[0]
+    pool = backend_for(parsed)._state().service(parsed).pool_for(parsed.bucket)[0]  # type: ignore[attr-defined]
     opened = pool.opened
     for _ in range(5):
         assert s3dlio.get(uri) == b"kept alive"
@@ -395,7 +394,7 @@ def test_get_many_follows_a_region_redirect(proxy: FaultProxy, root: str) -> Non
 def test_get_many_keeps_its_connections(proxy: FaultProxy, root: str) -> None:
     items = _objects(root, 16, size=1000)
     parsed = parse_uri(root)
-    pool = s3mod._state().service(parsed).pool_for(parsed.bucket)[0]
+    pool = backend_for(parsed)._state().service(parsed).pool_for(parsed.bucket)[0]  # type: ignore[attr-defined]
     s3dlio.get_many(items, max_in_flight=4)
     opened = pool.opened
     for _ in range(3):

@@ -22,7 +22,6 @@ import zstandard
 import s3dlio
 from s3dlio import IntegrityError, NotFoundError, PermissionDeniedError, RangeEngineConfig
 from s3dlio.io.backends import s3 as s3mod
-from s3dlio.io.backends import s3_client
 from s3dlio.io.buffers import buffer_address
 from s3dlio.io.config import Settings, reset_settings, settings
 from s3dlio.io.store import backend_for
@@ -107,7 +106,7 @@ def test_put_with_content_type_and_metadata(s3_root: str, moto_s3: MotoS3, boto:
     assert head["ETag"] == etag == f'"{hashlib.md5(b"{}").hexdigest()}"'
     assert head["ContentType"] == "application/json"
     assert head["Metadata"] == {"run": "7"}
-    with pytest.raises(s3dlio.InvalidURIError, match="ASCII"):
+    with pytest.raises(s3dlio.InvalidArgumentError, match="ASCII"):
         backend_for(uri).put(uri, memoryview(b"x"), metadata={"k": "caf\u00e9"})
 
 
@@ -317,7 +316,7 @@ def test_configure_s3_endpoint(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch)
         s3dlio.configure_s3()
     with pytest.raises(s3dlio.InvalidURIError):
         s3dlio.configure_s3(endpoint_url="localhost:9000")
-    with pytest.raises(s3dlio.InvalidURIError):
+    with pytest.raises(s3dlio.InvalidArgumentError, match="addressing_style"):
         s3dlio.configure_s3(addressing_style="sideways")
 
 
@@ -502,9 +501,10 @@ def _child_get(uri: str, queue: Any) -> None:
 
     try:
         data = s3dlio.get(uri)
-        state = s3_client.STATE
-        pool = s3mod._state().service(parse_uri(uri)).pool_for(parse_uri(uri).bucket)[0]
-        queue.put((bytes(data), state._pid == os.getpid(), pool.opened))
+        store = backend_for(uri)
+        states = store._states  # type: ignore[attr-defined]
+        pool = store._state().service(parse_uri(uri)).pool_for(parse_uri(uri).bucket)[0]  # type: ignore[attr-defined]
+        queue.put((bytes(data), states._pid == os.getpid(), pool.opened))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         queue.put(("error", repr(exc), 0))
 
@@ -520,7 +520,7 @@ def test_forked_child_uses_its_own_client_and_connections(
     s3dlio.put_bytes(uri, b"from the parent")
     assert s3dlio.get(uri) == b"from the parent"
     parsed = parse_uri(uri)
-    pool = s3mod._state().service(parsed).pool_for(parsed.bucket)[0]
+    pool = backend_for(parsed)._state().service(parsed).pool_for(parsed.bucket)[0]  # type: ignore[attr-defined]
     opened, idle = pool.opened, pool.idle
     assert idle >= 1
     ctx = multiprocessing.get_context("fork")

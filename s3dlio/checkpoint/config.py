@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import InvalidURIError
+from ..errors import InvalidArgumentError
 from ..io.config import MiB, parse_size
 from ..io.writer import WriterOptions
 from .manifest import parse_strategy
@@ -41,12 +41,12 @@ class CheckpointConfig:
         if level == 0:
             object.__setattr__(self, "compression_level", None)
         elif level is not None and not 1 <= int(level) <= 22:
-            raise InvalidURIError(f"compression_level must be 1-22 (or None), got {level}")
+            raise InvalidArgumentError(f"compression_level must be 1-22 (or None), got {level}")
         if self.keep_last is not None and int(self.keep_last) < 1:
-            raise InvalidURIError(f"keep_last must be >= 1 (or None), got {self.keep_last}")
+            raise InvalidArgumentError(f"keep_last must be >= 1 (or None), got {self.keep_last}")
         object.__setattr__(self, "part_size", parse_size(self.part_size))
         if int(self.max_in_flight) < 1:
-            raise InvalidURIError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
+            raise InvalidArgumentError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
 
     def writer_options(self) -> WriterOptions:
         """The streaming-writer options shards are written with."""

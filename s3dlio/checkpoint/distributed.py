@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..errors import InvalidURIError, S3DlioError
+from ..errors import InvalidArgumentError, S3DlioError
 from ..io import ops
 from ..io.store import backend_for
 from ..io.uri import ObjectURI
@@ -59,9 +59,9 @@ class CheckpointWriter:
 
     def __init__(self, store: CheckpointStore, world_size: int, rank: int) -> None:
         if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-            raise InvalidURIError(f"world_size must be an integer >= 1, got {world_size!r}")
+            raise InvalidArgumentError(f"world_size must be an integer >= 1, got {world_size!r}")
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise InvalidURIError(f"rank must be in 0..{world_size - 1}, got {rank!r}")
+            raise InvalidArgumentError(f"rank must be in 0..{world_size - 1}, got {rank!r}")
         self.store = store
         self.world_size = world_size
         self.rank = rank
@@ -128,12 +128,12 @@ class CheckpointWriter:
             The committed manifest key, on every rank.
 
         Raises:
-            InvalidURIError: no initialised ``torch.distributed`` group of this world size.
+            InvalidArgumentError: no initialised ``torch.distributed`` group of this world size.
             S3DlioError: some rank failed; nothing was committed.
         """
         current = dist_rank_world()
         if current != (self.rank, self.world_size):
-            raise InvalidURIError(
+            raise InvalidArgumentError(
                 f"CheckpointWriter.save needs an initialised torch.distributed group with rank "
                 f"{self.rank} of {self.world_size} (found {current}); use "
                 "save_distributed_shard + finalize_distributed_checkpoint otherwise"
@@ -186,8 +186,10 @@ class CheckpointWriter:
         """Delete this rank's shard of a checkpoint that will never be committed."""
         uri = self.store.base.join(meta["key"])
         try:
-            ops.delete(uri, missing_ok=True)
-            backend_for(uri).remove_empty_dirs(uri.with_key(uri.key.rsplit("/", 1)[0] + "/"))
+            ops.delete(uri, missing_ok=True, client=self.store.client)
+            backend_for(uri, self.store.client).remove_empty_dirs(
+                uri.with_key(uri.key.rsplit("/", 1)[0] + "/")
+            )
         except S3DlioError as exc:  # the next commit's sweep removes it anyway
             log.warning("could not delete uncommitted shard %s: %s", meta["key"], exc)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..errors import IntegrityError, InvalidURIError, NotFoundError
+from ..errors import IntegrityError, InvalidArgumentError, NotFoundError
 from ..io import ops
 from ..io.buffers import BytesView
+from ..io.store import HasStores
 from ..io.uri import ObjectURI, parse_uri
 from .manifest import SHARD_DIR, ManifestName
 from .shards import decompress, read_shard
@@ -24,19 +25,28 @@ _SHARD_RE = re.compile(r"(?:^|/)(ckpt-\d+-[^/]+)/rank-\d+\.bin(?:\.zst)?$")
 
 
 def save_checkpoint(
-    uri: str | ObjectURI, step: int, epoch: int, framework: str, data: Any, user_meta: Any = None
+    uri: str | ObjectURI,
+    step: int,
+    epoch: int,
+    framework: str,
+    data: Any,
+    user_meta: Any = None,
+    *,
+    client: HasStores | None = None,
 ) -> str:
     """Save a single-rank checkpoint under the base ``uri``; returns the manifest key."""
-    return CheckpointStore(uri).save(step, epoch, framework, data, user_meta)
+    return CheckpointStore(uri, client=client).save(step, epoch, framework, data, user_meta)
 
 
-def load_checkpoint(uri: str | ObjectURI, *, weights_only: bool = True) -> Any:
+def load_checkpoint(
+    uri: str | ObjectURI, *, weights_only: bool = True, client: HasStores | None = None
+) -> Any:
     """Load the newest checkpoint under the base ``uri`` (``None`` if there is none)."""
-    return CheckpointStore(uri).load_latest(weights_only=weights_only)
+    return CheckpointStore(uri, client=client).load_latest(weights_only=weights_only)
 
 
 def load_checkpoint_with_validation_view(
-    uri: str | ObjectURI, validate_integrity: bool = True
+    uri: str | ObjectURI, validate_integrity: bool = True, *, client: HasStores | None = None
 ) -> BytesView:
     """One shard, by its URI ``<base>/shards/.../rank-<r>.bin[.zst]``, as a zero-copy buffer.
 
@@ -45,25 +55,25 @@ def load_checkpoint_with_validation_view(
     is an error: the check is never skipped silently. A ``.zst`` shard is decompressed.
 
     Raises:
-        InvalidURIError: ``uri`` is not a checkpoint shard URI (when validating).
+        InvalidArgumentError: ``uri`` is not a checkpoint shard URI (when validating).
         IntegrityError: no manifest lists the shard, or it fails the check.
     """
     shard = parse_uri(uri)
     key = shard.key
     if not validate_integrity:
-        data = ops.get(shard)
+        data = ops.get(shard, client)
         return decompress(data, shard) if key.endswith(".zst") else data
     found = key.rfind("/" + SHARD_DIR)
     cut = found + 1 if found >= 0 else (0 if key.startswith(SHARD_DIR) else -1)
     match = _SHARD_RE.search(key)
     if cut < 0 or match is None:
-        raise InvalidURIError(
+        raise InvalidArgumentError(
             "not a checkpoint shard URI (expected '<base>/shards/.../rank-<r>.bin'); pass "
             "validate_integrity=False to read it without verification",
             uri=str(uri),
             op="GET",
         )
-    store = CheckpointStore(shard.with_key(key[:cut]))
+    store = CheckpointStore(shard.with_key(key[:cut]), client=client)
     relative = key[cut:]
     dirname = ManifestName.parse_dir(match.group(1))
     assert dirname is not None
@@ -73,8 +83,8 @@ def load_checkpoint_with_validation_view(
         manifest = store.manifest(name)
         for meta in manifest.shards if manifest is not None else ():
             if meta.key == relative:
-                return read_shard(store.base, meta, verify=True)
-    if not object_exists(shard):
+                return read_shard(store.base, meta, verify=True, client=client)
+    if not object_exists(shard, client):
         raise NotFoundError("no such shard", uri=str(uri), op="GET")
     raise IntegrityError(
         "no manifest lists this shard, so it cannot be verified (an unfinished save?)",
@@ -83,6 +93,8 @@ def load_checkpoint_with_validation_view(
     )
 
 
-def load_checkpoint_with_validation(uri: str | ObjectURI, validate_integrity: bool = True) -> bytes:
+def load_checkpoint_with_validation(
+    uri: str | ObjectURI, validate_integrity: bool = True, *, client: HasStores | None = None
+) -> bytes:
     """Like :func:`load_checkpoint_with_validation_view`, returning ``bytes`` (one copy)."""
-    return bytes(load_checkpoint_with_validation_view(uri, validate_integrity))
+    return bytes(load_checkpoint_with_validation_view(uri, validate_integrity, client=client))

@@ -27,7 +27,7 @@ from ..io.buffers import BytesView
 from ..io.config import KiB, MiB
 from ..io.executor import bounded_map
 from ..io.range_engine import fetch
-from ..io.store import backend_for
+from ..io.store import HasStores, backend_for
 from ..io.uri import ObjectURI
 from . import serializers
 from .manifest import ShardMeta
@@ -56,10 +56,10 @@ class _Ranged:
 
     concurrent = True
 
-    def __init__(self, uri: ObjectURI, size: int) -> None:
+    def __init__(self, uri: ObjectURI, size: int, client: HasStores | None) -> None:
         self.uri = uri
         self.size = self.limit = size
-        self.backend = backend_for(uri)
+        self.backend = backend_for(uri, client)
         self.etag: str | None = None
 
     def read(self, start: int, dest: memoryview) -> int:
@@ -187,7 +187,12 @@ def _run(source: _Ranged | _Stream, reads: list[_Read], crc: int | None) -> int 
 
 
 def load_shard(
-    base: ObjectURI, meta: ShardMeta, *, verify: bool = True, weights_only: bool = True
+    base: ObjectURI,
+    meta: ShardMeta,
+    *,
+    verify: bool = True,
+    weights_only: bool = True,
+    client: HasStores | None = None,
 ) -> Any:
     """What a shard holds: its tensor tree, or (for a bytes shard) a ``BytesView``.
 
@@ -199,7 +204,7 @@ def load_shard(
     uri = base.join(meta.key)
     source: _Ranged | _Stream
     if meta.key.endswith(".zst"):
-        stored = ops.get(uri)
+        stored = ops.get(uri, client)
         if verify and len(stored) != meta.size:
             raise IntegrityError(
                 f"shard is {len(stored)} bytes, the manifest says {meta.size}",
@@ -208,7 +213,7 @@ def load_shard(
             )
         source = _Stream(uri, stored)
     else:
-        source = _Ranged(uri, meta.size)
+        source = _Ranged(uri, meta.size, client)
     prefix = memoryview(bytearray(_PREFIX_LEN))
     got = source.read(0, prefix)
     data_start = serializers.header_size(prefix[:got])

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import IntegrityError, InvalidURIError
+from ..errors import IntegrityError, InvalidArgumentError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -62,7 +62,7 @@ def parse_strategy(name: str | None) -> str:
     """The canonical strategy name for ``name`` (``None`` means ``"flat"``).
 
     Raises:
-        InvalidURIError: not one of :data:`STRATEGIES` (a ``ValueError``).
+        InvalidArgumentError: not one of :data:`STRATEGIES` (a ``ValueError``).
     """
     if name is None:
         return "flat"
@@ -70,7 +70,7 @@ def parse_strategy(name: str | None) -> str:
     if canon == "roundrobin":
         canon = "round_robin"
     if canon not in STRATEGIES:
-        raise InvalidURIError(
+        raise InvalidArgumentError(
             f"unknown checkpoint strategy {name!r}; valid options: flat, round_robin, binary"
         )
     return canon
@@ -277,12 +277,12 @@ class Manifest:
         """The entry of ``rank``.
 
         Raises:
-            InvalidURIError: no shard for that rank (a ``ValueError``).
+            InvalidArgumentError: no shard for that rank (a ``ValueError``).
         """
         for meta in self.shards:
             if meta.rank == rank:
                 return meta
-        raise InvalidURIError(
+        raise InvalidArgumentError(
             f"checkpoint step {self.global_step} has no shard for rank {rank} "
             f"(world_size {self.world_size})"
         )

@@ -13,10 +13,11 @@ from typing import Any
 import crc32c
 import zstandard
 
-from ..errors import IntegrityError
+from ..errors import ArgumentTypeError, IntegrityError, InvalidArgumentError
 from ..io import ops
 from ..io.buffers import BytesView
 from ..io.config import MiB
+from ..io.store import HasStores
 from ..io.uri import ObjectURI
 from ..io.writer import ObjectWriter, WriterOptions
 from . import serializers
@@ -56,9 +57,10 @@ class ShardStream(io.RawIOBase):
         rank: int,
         timestamp: str,
         on_finalize: Callable[[ShardMeta], str | None] | None = None,
+        client: HasStores | None = None,
     ) -> None:
         super().__init__()
-        self._writer = ObjectWriter(base.join(key), options)
+        self._writer = ObjectWriter(base.join(key), options, client=client)
         self._base_key = base.join("").key
         self.key = self._writer.uri.key[len(self._base_key) :]
         self.step, self.epoch, self.rank, self.timestamp = step, epoch, rank, timestamp
@@ -100,7 +102,7 @@ class ShardStream(io.RawIOBase):
     def meta(self) -> ShardMeta:
         """The manifest entry of the finalized shard."""
         if self._meta is None:
-            raise ValueError("the shard is not finalized yet")
+            raise InvalidArgumentError("the shard is not finalized yet")
         return self._meta
 
     def finalize(self) -> dict[str, Any]:
@@ -166,7 +168,7 @@ def write_shard(stream: ShardStream, data: Any) -> ShardMeta:
     """
     if isinstance(data, str):
         stream.cancel()
-        raise TypeError("checkpoint data must be bytes-like or a tensor tree, not str")
+        raise ArgumentTypeError("checkpoint data must be bytes-like or a tensor tree, not str")
     with stream:
         if serializers.is_bytes_like(data):
             stream.write_borrowed(data)
@@ -230,7 +232,9 @@ def verify_shard(data: Any, meta: ShardMeta, uri: ObjectURI) -> None:
     verify_checksum(crc32c.crc32c(data), meta, uri)
 
 
-def read_shard(base: ObjectURI, meta: ShardMeta, *, verify: bool = True) -> BytesView:
+def read_shard(
+    base: ObjectURI, meta: ShardMeta, *, verify: bool = True, client: HasStores | None = None
+) -> BytesView:
     """The shard's bytes (decompressed when ``.zst``), checked against ``meta`` if ``verify``.
 
     Raises:
@@ -238,7 +242,7 @@ def read_shard(base: ObjectURI, meta: ShardMeta, *, verify: bool = True) -> Byte
         IntegrityError: wrong size or checksum (with ``verify``), or corrupt zstd data.
     """
     uri = base.join(meta.key)
-    stored = ops.get(uri)
+    stored = ops.get(uri, client)
     if verify and len(stored) != meta.size:
         raise IntegrityError(
             f"shard is {len(stored)} bytes, the manifest says {meta.size}", uri=str(uri), op="GET"

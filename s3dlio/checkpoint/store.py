@@ -25,10 +25,15 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import IntegrityError, InvalidURIError, NotFoundError, S3DlioError
+from ..errors import (
+    IntegrityError,
+    InvalidArgumentError,
+    NotFoundError,
+    S3DlioError,
+)
 from ..io import ops, transfer
 from ..io.executor import bounded_map
-from ..io.store import backend_for
+from ..io.store import HasStores, backend_for
 from ..io.uri import ObjectURI, parse_uri
 from .config import CheckpointConfig
 from .loading import load_shard
@@ -65,6 +70,7 @@ class CheckpointStore:
         compression_level: zstd level for shards (``None``: uncompressed).
         keep_last: Keep only this many newest checkpoints after each commit.
         config: A full :class:`CheckpointConfig` (overrides the keywords above).
+        client: The :class:`s3dlio.Client` to store through (default: the default client).
 
     ``save(step, epoch, framework, data)`` stores ``data``: bytes as-is, or a PyTorch
     ``state_dict`` / JAX or NumPy pytree with tensors streamed (see
@@ -80,6 +86,7 @@ class CheckpointStore:
         keep_last: int | None = None,
         *,
         config: CheckpointConfig | None = None,
+        client: HasStores | None = None,
     ) -> None:
         if config is None:
             config = CheckpointConfig(
@@ -90,6 +97,7 @@ class CheckpointStore:
             if multipart_threshold is not None:
                 config = dataclasses.replace(config, part_size=multipart_threshold)
         self.config = config
+        self.client = client
         base = parse_uri(uri, allow_bare=True)
         self.base = base.join("") if base.key else base
         self.uri = str(self.base)
@@ -142,7 +150,7 @@ class CheckpointStore:
         """A stream for rank ``rank``'s shard of checkpoint ``step`` (not committed by itself)."""
         _check_step(step, epoch)
         if not 0 <= rank < world_size:
-            raise InvalidURIError(f"rank must be in 0..{world_size - 1}, got {rank}")
+            raise InvalidArgumentError(f"rank must be in 0..{world_size - 1}, got {rank}")
         ts = timestamp or self.fresh_timestamp(step)
         key = shard_key(step, ts, rank, self.config.strategy)
         return ShardStream(
@@ -153,6 +161,7 @@ class CheckpointStore:
             epoch=epoch,
             rank=rank,
             timestamp=ts,
+            client=self.client,
         )
 
     def fresh_timestamp(self, step: int) -> str:
@@ -162,7 +171,7 @@ class CheckpointStore:
         next free second, so it never overwrites the committed first.
         """
         ts = format_timestamp()
-        while object_exists(self._uri(ManifestName(ts, step).key)):
+        while object_exists(self._uri(ManifestName(ts, step).key), self.client):
             seconds = calendar.timegm(time.strptime(ts, "%Y%m%d-%H%M%S")) + 1
             ts = format_timestamp(seconds * 1_000_000_000)
         return ts
@@ -199,9 +208,10 @@ class CheckpointStore:
         if problems:
             raise IntegrityError("; ".join(problems), uri=self.uri, op="CHECKPOINT_COMMIT")
         name = ManifestName(ts, step)
-        ops.put(self._uri(name.key), memoryview(manifest.encode()))
+        ops.put(self._uri(name.key), memoryview(manifest.encode()), client=self.client)
         self._cache[name] = manifest
-        ops.put(self._uri(LATEST_KEY), memoryview(Latest(name.key, step, ts).encode()))
+        latest = memoryview(Latest(name.key, step, ts).encode())
+        ops.put(self._uri(LATEST_KEY), latest, client=self.client)
         self._tidy(name, manifest)
         return name.key
 
@@ -209,7 +219,7 @@ class CheckpointStore:
     def manifest_names(self) -> list[ManifestName]:
         """Every manifest key under the base (complete or not), parsed, in key order."""
         found = []
-        for page in ops.list_pages(self._uri(MANIFEST_DIR), recursive=False):
+        for page in ops.list_pages(self._uri(MANIFEST_DIR), recursive=False, client=self.client):
             for meta in page:
                 name = None if meta.is_prefix else ManifestName.parse(meta.key)
                 if name is not None:
@@ -222,7 +232,7 @@ class CheckpointStore:
         if cached is not None:
             return cached
         try:
-            manifest = Manifest.decode(ops.get(self._uri(name.key)))
+            manifest = Manifest.decode(ops.get(self._uri(name.key), self.client))
         except NotFoundError:
             return None
         except IntegrityError as exc:
@@ -251,7 +261,7 @@ class CheckpointStore:
 
         def check(meta: ShardMeta) -> str | None:
             try:
-                size = ops.stat(self._uri(meta.key)).size
+                size = ops.stat(self._uri(meta.key), self.client).size
             except NotFoundError:
                 return f"shard {meta.key} (rank {meta.rank}) is missing"
             if size != meta.size:
@@ -370,18 +380,24 @@ class CheckpointStore:
             from ..io.rangefile import RangeFile
 
             return RangeFile(self._uri(meta.key))
-        return io.BytesIO(read_shard(self.base, meta, verify=verify))
+        return io.BytesIO(read_shard(self.base, meta, verify=verify, client=self.client))
 
     def read_shard(self, manifest: Manifest, rank: int | None = None) -> Any:
         """The bytes of one rank's shard, checked when ``config.verify`` (a ``BytesView``)."""
         meta = manifest.shard(_resolve_rank(manifest, rank))
-        return read_shard(self.base, meta, verify=self.config.verify)
+        return read_shard(self.base, meta, verify=self.config.verify, client=self.client)
 
     def _load(self, manifest: Manifest, rank: int | None, raw: bool, weights_only: bool) -> Any:
         if raw:
             return self.read_shard(manifest, rank)
         meta = manifest.shard(_resolve_rank(manifest, rank))
-        return load_shard(self.base, meta, verify=self.config.verify, weights_only=weights_only)
+        return load_shard(
+            self.base,
+            meta,
+            verify=self.config.verify,
+            weights_only=weights_only,
+            client=self.client,
+        )
 
     # -- listing and deleting ----------------------------------------------------------------
     def list_checkpoints(self) -> list[CheckpointInfo]:
@@ -409,11 +425,11 @@ class CheckpointStore:
 
     def _delete(self, name: ManifestName) -> None:
         manifest = self.manifest(name)
-        ops.delete(self._uri(name.key), missing_ok=True)
+        ops.delete(self._uri(name.key), missing_ok=True, client=self.client)
         self._cache.pop(name, None)
         if manifest is None:
             return
-        backend = backend_for(self.base)
+        backend = backend_for(self.base, self.client)
         keys = [self._uri(s.key) for s in manifest.shards]
         failed = ops.call(
             "DELETE", backend, keys[0], lambda: backend.delete_many(keys), n_objects=len(keys)
@@ -425,24 +441,26 @@ class CheckpointStore:
             self._clear_dir(self.base.with_key(directory))
 
     def _clear_dir(self, directory: ObjectURI) -> None:
-        backend = backend_for(directory)
+        backend = backend_for(directory, self.client)
         backend.discard_incomplete(directory)
         transfer.delete_recursive(directory)
 
     def _repoint_latest(self, removed: set[ManifestName], remaining: list[ManifestName]) -> None:
         try:
-            current = Latest.decode(ops.get(self._uri(LATEST_KEY)))
+            current = Latest.decode(ops.get(self._uri(LATEST_KEY), self.client))
         except (NotFoundError, IntegrityError):
             current = None
         if current is not None and ManifestName.parse(current.manifest_key) not in removed:
             return
         found = self._committed(remaining, check_shards=False)
         if found is None:
-            ops.delete(self._uri(LATEST_KEY), missing_ok=True)
+            ops.delete(self._uri(LATEST_KEY), missing_ok=True, client=self.client)
         else:
             name = found[0]
             ops.put(
-                self._uri(LATEST_KEY), memoryview(Latest(name.key, name.step, name.ts).encode())
+                self._uri(LATEST_KEY),
+                memoryview(Latest(name.key, name.step, name.ts).encode()),
+                client=self.client,
             )
 
     # -- after a commit ----------------------------------------------------------------------
@@ -450,7 +468,7 @@ class CheckpointStore:
         """Retention and clean-up after a commit; failures are logged, never raised."""
         try:
             for directory in {s.key.rsplit("/", 1)[0] + "/" for s in manifest.shards}:
-                backend_for(self.base).discard_incomplete(self._uri(directory))
+                backend_for(self.base, self.client).discard_incomplete(self._uri(directory))
             names = self.manifest_names()
             if self.config.keep_last is not None:
                 names = self._retain(committed, names, self.config.keep_last)
@@ -480,7 +498,7 @@ class CheckpointStore:
         holding nothing but unfinished uploads."""
         top = self._uri(SHARD_DIR)
         seen: set[str] = set()
-        for uri in backend_for(top).list_incomplete(top):
+        for uri in backend_for(top, self.client).list_incomplete(top):
             directory = uri.key.rsplit("/", 1)[0]
             name = ManifestName.parse_dir(directory.rsplit("/", 1)[-1])
             if name is not None and directory not in seen:
@@ -489,7 +507,7 @@ class CheckpointStore:
         todo = [(top, 0)]
         while todo:
             prefix, depth = todo.pop()
-            for page in ops.list_pages(prefix, recursive=False):
+            for page in ops.list_pages(prefix, recursive=False, client=self.client):
                 for meta in page:
                     if not meta.is_prefix:
                         continue
@@ -570,13 +588,13 @@ class CheckpointReader:
 def _check_step(step: int, epoch: int) -> None:
     for label, value in (("step", step), ("epoch", epoch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidURIError(f"{label} must be an integer >= 0, got {value!r}")
+            raise InvalidArgumentError(f"{label} must be an integer >= 0, got {value!r}")
 
 
-def object_exists(uri: ObjectURI) -> bool:
+def object_exists(uri: ObjectURI, client: HasStores | None = None) -> bool:
     """Whether the object exists (``HEAD``)."""
     try:
-        ops.stat(uri)
+        ops.stat(uri, client)
     except NotFoundError:
         return False
     return True
@@ -603,7 +621,7 @@ def _resolve_rank(manifest: Manifest, rank: int | None) -> int:
     current = dist_rank_world()
     if current is not None and current[1] == manifest.world_size:
         return current[0]
-    raise InvalidURIError(
+    raise InvalidArgumentError(
         f"checkpoint step {manifest.global_step} has {manifest.world_size} shards: pass rank= "
         "(or load inside a torch.distributed job of that world size)"
     )

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import s3dlio
 
-from ..errors import BatchError, InvalidURIError, S3DlioError
+from ..errors import BatchError, InvalidArgumentError, S3DlioError
 from . import buckets, objects, tools, transfer
 from .common import Context, UsageError
 
@@ -82,18 +82,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``s3-cli`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+def main(argv: Sequence[str] | None = None, *, client: s3dlio.Client | None = None) -> int:
+    """Run ``s3-cli`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code.
+
+    Commands go through ``client`` when given (embedding the CLI in a program), else through
+    the default client, which ``--endpoint-url`` / ``--region`` configure.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", 0) or 0
     _setup_logging(verbose)
     op_log = getattr(args, "op_log", None)
+    try:
+        if client is None:
+            _configure_s3(getattr(args, "endpoint_url", None), getattr(args, "region", None))
+    except S3DlioError as exc:
+        _error(str(exc))
+        return 2
     ctx = Context.create(
-        getattr(args, "jobs", None), getattr(args, "quiet", False), verbose, op_log
+        getattr(args, "jobs", None), getattr(args, "quiet", False), verbose, op_log, client
     )
     try:
-        _configure_s3(getattr(args, "endpoint_url", None), getattr(args, "region", None))
         if not getattr(args, "starts_op_log", False):  # else the command starts it itself
             ctx.begin_op_log()
         return int(args.func(args, ctx))
@@ -116,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: failed: {_describe(uri, cause)}", file=sys.stderr)
         _trace(verbose)
         return 1
-    except InvalidURIError as exc:
+    except InvalidArgumentError as exc:
         _error(str(exc))
         _trace(verbose)
         return 2
@@ -175,14 +184,6 @@ def _setup_logging(verbose: int) -> None:
 
 
 def _configure_s3(endpoint_url: str | None, region: str | None) -> None:
-    """Apply ``--endpoint-url``/``--region`` before the first S3 request."""
-    if endpoint_url is None and region is None:
-        return
-    configure = getattr(s3dlio, "configure_s3", None)
-    if configure is not None:
-        configure(endpoint_url=endpoint_url, region=region)
-        return
-    if endpoint_url is not None:
-        os.environ["AWS_ENDPOINT_URL"] = endpoint_url
-    if region is not None:
-        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
+    """Apply ``--endpoint-url``/``--region`` to the default client before the first request."""
+    if endpoint_url is not None or region is not None:
+        s3dlio.configure(endpoint_url=endpoint_url, region=region)

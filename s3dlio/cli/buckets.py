@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import s3dlio
-
 from ..errors import BatchError, S3DlioError
 from .common import Context, print_lines
 
@@ -43,18 +41,18 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def run_list_buckets(args: argparse.Namespace, ctx: Context) -> int:
     """``list-buckets``: one bucket URI per line."""
-    print_lines(s3dlio.list_containers(args.uri))
+    print_lines(ctx.client.list_containers(args.uri))
     return 0
 
 
 def run_make_buckets(args: argparse.Namespace, ctx: Context) -> int:
     """``mb``: create each bucket; failures are named at the end."""
-    return _each(args.names, s3dlio.create_bucket, "CREATE_BUCKET", "created", ctx)
+    return _each(args.names, ctx.client.create_bucket, "CREATE_BUCKET", "created", ctx)
 
 
 def run_remove_buckets(args: argparse.Namespace, ctx: Context) -> int:
     """``rb``: delete each (empty) bucket; failures are named at the end."""
-    return _each(args.names, s3dlio.delete_bucket, "DELETE_BUCKET", "deleted", ctx)
+    return _each(args.names, ctx.client.delete_bucket, "DELETE_BUCKET", "deleted", ctx)
 
 
 def _each(names: list[str], fn: Any, op: str, verb: str, ctx: Context) -> int:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import s3dlio
+from s3dlio.client import Client
 
 from ..errors import BatchError
 from ..io.listing import has_glob
@@ -35,6 +36,8 @@ class Context:
         draw: Whether bars may be drawn (stderr is a terminal and not quiet).
         op_log: ``--op-log`` path, if given.
         cancelled: Set on Ctrl-C; every :class:`Progress` of the run then stops its work.
+        client: The :class:`s3dlio.Client` every command goes through (``--endpoint-url`` and
+            ``--region`` build one; else the default client).
     """
 
     jobs: int | None = None
@@ -43,14 +46,27 @@ class Context:
     draw: bool = False
     op_log: str | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    client: Client = field(default_factory=s3dlio.default_client)
 
     @classmethod
     def create(
-        cls, jobs: int | None, quiet: bool, verbose: int, op_log: str | None = None
+        cls,
+        jobs: int | None,
+        quiet: bool,
+        verbose: int,
+        op_log: str | None = None,
+        client: Client | None = None,
     ) -> Context:
         """The context for these options, drawing only when stderr is a terminal."""
         draw = not quiet and sys.stderr.isatty()
-        return cls(jobs=jobs, quiet=quiet, verbose=verbose, draw=draw, op_log=op_log)
+        return cls(
+            jobs=jobs,
+            quiet=quiet,
+            verbose=verbose,
+            draw=draw,
+            op_log=op_log,
+            client=client or s3dlio.default_client(),
+        )
 
     def begin_op_log(self) -> None:
         """Start the ``--op-log`` (if any and not yet started); the front end closes it."""
@@ -128,10 +144,10 @@ def is_many(uri: str) -> bool:
     return key == "" or key.endswith("/") or has_glob(key)
 
 
-def totals(uri: str, recursive: bool, pattern: str | None) -> tuple[int, int]:
+def totals(uri: str, recursive: bool, pattern: str | None, client: Client) -> tuple[int, int]:
     """``(bytes, objects)`` that ``uri`` selects, from one streamed listing."""
     nbytes = count = 0
-    for entry in s3dlio.list_iter(uri, recursive=recursive, pattern=pattern, detail=True):
+    for entry in client.list_iter(uri, recursive=recursive, pattern=pattern, detail=True):
         if not entry["is_dir"]:
             nbytes += int(entry["size"] or 0)
             count += 1

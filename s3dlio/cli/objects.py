@@ -101,23 +101,25 @@ def run_ls(args: argparse.Namespace, ctx: Context) -> int:
     A URI that is only a scheme (``s3://``, ``az://``, ``gs://``) lists the buckets.
     """
     if re.fullmatch(r"[A-Za-z0-9]+://", args.uri):
-        print_lines(s3dlio.list_containers(args.uri))
+        print_lines(ctx.client.list_containers(args.uri))
         return 0
     uri = to_uri(args.uri)
     if args.count_only:
         counter = ctx.counter("objects")
         try:
-            for _ in s3dlio.list_iter(uri, recursive=args.recursive, pattern=args.pattern):
+            for _ in ctx.client.list_iter(uri, recursive=args.recursive, pattern=args.pattern):
                 counter.add()
         finally:
             counter.close()
         print(counter.count, flush=True)
         return 0
     if args.long:
-        entries = s3dlio.list_iter(uri, recursive=args.recursive, pattern=args.pattern, detail=True)
+        entries = ctx.client.list_iter(
+            uri, recursive=args.recursive, pattern=args.pattern, detail=True
+        )
         print_lines(_long_line(entry, args.human) for entry in entries)
     else:
-        print_lines(s3dlio.list_iter(uri, recursive=args.recursive, pattern=args.pattern))
+        print_lines(ctx.client.list_iter(uri, recursive=args.recursive, pattern=args.pattern))
     return 0
 
 
@@ -141,7 +143,7 @@ def run_stat(args: argparse.Namespace, ctx: Context) -> int:
     for text in args.uris:
         uri = to_uri(text)
         try:
-            meta = s3dlio.stat(uri)
+            meta = ctx.client.stat(uri)
         except S3DlioError as exc:
             failures.append((uri, exc))
             continue
@@ -180,39 +182,41 @@ def run_get(args: argparse.Namespace, ctx: Context) -> int:
         return _bench(uri, args, ctx) if many else _bench_one(uri, ctx)
     if many:
         raise UsageError(f"{args.uri} selects many objects: use `download`, or `get --bench`")
-    total = _size_if(ctx.draw, uri)
+    total = _size_if(ctx.draw, uri, ctx)
     if args.output == "-":
         with ctx.transfer("get", "got", total_bytes=total, total_objects=1) as progress:
-            object_to_stream(uri, sys.stdout.buffer, progress)
+            object_to_stream(uri, sys.stdout.buffer, progress, ctx.client)
             sys.stdout.buffer.flush()
         return 0
     target = args.output or s3dlio.parse_uri(uri).name
     if not target:
         raise UsageError(f"{args.uri} has no object name; give -o FILE")
     with ctx.transfer("get", "got", total_bytes=total, total_objects=1) as progress:
-        saved = s3dlio.copy(uri, to_uri(target), progress=progress)
+        saved = ctx.client.copy(uri, to_uri(target), progress=progress)
     log.info("saved %s", saved[0])
     return 0
 
 
-def _size_if(wanted: bool, uri: str) -> int | None:
-    return int(s3dlio.stat(uri)["size"]) if wanted else None
+def _size_if(wanted: bool, uri: str, ctx: Context) -> int | None:
+    return int(ctx.client.stat(uri)["size"]) if wanted else None
 
 
 def _bench_one(uri: str, ctx: Context) -> int:
-    total = _size_if(ctx.draw, uri)
+    total = _size_if(ctx.draw, uri, ctx)
     with ctx.transfer("read", "read", total_bytes=total, total_objects=1, to_stdout=True) as p:
-        p(len(s3dlio.get(uri)), 1)
+        p(len(ctx.client.get(uri)), 1)
     return 0
 
 
 def _bench(uri: str, args: argparse.Namespace, ctx: Context) -> int:
     nbytes = count = None
     if ctx.draw:
-        nbytes, count = totals(uri, args.recursive, args.pattern)
+        nbytes, count = totals(uri, args.recursive, args.pattern, ctx.client)
     entries = (
         e
-        for e in s3dlio.list_iter(uri, recursive=args.recursive, pattern=args.pattern, detail=True)
+        for e in ctx.client.list_iter(
+            uri, recursive=args.recursive, pattern=args.pattern, detail=True
+        )
         if not e["is_dir"]
     )
     with ctx.transfer(
@@ -220,7 +224,7 @@ def _bench(uri: str, args: argparse.Namespace, ctx: Context) -> int:
     ) as progress:
 
         def read(entry: dict[str, Any]) -> None:
-            progress(len(s3dlio.get(entry["uri"])), 1)
+            progress(len(ctx.client.get(entry["uri"])), 1)
 
         run_batch(
             read, entries, ctx.jobs_or(64), what="GET", name=lambda e: e["uri"], ordered=False
@@ -250,6 +254,7 @@ def run_put(args: argparse.Namespace, ctx: Context) -> int:
             max_in_flight=ctx.jobs_or(64),
             should_create_bucket=args.create_bucket,
             progress=p,
+            client=ctx.client,
         )
     return 0
 
@@ -265,7 +270,7 @@ def run_rm(args: argparse.Namespace, ctx: Context) -> int:
     for text in args.uris:
         uri = to_uri(text)
         try:
-            deleted += s3dlio.delete(
+            deleted += ctx.client.delete(
                 uri, recursive=args.recursive, pattern=args.pattern, missing_ok=args.force
             )
         except BatchError as exc:

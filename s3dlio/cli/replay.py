@@ -41,7 +41,7 @@ import zstandard
 
 import s3dlio
 
-from ..errors import InvalidURIError
+from ..errors import InvalidArgumentError
 
 __all__ = [
     "LoggedOp",
@@ -90,11 +90,11 @@ def parse_timestamp(text: str) -> int:
     """Nanoseconds since the epoch from RFC 3339 text (``Z`` or ``+hh:mm``, 0-9 decimals).
 
     Raises:
-        InvalidURIError: (a ``ValueError``) the text is not such a timestamp.
+        InvalidArgumentError: (a ``ValueError``) the text is not such a timestamp.
     """
     match = _TS_RE.match(text.strip())
     if match is None:
-        raise InvalidURIError(f"not an RFC 3339 timestamp: {text!r}")
+        raise InvalidArgumentError(f"not an RFC 3339 timestamp: {text!r}")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     frac, zone = match.group(7) or "", match.group(8) or "Z"
     seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
@@ -118,7 +118,7 @@ def read_op_log(path: str | os.PathLike[str]) -> tuple[list[LoggedOp], dict[str,
     """The replayable operations of a log, in start order, and counts of skipped lines by op.
 
     Raises:
-        InvalidURIError: the file has no ``op``/``file``/``bytes``/``start`` header columns,
+        InvalidArgumentError: the file has no ``op``/``file``/``bytes``/``start`` header columns,
             or a line cannot be parsed (its line number is given).
     """
     ops: list[LoggedOp] = []
@@ -128,7 +128,7 @@ def read_op_log(path: str | os.PathLike[str]) -> tuple[list[LoggedOp], dict[str,
         try:
             col = {name: header.index(name) for name in ("op", "file", "bytes", "start")}
         except ValueError:
-            raise InvalidURIError(
+            raise InvalidArgumentError(
                 "not an op-log: the header must name the columns op, file, bytes and start",
                 uri=os.fspath(path),
             ) from None
@@ -138,7 +138,7 @@ def read_op_log(path: str | os.PathLike[str]) -> tuple[list[LoggedOp], dict[str,
                 continue
             if len(fields) < len(header):
                 if line.strip():
-                    raise InvalidURIError(
+                    raise InvalidArgumentError(
                         f"line {lineno}: {len(fields)} columns, expected {len(header)}",
                         uri=os.fspath(path),
                     )
@@ -158,7 +158,7 @@ def read_op_log(path: str | os.PathLike[str]) -> tuple[list[LoggedOp], dict[str,
                     )
                 )
             except ValueError as exc:
-                raise InvalidURIError(f"line {lineno}: {exc}", uri=os.fspath(path)) from None
+                raise InvalidArgumentError(f"line {lineno}: {exc}", uri=os.fspath(path)) from None
     ops.sort(key=lambda o: o.start_ns)
     return ops, dict(skipped)
 
@@ -349,7 +349,7 @@ def replay(
         The :class:`ReplayReport`; failures are counted in it, not raised.
     """
     if speed < 0:
-        raise InvalidURIError(f"speed must be >= 0, got {speed}")
+        raise InvalidArgumentError(f"speed must be >= 0, got {speed}")
     report = ReplayReport()
     lock = threading.Lock()
     payload = _Payload() if any(o.op == "PUT" for o in ops) else None

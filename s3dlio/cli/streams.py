@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, BinaryIO
 
-import s3dlio
+from s3dlio.client import Client
 
 from ..errors import IntegrityError
 from ..io.executor import bounded_map
@@ -23,32 +23,32 @@ CHUNK = 16 * 1024 * 1024
 READ_AHEAD = 4
 
 
-def object_to_stream(uri: str, out: BinaryIO, progress: Progress) -> int:
+def object_to_stream(uri: str, out: BinaryIO, progress: Progress, client: Client) -> int:
     """Write the object at ``uri`` to ``out``; returns the bytes written.
 
     Objects larger than :data:`CHUNK` are read in ranges, a few ahead of the output. The
     object's etag is checked again at the end, so a replacement mid-read is reported
     (``IntegrityError``) rather than passing silently.
     """
-    meta = s3dlio.stat(uri)
+    meta = client.stat(uri)
     size = int(meta["size"])
     if size <= CHUNK:
-        data = s3dlio.get(uri)
+        data = client.get(uri)
         out.write(data)
         progress(len(data), 1)
         return len(data)
     offsets = range(0, size, CHUNK)
-    for _, fut in bounded_map(lambda off: s3dlio.get_range(uri, off, CHUNK), offsets, READ_AHEAD):
+    for _, fut in bounded_map(lambda off: client.get_range(uri, off, CHUNK), offsets, READ_AHEAD):
         piece = fut.result()
         out.write(piece)
         progress(len(piece))
-    if meta.get("etag") and s3dlio.stat(uri).get("etag") != meta["etag"]:
+    if meta.get("etag") and client.stat(uri).get("etag") != meta["etag"]:
         raise IntegrityError("the object changed while it was read", uri=uri, op="GET")
     progress(0, 1)
     return size
 
 
-def stream_to_object(src: Any, uri: str, progress: Progress) -> int:
+def stream_to_object(src: Any, uri: str, progress: Progress, client: Client) -> int:
     """Store everything read from ``src`` (a binary file) as ``uri``; returns the bytes stored.
 
     Nothing is visible until the input ends; an exception (Ctrl-C included) aborts the upload.
@@ -57,7 +57,7 @@ def stream_to_object(src: Any, uri: str, progress: Progress) -> int:
     view = memoryview(buf)
     total = 0
     read = getattr(src, "readinto1", src.readinto)  # what has arrived, not a full buffer
-    with s3dlio.open_writer(uri) as writer:
+    with client.open_writer(uri) as writer:
         while True:
             n = read(view)
             if not n:

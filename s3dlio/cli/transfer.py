@@ -73,7 +73,7 @@ def run_upload(args: argparse.Namespace, ctx: Context) -> int:
         files = [path for path, _ in expand_local_sources(args.sources)]
         nbytes, count = sum(os.path.getsize(f) for f in files), len(files)
     with ctx.transfer("upload", "uploaded", total_bytes=nbytes, total_objects=count) as p:
-        done = s3dlio.upload(
+        done = ctx.client.upload(
             args.sources,
             dest,
             max_in_flight=ctx.jobs_or(32),
@@ -93,9 +93,9 @@ def run_download(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(f"{args.dest} is not a local directory (use `cp` between URIs)")
     nbytes = count = None
     if ctx.draw:
-        nbytes, count = totals(src, args.recursive, args.pattern)
+        nbytes, count = totals(src, args.recursive, args.pattern, ctx.client)
     with ctx.transfer("download", "downloaded", total_bytes=nbytes, total_objects=count) as p:
-        done = s3dlio.download(
+        done = ctx.client.download(
             src,
             target.key,
             max_in_flight=ctx.jobs_or(64),
@@ -117,16 +117,16 @@ def run_cp(args: argparse.Namespace, ctx: Context) -> int:
         if is_many(dst):
             raise UsageError("copying stdin needs an object name as DST, not a prefix")
         with ctx.transfer("cp", "copied", total_objects=1) as progress:
-            stream_to_object(sys.stdin.buffer, dst, progress)
+            stream_to_object(sys.stdin.buffer, dst, progress, ctx.client)
         return 0
     src = to_uri(args.src)
     many = args.recursive or is_many(src)
     if args.dst == "-":
         if many:
             raise UsageError(f"{args.src} selects many objects; stdout takes one")
-        total = int(s3dlio.stat(src)["size"]) if ctx.draw else None
+        total = int(ctx.client.stat(src)["size"]) if ctx.draw else None
         with ctx.transfer("cp", "copied", total_bytes=total, total_objects=1) as progress:
-            object_to_stream(src, sys.stdout.buffer, progress)
+            object_to_stream(src, sys.stdout.buffer, progress, ctx.client)
             sys.stdout.buffer.flush()
         return 0
     parsed = s3dlio.parse_uri(src)
@@ -134,9 +134,11 @@ def run_cp(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(f"{args.src} is a directory (use -r, or end it with '/')")
     nbytes = count = None
     if ctx.draw:
-        nbytes, count = totals(src, True, None) if many else (int(s3dlio.stat(src)["size"]), 1)
+        nbytes, count = (
+            totals(src, True, None, ctx.client) if many else (int(ctx.client.stat(src)["size"]), 1)
+        )
     with ctx.transfer("cp", "copied", total_bytes=nbytes, total_objects=count) as progress:
-        done = s3dlio.copy(
+        done = ctx.client.copy(
             src,
             to_uri(args.dst),
             recursive=args.recursive,

@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidURIError, NotFoundError
+from ..errors import InvalidArgumentError, NotFoundError
 from ..io import oplog
 from ..io.backends.file import FileStore
 from ..io.buffers import BytesView
 from ..io.config import RangeEngineConfig
 from ..io.listing import Selection, select
 from ..io.range_engine import fetch
-from ..io.store import backend_for
+from ..io.store import HasStores, backend_for
 from ..io.uri import ObjectURI, parse_uri
 from .options import LoaderOptions, PyLoaderOptions, coerce_options
 
@@ -35,6 +35,7 @@ def fetch_object(
     options: LoaderOptions,
     *,
     should_stop: Callable[[], bool] | None = None,
+    client: HasStores | None = None,
 ) -> BytesView:
     """Fetch one whole object the way ``options.reader_mode`` says.
 
@@ -49,7 +50,7 @@ def fetch_object(
             chunk_size=options.part_size,
             concurrency=options.max_inflight_parts,
         )
-    result = fetch(backend_for(parsed), parsed, config=config, should_stop=should_stop)
+    result = fetch(backend_for(parsed, client), parsed, config=config, should_stop=should_stop)
     return result.data  # type: ignore[return-value]
 
 
@@ -64,6 +65,7 @@ class ObjectDataset:
         opts: Loader options (``reader_mode``, ``part_size``... are used by ``ds[i]``).
         recursive: List below sub-"directories" too.
         pattern: Keep only keys (relative to the listed directory) that this regex matches.
+        client: The :class:`s3dlio.Client` to read through (default: the default client).
 
     Raises:
         NotFoundError: nothing matches ``uri``.
@@ -76,13 +78,14 @@ class ObjectDataset:
         *,
         recursive: bool = True,
         pattern: str | None = None,
+        client: HasStores | None = None,
     ) -> None:
         parsed = parse_uri(uri)
         selection = Selection.of(parsed.key, recursive)
         uris: list[str] = []
         keys: list[str] = []
         sizes: list[int] | None = []
-        backend = backend_for(parsed)
+        backend = backend_for(parsed, client)
         plain = selection.exact is None and selection.glob is None and pattern is None
         if plain and isinstance(backend, FileStore) and not oplog.is_op_log_active():
             # Local directories list by name only (no stat per file: 3x faster); the
@@ -94,7 +97,7 @@ class ObjectDataset:
             sizes = None
         else:
             assert sizes is not None
-            for meta in select(parsed, recursive=recursive, pattern=pattern):
+            for meta in select(parsed, recursive=recursive, pattern=pattern, client=client):
                 if meta.is_prefix:
                     continue
                 uris.append(str(meta.uri))
@@ -102,7 +105,7 @@ class ObjectDataset:
                 sizes.append(meta.size)
         if not uris:
             raise NotFoundError("selects no objects", uri=str(parsed), op="LIST")
-        self._init(str(parsed), uris, keys, sizes, coerce_options(opts))
+        self._init(str(parsed), uris, keys, sizes, coerce_options(opts), client)
 
     def _init(
         self,
@@ -111,8 +114,10 @@ class ObjectDataset:
         keys: list[str],
         sizes: list[int] | None,
         options: LoaderOptions,
+        client: HasStores | None,
     ) -> None:
         self.uri = uri
+        self.client = client
         self._uris = uris
         self._keys = keys
         self._sizes = None if sizes is None else np.asarray(sizes, dtype=np.int64)
@@ -139,18 +144,22 @@ class ObjectDataset:
         cls,
         uris: Iterable[str | ObjectURI],
         opts: LoaderOptions | PyLoaderOptions | Mapping[str, Any] | None = None,
+        *,
+        client: HasStores | None = None,
     ) -> ObjectDataset:
         """A dataset of exactly these objects, in this order (no listing).
 
         Raises:
-            InvalidURIError: ``uris`` is empty or holds an unparsable URI.
+            InvalidArgumentError: ``uris`` is empty.
+            InvalidURIError: ``uris`` holds an unparsable URI.
         """
         parsed = [parse_uri(u) for u in uris]
         if not parsed:
-            raise InvalidURIError("from_uris needs at least one URI")
+            raise InvalidArgumentError("from_uris needs at least one URI", op="LIST")
         ds = cls.__new__(cls)
         texts = [str(p) for p in parsed]
-        ds._init(texts[0], texts, [p.key for p in parsed], [-1] * len(parsed), coerce_options(opts))
+        keys = [p.key for p in parsed]
+        ds._init(texts[0], texts, keys, [-1] * len(parsed), coerce_options(opts), client)
         return ds
 
     def __len__(self) -> int:
@@ -158,7 +167,7 @@ class ObjectDataset:
 
     def __getitem__(self, index: int) -> BytesView:
         """The bytes of object ``index`` (negative indices count from the end)."""
-        return fetch_object(self._uris[self._check(index)], self.options)
+        return fetch_object(self._uris[self._check(index)], self.options, client=self.client)
 
     def _check(self, index: int) -> int:
         n = len(self._uris)
@@ -203,6 +212,9 @@ def _local_size(uri: str) -> int:
 def create_dataset(
     uri: str | ObjectURI,
     opts: LoaderOptions | PyLoaderOptions | Mapping[str, Any] | None = None,
+    *,
+    client: HasStores | None = None,
 ) -> ObjectDataset:
-    """The objects ``uri`` selects (recursively, in key order) as an :class:`ObjectDataset`."""
-    return ObjectDataset(uri, opts)
+    """The objects ``uri`` selects (recursively, in key order) as an :class:`ObjectDataset`,
+    read through ``client`` (default: the default client)."""
+    return ObjectDataset(uri, opts, client=client)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 
 try:
     import jax
@@ -81,7 +82,7 @@ class JaxIterable(Resumable):
         dataset: ObjectDataset | None = None,
     ) -> None:
         if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+            raise InvalidArgumentError(f"output must be one of {OUTPUTS}, got {output!r}")
         self.options = opts = coerce_options(loader_opts)
         self.transform = transform
         self.output = output

@@ -30,8 +30,8 @@ from typing import Any, Generic, TypeVar
 
 from ..errors import OperationTimeoutError
 from ..io.buffers import BytesView
-from ..io.store import backend_for
-from ..io.uri import ObjectURI
+from ..io.store import HasStores, backend_for
+from ..io.uri import ObjectURI, parse_uri
 from .cancel import CancellationToken
 from .dataset import ObjectDataset, create_dataset
 from .localread import supports_cached_reads
@@ -88,7 +88,11 @@ def make_tuner(options: LoaderOptions, dataset: ObjectDataset | None = None) -> 
     """
     ranged = options.reader_mode == "range"
     tuned = options.tunes_concurrency
-    inline = dataset is not None and not ranged and supports_cached_reads(backend_for(dataset.uri))
+    inline = (
+        dataset is not None
+        and not ranged
+        and supports_cached_reads(backend_for(dataset.uri, dataset.client), parse_uri(dataset.uri))
+    )
     return AdaptiveTuner(
         inflight=options.initial_concurrency if tuned else options.concurrency,
         max_inflight=options.prefetch,
@@ -362,6 +366,8 @@ def create_async_loader(
     uri: str | ObjectURI | ObjectDataset,
     opts: Options = None,
     cancellation_token: CancellationToken | None = None,
+    *,
+    client: HasStores | None = None,
 ) -> AsyncLoader:
     """A loader over the objects ``uri`` selects (or over an :class:`ObjectDataset`).
 
@@ -369,6 +375,8 @@ def create_async_loader(
         uri: Prefix, exact object, glob, or a dataset from :func:`create_dataset`.
         opts: :class:`LoaderOptions`, a dict of them, or a :class:`PyLoaderOptions`.
         cancellation_token: Stops the loader when cancelled (may be shared).
+        client: The :class:`s3dlio.Client` to read through (default: the default client;
+            a dataset given as ``uri`` keeps its own).
 
     Raises:
         NotFoundError: ``uri`` selects no objects.
@@ -381,5 +389,5 @@ def create_async_loader(
         loader = create_parquet_loader(uri, opts, cancellation_token=cancellation_token)
         return loader  # type: ignore[return-value]
     options = coerce_options(opts)
-    dataset = uri if isinstance(uri, ObjectDataset) else create_dataset(uri, options)
+    dataset = uri if isinstance(uri, ObjectDataset) else create_dataset(uri, options, client=client)
     return AsyncLoader(dataset, options, cancellation_token=cancellation_token)

@@ -24,9 +24,9 @@ import errno
 import os
 
 from ..io import oplog
-from ..io.backends.file import FileStore
 from ..io.buffers import BytesView
 from ..io.store import ObjectStore
+from ..io.uri import ObjectURI
 from .bufferpool import BufferPool
 
 __all__ = ["CachedFileReader", "FallbackRead", "supports_cached_reads"]
@@ -42,9 +42,10 @@ class FallbackRead(Exception):  # noqa: N818 - a signal, not an error users see
     """The fast read could not complete; read the object through ``fetch`` instead."""
 
 
-def supports_cached_reads(backend: ObjectStore) -> bool:
-    """Whether :class:`CachedFileReader` may read ``backend``'s objects (op-log off too)."""
-    return type(backend) is FileStore and bool(RWF_NOWAIT) and not oplog.is_op_log_active()
+def supports_cached_reads(backend: ObjectStore, uri: ObjectURI) -> bool:
+    """Whether :class:`CachedFileReader` may read ``backend``'s objects below ``uri`` (files
+    read through the page cache, op-log off)."""
+    return bool(RWF_NOWAIT) and backend.local_path(uri) is not None and not oplog.is_op_log_active()
 
 
 class CachedFileReader:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidURIError, UnsupportedOperationError
+from ..errors import ArgumentTypeError, InvalidArgumentError, UnsupportedOperationError
 from ..io.config import MiB, parse_size
 from .cancel import CancellationToken
 
@@ -110,31 +110,33 @@ class LoaderOptions:
         object.__setattr__(self, "seed", int(self.seed or 0))
         for name in ("batch_size", "prefetch", "max_inflight_parts"):
             if int(getattr(self, name)) < 1:
-                raise InvalidURIError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise InvalidArgumentError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
-            raise InvalidURIError(f"num_workers must be >= 0, got {self.num_workers}")
+            raise InvalidArgumentError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.reader_mode not in READER_MODES:
-            raise InvalidURIError(
+            raise InvalidArgumentError(
                 f"reader_mode must be one of {READER_MODES}, got {self.reader_mode!r}"
             )
         if self.part_size < 4096:
-            raise InvalidURIError(f"part_size must be >= 4096 bytes, got {self.part_size}")
+            raise InvalidArgumentError(f"part_size must be >= 4096 bytes, got {self.part_size}")
         if self.world_size is not None and self.world_size < 1:
-            raise InvalidURIError(f"world_size must be >= 1, got {self.world_size}")
+            raise InvalidArgumentError(f"world_size must be >= 1, got {self.world_size}")
         if self.rank is not None:
             if self.rank < 0:
-                raise InvalidURIError(f"rank must be >= 0, got {self.rank}")
+                raise InvalidArgumentError(f"rank must be >= 0, got {self.rank}")
             if self.world_size is not None and self.rank >= self.world_size:
-                raise InvalidURIError(f"rank {self.rank} is not below world_size {self.world_size}")
+                raise InvalidArgumentError(
+                    f"rank {self.rank} is not below world_size {self.world_size}"
+                )
         if self.timeout is not None and self.timeout <= 0:
-            raise InvalidURIError(f"timeout must be > 0 seconds, got {self.timeout}")
+            raise InvalidArgumentError(f"timeout must be > 0 seconds, got {self.timeout}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> LoaderOptions:
         """Options from a dict of our names or the original's (unknown keys are an error).
 
         Raises:
-            InvalidURIError: a key no loader option has, or a value out of range.
+            InvalidArgumentError: a key no loader option has, or a value out of range.
         """
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
@@ -149,7 +151,7 @@ class LoaderOptions:
                 ):
                     kwargs[name] = value
             elif key not in _IGNORED:
-                raise InvalidURIError(
+                raise InvalidArgumentError(
                     f"unknown loader option {key!r}; known: {', '.join(sorted(known))}"
                 )
         return cls(**kwargs)
@@ -385,7 +387,7 @@ def coerce_options(
     elif isinstance(opts, Mapping):
         base = LoaderOptions.from_dict(opts)
     else:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"loader options must be LoaderOptions, a dict or PyLoaderOptions, "
             f"not {type(opts).__name__}"
         )

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from ..errors import CancelledError, InvalidURIError, OperationTimeoutError
+from ..errors import CancelledError, InvalidArgumentError, OperationTimeoutError
 from ..io.buffers import BytesView
 from ..io.range_engine import fetch, plan_ranges
 from ..io.store import backend_for
@@ -165,7 +165,8 @@ class Prefetcher:
         self._refill = max(1, self._window // 4)  # parked workers wake when this much room
         self._pool = BufferPool(2 * options.prefetch + 2)
         # Page-cache aware reads (file:// only): see localread.py and _limit().
-        cached = not self._range and supports_cached_reads(backend_for(dataset.uri))
+        backend = backend_for(dataset.uri, dataset.client)
+        cached = not self._range and supports_cached_reads(backend, parse_uri(dataset.uri))
         self._reader = CachedFileReader() if cached else None
         if self._reader is None or dataset.sizes_known:
             self._sizes = dataset.sizes.tolist()
@@ -485,7 +486,7 @@ class Prefetcher:
         return self._request(slot, None), None
 
     def _request(self, slot: Slot, part: tuple[int, int] | None) -> int:
-        backend = backend_for(slot.parsed)
+        backend = backend_for(slot.parsed, self._dataset.client)
         if not self._range:
             reuse = self._pool.take(slot.size) if slot.size > 0 else None
             if reuse is not None:
@@ -493,7 +494,7 @@ class Prefetcher:
                     result = fetch(
                         backend, slot.parsed, into=memoryview(reuse), should_stop=self._stopping
                     )
-                except InvalidURIError:  # the object grew since it was listed
+                except InvalidArgumentError:  # the object grew since it was listed
                     reuse = None
                 else:
                     if result.nbytes == slot.size:

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..errors import NotFoundError
+from ..errors import InvalidArgumentError, NotFoundError
 from ..io.listing import select
+from ..io.store import HasStores
 from ..io.uri import ObjectURI, parse_uri
 
 __all__ = ["HDF5Dataset", "NPZDataset", "TFRecordDataset", "expand_uris"]
@@ -38,7 +39,11 @@ URIs = str | ObjectURI | Sequence[str | ObjectURI]
 
 
 def expand_uris(
-    uris: URIs, *, suffix: str | None = None, exclude_suffix: str | None = None
+    uris: URIs,
+    *,
+    suffix: str | None = None,
+    exclude_suffix: str | None = None,
+    client: HasStores | None = None,
 ) -> list[str]:
     """The object URIs ``uris`` names: a list as given, or what one URI selects (key order).
 
@@ -54,7 +59,7 @@ def expand_uris(
     else:
         parsed = parse_uri(uris, allow_bare=True)
         found = []
-        for meta in select(parsed, recursive=True):
+        for meta in select(parsed, recursive=True, client=client):
             if meta.is_prefix:
                 continue
             key = meta.key
@@ -80,9 +85,14 @@ class _MultiFileDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
     max_open_files: int = 64
 
     def __init__(
-        self, uris: list[str], counts: Sequence[int], transform: Callable[[Any], Any] | None
+        self,
+        uris: list[str],
+        counts: Sequence[int],
+        transform: Callable[[Any], Any] | None,
+        client: HasStores | None,
     ) -> None:
         self.uris = uris
+        self.client = client
         self.counts = np.asarray(counts, dtype=np.int64)
         self._starts = [0, *np.cumsum(self.counts).tolist()]
         self.transform = transform
@@ -196,34 +206,42 @@ class TFRecordDataset(_MultiFileDataset):
         decode: bool = False,
         transform: Callable[[Any], Any] | None = None,
         mmap: bool = False,
+        client: HasStores | None = None,
     ) -> None:
         from ..formats.mapped import mappable
         from ..formats.tfrecord import TFRecordReader
         from ..formats.tfrecord_index import scan_index
 
-        files = expand_uris(uris, exclude_suffix=".idx")
+        files = expand_uris(uris, exclude_suffix=".idx", client=client)
         if mmap:  # before any index is read
             for uri in files:
-                mappable(parse_uri(uri, allow_bare=True))
+                mappable(parse_uri(uri, allow_bare=True), client)
         if index is not None and index != "scan" and len(files) > 1:
-            raise ValueError("an explicit index applies to a single TFRecord file")
+            raise InvalidArgumentError(
+                "an explicit index applies to a single TFRecord file", uri=files[0], op="GET"
+            )
         self.entries: list[np.ndarray] = []
         for uri in files:
             if index == "scan":
-                entries = scan_index(uri)
+                entries = scan_index(uri, client=client)
             else:
-                entries = TFRecordReader(uri, index=index, verify=verify).entries
+                reader = TFRecordReader(uri, index=index, verify=verify, client=client)
+                entries = reader.entries
             self.entries.append(np.asarray(entries, dtype=np.int64))
         self.verify = verify
         self.decode = decode
         self.mmap = mmap
-        super().__init__(files, [len(e) for e in self.entries], transform)
+        super().__init__(files, [len(e) for e in self.entries], transform, client)
 
     def _open(self, file: int) -> Any:
         from ..formats.tfrecord import TFRecordReader
 
         return TFRecordReader(
-            self.uris[file], index=self.entries[file], verify=self.verify, mmap=self.mmap
+            self.uris[file],
+            index=self.entries[file],
+            verify=self.verify,
+            mmap=self.mmap,
+            client=self.client,
         )
 
     def _read(self, reader: Any, local: int) -> Any:
@@ -270,26 +288,29 @@ class HDF5Dataset(_MultiFileDataset):
         *,
         transform: Callable[[Any], Any] | None = None,
         block_size: int | str = 64 * 1024,
+        client: HasStores | None = None,
     ) -> None:
         from ..formats.hdf5 import open_hdf5
 
-        files = expand_uris(uris)
+        files = expand_uris(uris, client=client)
         self.names = [dataset] if isinstance(dataset, str) else list(dataset)
         self.single = isinstance(dataset, str)
         self.block_size = block_size
         counts = []
         for uri in files:
-            with open_hdf5(uri, block_size=block_size) as h5:
+            with open_hdf5(uri, block_size=block_size, client=client) as h5:
                 rows = {len(h5[name]) for name in self.names}
             if len(rows) != 1:
-                raise ValueError(f"{uri}: datasets {self.names} have different row counts {rows}")
+                raise InvalidArgumentError(
+                    f"datasets {self.names} have different row counts {rows}", uri=uri, op="GET"
+                )
             counts.append(rows.pop())
-        super().__init__(files, counts, transform)
+        super().__init__(files, counts, transform, client)
 
     def _open(self, file: int) -> Any:
         from ..formats.hdf5 import open_hdf5
 
-        return open_hdf5(self.uris[file], block_size=self.block_size)
+        return open_hdf5(self.uris[file], block_size=self.block_size, client=self.client)
 
     def _read(self, reader: Any, local: int) -> Any:
         if self.single:
@@ -313,15 +334,16 @@ class NPZDataset(_MultiFileDataset):
         array_name: str | None = None,
         *,
         transform: Callable[[Any], Any] | None = None,
+        client: HasStores | None = None,
     ) -> None:
-        files = expand_uris(uris, suffix=".npz")
+        files = expand_uris(uris, suffix=".npz", client=client)
         self.array_name = array_name
-        super().__init__(files, [1] * len(files), transform)
+        super().__init__(files, [1] * len(files), transform, client)
 
     def _open(self, file: int) -> Any:
         from ..formats.npz import NpzFile
 
-        return NpzFile(self.uris[file])
+        return NpzFile(self.uris[file], client=self.client)
 
     def _read(self, reader: Any, local: int) -> Any:
         if self.array_name == "*":

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidURIError
+from ..errors import InvalidArgumentError
 
 __all__ = [
     "STATE_VERSION",
@@ -63,9 +63,11 @@ class WorldLayout:
 
     def __post_init__(self) -> None:
         if self.world_size < 1 or not 0 <= self.rank < self.world_size:
-            raise InvalidURIError(f"rank {self.rank} of world_size {self.world_size} is invalid")
+            raise InvalidArgumentError(
+                f"rank {self.rank} of world_size {self.world_size} is invalid"
+            )
         if self.num_workers < 1 or not 0 <= self.worker_id < self.num_workers:
-            raise InvalidURIError(f"worker {self.worker_id} of {self.num_workers} is invalid")
+            raise InvalidArgumentError(f"worker {self.worker_id} of {self.num_workers} is invalid")
 
 
 def detect_rank_world(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
@@ -77,14 +79,14 @@ def detect_rank_world(rank: int | None = None, world_size: int | None = None) ->
     Neither torch nor JAX is imported by this function.
 
     Raises:
-        InvalidURIError: only one of ``rank``/``world_size`` given, or rank out of range.
+        InvalidArgumentError: only one of ``rank``/``world_size`` given, or rank out of range.
     """
     if (rank is None) != (world_size is None):
-        raise InvalidURIError("give both rank and world_size, or neither")
+        raise InvalidArgumentError("give both rank and world_size, or neither")
     if rank is None or world_size is None:
         rank, world_size = _torch_world() or _jax_world() or _env_world() or (0, 1)
     if world_size < 1 or not 0 <= rank < world_size:
-        raise InvalidURIError(f"rank {rank} of world_size {world_size} is invalid")
+        raise InvalidArgumentError(f"rank {rank} of world_size {world_size} is invalid")
     return rank, world_size
 
 
@@ -117,7 +119,9 @@ def _env_world() -> tuple[int, int] | None:
     try:
         return int(rank), int(world)
     except ValueError:
-        raise InvalidURIError(f"RANK={rank!r} / WORLD_SIZE={world!r} are not integers") from None
+        raise InvalidArgumentError(
+            f"RANK={rank!r} / WORLD_SIZE={world!r} are not integers"
+        ) from None
 
 
 def detect_worker() -> tuple[int, int]:
@@ -170,11 +174,11 @@ class EpochSampler:
         shard: bool = True,
     ) -> None:
         if num_items < 0:
-            raise InvalidURIError(f"num_items must be >= 0, got {num_items}")
+            raise InvalidArgumentError(f"num_items must be >= 0, got {num_items}")
         if block_size < 1:
-            raise InvalidURIError(f"block_size must be >= 1, got {block_size}")
+            raise InvalidArgumentError(f"block_size must be >= 1, got {block_size}")
         if (rank is None) != (world_size is None):
-            raise InvalidURIError("give both rank and world_size, or neither")
+            raise InvalidArgumentError("give both rank and world_size, or neither")
         if rank is not None and world_size is not None:
             detect_rank_world(rank, world_size)  # validates
         self.num_items = num_items
@@ -208,7 +212,7 @@ class EpochSampler:
         point loaded by :meth:`load_state_dict`, so ``load_state_dict`` then the usual
         ``set_epoch(e)`` at the top of the epoch loop resumes where the state says."""
         if epoch < 0:
-            raise InvalidURIError(f"epoch must be >= 0, got {epoch}")
+            raise InvalidArgumentError(f"epoch must be >= 0, got {epoch}")
         if epoch != self._epoch:
             self._epoch = epoch
             self._pending = None
@@ -329,18 +333,18 @@ class EpochSampler:
         """Resume from :meth:`state_dict`'s output: the next pass yields exactly what remains.
 
         Raises:
-            InvalidURIError: the state is of an unknown version or of a dataset of another size.
+            InvalidArgumentError: the state is of an unknown version or of a dataset of another size.
         """
         version = state.get("version")
         if version != STATE_VERSION:
-            raise InvalidURIError(f"unsupported sampler state version {version!r}")
+            raise InvalidArgumentError(f"unsupported sampler state version {version!r}")
         if int(state["num_items"]) != self.num_items:
-            raise InvalidURIError(
+            raise InvalidArgumentError(
                 f"the state is of a dataset of {state['num_items']} items, this one has "
                 f"{self.num_items}"
             )
         if int(state["samples_seen"]) < 0 or int(state["global_offset"]) < 0:
-            raise InvalidURIError("negative position in sampler state")
+            raise InvalidArgumentError("negative position in sampler state")
         self.shuffle = bool(state["shuffle"])
         self.seed = int(state["seed"])
         self._epoch = int(state["epoch"])

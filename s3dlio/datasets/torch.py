@@ -23,6 +23,8 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from ..errors import ArgumentTypeError, InvalidArgumentError
+
 try:
     import torch
     from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
@@ -32,6 +34,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from ..io.buffers import BytesView
+from ..io.store import HasStores
 from ..io.uri import ObjectURI
 from .dataset import ObjectDataset, create_dataset, fetch_object
 from .loader import AsyncLoader
@@ -103,7 +106,9 @@ class BufferReader(io.RawIOBase):
 def _converter(return_type: str, writable: bool) -> Callable[[BytesView], Any]:
     kind = str(return_type).lower()
     if kind not in RETURN_TYPES:
-        raise ValueError(f"return_type must be one of {RETURN_TYPES}, got {return_type!r}")
+        raise InvalidArgumentError(
+            f"return_type must be one of {RETURN_TYPES}, got {return_type!r}"
+        )
     if kind == "bytes":
         return bytes
     if kind == "reader":
@@ -129,6 +134,7 @@ class S3IterableDataset(Resumable, IterableDataset):  # type: ignore[type-arg,un
         writable: Accepted for compatibility; tensors are always writable (no copy needed).
         suppress_nonwritable_warning: Accepted for compatibility.
         dataset: Use these objects instead of listing ``uri``.
+        client: The :class:`s3dlio.Client` to read through (default: the default client).
     """
 
     def __init__(
@@ -142,9 +148,10 @@ class S3IterableDataset(Resumable, IterableDataset):  # type: ignore[type-arg,un
         writable: bool = False,
         suppress_nonwritable_warning: bool = True,
         dataset: ObjectDataset | None = None,
+        client: HasStores | None = None,
     ) -> None:
         self.options = opts = coerce_options(loader_opts)
-        self.dataset = dataset if dataset is not None else create_dataset(uri, opts)
+        self.dataset = dataset if dataset is not None else create_dataset(uri, opts, client=client)
         self.sampler = EpochSampler(
             len(self.dataset),
             shuffle=opts.shuffle,
@@ -184,6 +191,7 @@ class S3IterableDataset(Resumable, IterableDataset):  # type: ignore[type-arg,un
         ordered: bool = True,
         timeout: float | None = None,
         cancellation_token: Any = None,
+        client: HasStores | None = None,
     ) -> S3IterableDataset:
         """The original's constructor: loader options as keywords.
 
@@ -214,6 +222,7 @@ class S3IterableDataset(Resumable, IterableDataset):  # type: ignore[type-arg,un
             return_type=return_type,
             writable=writable,
             suppress_nonwritable_warning=suppress_nonwritable_warning,
+            client=client,
         )
 
     def loader(self) -> AsyncLoader:
@@ -265,6 +274,7 @@ class S3MapDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
         suppress_nonwritable_warning: Accepted for compatibility.
         loader_opts: Full options; the keywords above, when given, override them.
         dataset: Use these objects instead of listing ``uri``.
+        client: The :class:`s3dlio.Client` to read through (default: the default client).
     """
 
     def __init__(
@@ -280,6 +290,7 @@ class S3MapDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
         suppress_nonwritable_warning: bool = True,
         loader_opts: Options = None,
         dataset: ObjectDataset | None = None,
+        client: HasStores | None = None,
     ) -> None:
         self.options = coerce_options(
             loader_opts,
@@ -287,7 +298,9 @@ class S3MapDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
             part_size=part_size,
             max_inflight_parts=max_inflight_parts,
         )
-        self.dataset = dataset if dataset is not None else create_dataset(uri, self.options)
+        self.dataset = (
+            dataset if dataset is not None else create_dataset(uri, self.options, client=client)
+        )
         self.transform = transform
         self._convert = _converter(return_type, writable)
 
@@ -302,7 +315,8 @@ class S3MapDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
     def __getitem__(self, index: int) -> Any:
         if not 0 <= index < len(self.dataset):
             raise IndexError(index)
-        item = self._convert(fetch_object(self.dataset.uri_of(index), self.options))
+        uri = self.dataset.uri_of(index)
+        item = self._convert(fetch_object(uri, self.options, client=self.dataset.client))
         return self.transform(item) if self.transform is not None else item
 
     def keys(self) -> list[str]:
@@ -394,7 +408,7 @@ class ResumableDataLoader(Resumable, DataLoader):  # type: ignore[type-arg,unuse
             inner = getattr(owner, "epoch_sampler", None)
             if isinstance(inner, EpochSampler):
                 return inner
-        raise TypeError(
+        raise ArgumentTypeError(
             "ResumableDataLoader needs a dataset with an EpochSampler (S3IterableDataset, ...) "
             "or a ShardedSampler"
         )

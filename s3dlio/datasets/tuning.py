@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..errors import InvalidArgumentError
 from ..io.config import MiB
 
 __all__ = ["AdaptiveTuner", "Probe", "TuningState"]
@@ -191,7 +192,7 @@ class AdaptiveTuner:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 <= min_inflight <= max_inflight or max_inflight < 1:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"need 0 <= min_inflight <= max_inflight, got {min_inflight}, {max_inflight}"
             )
         self.enabled = enabled

@@ -161,9 +161,10 @@ class BlockSource:
         etag: str | None = None,
         stats: FetchStats | None = None,
         announced: bool = False,
+        backend: ObjectStore | None = None,
     ) -> None:
         self.uri = uri
-        self._backend = backend_for(uri)
+        self._backend = backend or backend_for(uri)
         self.start = start
         self.end = end
         self.block_size = block_size or default_block_size(self._backend)
@@ -317,10 +318,14 @@ class GzipBlockSource:
         headroom: int = MiB,
         stats: FetchStats | None = None,
         raw: BlockSource | MappedSource | None = None,
+        backend: ObjectStore | None = None,
     ) -> None:
         self.uri = uri
-        self.raw = raw or BlockSource(uri, block_size=block_size, headroom=0, stats=stats)
-        self.block_size = block_size or default_block_size(backend_for(uri))
+        backend = backend or backend_for(uri)
+        self.raw = raw or BlockSource(
+            uri, block_size=block_size, headroom=0, stats=stats, backend=backend
+        )
+        self.block_size = block_size or default_block_size(backend)
         self.headroom = headroom
         self.stats = self.raw.stats
         self._pool = BufferPool()

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidURIError
+from ..errors import ArgumentTypeError, InvalidArgumentError
 
 __all__ = ["ExampleDecodeError", "decode_example", "encode_example"]
 
@@ -37,7 +37,7 @@ _SMALL_PACKED = 48  # packed int64 lists up to this many bytes are decoded in Py
 _KEYS: dict[bytes, str] = {}  # feature names seen, decoded once
 
 
-class ExampleDecodeError(InvalidURIError):
+class ExampleDecodeError(InvalidArgumentError):
     """The payload is not a valid ``tf.train.Example`` message."""
 
 
@@ -204,7 +204,7 @@ def decode_example(payload: Any) -> dict[str, np.ndarray]:
         empty ``float32`` array.
 
     Raises:
-        InvalidURIError: ``payload`` is not a valid Example (``ExampleDecodeError``).
+        InvalidArgumentError: ``payload`` is not a valid Example (``ExampleDecodeError``).
     """
     b = payload if type(payload) is bytes else bytes(payload)
     out: dict[str, np.ndarray] = {}
@@ -401,7 +401,7 @@ def _feature_bytes(value: Any) -> bytearray:
             _field(inner, 0x0A, varints)
         _field(body, 0x1A, inner)
         return body
-    raise TypeError(f"cannot encode a feature of dtype {arr.dtype}")
+    raise ArgumentTypeError(f"cannot encode a feature of dtype {arr.dtype}")
 
 
 def encode_example(features: Mapping[str, Any]) -> bytes:

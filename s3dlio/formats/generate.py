@@ -16,12 +16,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import InvalidURIError
+from ..errors import InvalidArgumentError
 from ..io import ops
 from ..io.buffers import BytesView
 from ..io.config import KiB, MiB, parse_size
 from ..io.datagen import Generator, generate_data
-from ..io.store import backend_for
+from ..io.store import HasStores, backend_for
 from ..io.transfer import run_batch
 from ..io.uri import ObjectURI, parse_uri
 from ..io.writer import ObjectWriter
@@ -42,7 +42,7 @@ DEFAULT_RECORD_SIZE = 64 * KiB
 def _object_type(value: str) -> str:
     kind = _ALIASES.get(value.lower(), value.lower())
     if kind not in OBJECT_TYPES:
-        raise InvalidURIError(f"object_type must be one of {OBJECT_TYPES}, got {value!r}")
+        raise InvalidArgumentError(f"object_type must be one of {OBJECT_TYPES}, got {value!r}")
     return kind
 
 
@@ -102,12 +102,18 @@ def _hdf5_bytes(data: BytesView) -> bytes:
 
 
 def _stream_raw(
-    uri: ObjectURI, size: int, dedup: int, compress: int, seed: int | None, chunk: int
+    uri: ObjectURI,
+    size: int,
+    dedup: int,
+    compress: int,
+    seed: int | None,
+    chunk: int,
+    client: HasStores | None,
 ) -> None:
     """A raw object generated and uploaded chunk by chunk (memory bounded by the writer)."""
     source = Generator(size, dedup=dedup, compress=compress, seed=seed)
     buf = BytesView.allocate(min(size, chunk))
-    with ObjectWriter(uri) as writer:
+    with ObjectWriter(uri, client=client) as writer:
         while True:
             n = source.fill_chunk(buf)
             if not n:
@@ -133,6 +139,7 @@ def put(
     record_size: int | str = DEFAULT_RECORD_SIZE,
     seed: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    client: HasStores | None = None,
 ) -> int:
     """Generate ``num`` synthetic objects of one type and upload them below ``prefix``.
 
@@ -158,6 +165,7 @@ def put(
         record_size: TFRecord payload bytes per record.
         seed: Make the data reproducible (object ``i`` uses ``seed + i``).
         progress: Called as ``progress(bytes, 1)`` after each object is stored.
+        client: The :class:`s3dlio.Client` to store through (default: the default client).
 
     Returns:
         The number of objects written.
@@ -168,11 +176,11 @@ def put(
     kind = _object_type(object_type)
     mode = data_gen_mode.lower().replace("_", "-")
     if mode not in DATA_GEN_MODES:
-        raise InvalidURIError(
+        raise InvalidArgumentError(
             f"data_gen_mode must be one of {DATA_GEN_MODES}, got {data_gen_mode!r}"
         )
     if num < 0:
-        raise InvalidURIError(f"num must be >= 0, got {num}")
+        raise InvalidArgumentError(f"num must be >= 0, got {num}")
     nbytes = DEFAULT_SIZE if size is None else parse_size(size)
     chunk = max(1, parse_size(chunk_size))
     records = parse_size(record_size)
@@ -180,7 +188,7 @@ def put(
     if not root.key.endswith("/") and root.key:
         root = root.with_key(root.key + "/")
     if should_create_bucket:
-        backend = backend_for(root)
+        backend = backend_for(root, client)
         if not backend.bucket_exists(root):
             ops.call("CREATE_BUCKET", backend, root, lambda: backend.create_bucket(root))
     name = template or "object_{}_of_{}.dat"
@@ -192,7 +200,9 @@ def put(
         uri = target(index)
         obj_seed = None if seed is None else seed + index
         if kind == "raw" and mode == "streaming" and nbytes > chunk:
-            _stream_raw(uri, nbytes, dedup_factor, compress_factor, obj_seed, max(chunk, MiB))
+            _stream_raw(
+                uri, nbytes, dedup_factor, compress_factor, obj_seed, max(chunk, MiB), client
+            )
             stored = nbytes
         else:
             data = generate_object(
@@ -203,7 +213,7 @@ def put(
                 seed=obj_seed,
                 record_size=records,
             )
-            ops.put(uri, memoryview(data))
+            ops.put(uri, memoryview(data), client=client)
             stored = len(data)
         if progress is not None:
             progress(stored, 1)

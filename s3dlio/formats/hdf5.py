@@ -27,10 +27,11 @@ import shutil
 import tempfile
 from typing import Any
 
-from ..errors import InvalidURIError, NotFoundError
+from ..errors import InvalidArgumentError, NotFoundError
 from ..io import ops
 from ..io.config import KiB, MiB
 from ..io.rangefile import RangeFile
+from ..io.store import HasStores
 from ..io.uri import ObjectURI, parse_uri
 from ..io.writer import ObjectWriter, WriterOptions
 
@@ -58,6 +59,7 @@ def open_hdf5(
     block_size: int | str = HDF5_BLOCK_SIZE,
     cache_size: int | str = 32 * MiB,
     options: WriterOptions | None = None,
+    client: HasStores | None = None,
     **h5py_kwargs: Any,
 ) -> Any:
     """Open an HDF5 object on any backend as an ``h5py.File``.
@@ -69,6 +71,7 @@ def open_hdf5(
         block_size: RangeFile block size for reading.
         cache_size: RangeFile cache size for reading.
         options: Writer options for the upload in write modes.
+        client: The :class:`s3dlio.Client` to go through (default: the default client).
         **h5py_kwargs: Passed to ``h5py.File`` (``rdcc_nbytes``, ``libver``, ...).
 
     Returns:
@@ -80,34 +83,35 @@ def open_hdf5(
     parsed = parse_uri(uri, allow_bare=True)
     if mode == "r":
         return reader_cls(
-            RangeFile(parsed, block_size=block_size, cache_size=cache_size), **h5py_kwargs
+            RangeFile(parsed, block_size=block_size, cache_size=cache_size, client=client),
+            **h5py_kwargs,
         )
     if mode not in ("w", "w-", "x", "a", "r+"):
-        raise InvalidURIError(f"unsupported HDF5 mode {mode!r}", uri=str(parsed))
-    if mode in ("w-", "x") and _exists(parsed):
+        raise InvalidArgumentError(f"unsupported HDF5 mode {mode!r}", uri=str(parsed), op="PUT")
+    if mode in ("w-", "x") and _exists(parsed, client):
         raise FileExistsError(f"{parsed} already exists")
     spool = tempfile.TemporaryFile(prefix="s3dlio-h5-")  # noqa: SIM115 - lives with the file
     if mode in ("a", "r+"):
-        if _exists(parsed):
-            _download(parsed, spool)
+        if _exists(parsed, client):
+            _download(parsed, spool, client)
         elif mode == "r+":
             spool.close()
-            ops.stat(parsed)  # raises NotFoundError naming the URI
+            ops.stat(parsed, client)  # raises NotFoundError naming the URI
     file_mode = "r+" if mode in ("a", "r+") and spool.tell() else "w"
     spool.seek(0)
-    return writer_cls(spool, file_mode, parsed, options, **h5py_kwargs)
+    return writer_cls(spool, file_mode, parsed, options, client, **h5py_kwargs)
 
 
-def _exists(uri: ObjectURI) -> bool:
+def _exists(uri: ObjectURI, client: HasStores | None) -> bool:
     try:
-        ops.stat(uri)
+        ops.stat(uri, client)
     except NotFoundError:
         return False
     return True
 
 
-def _download(uri: ObjectURI, spool: Any) -> None:
-    with RangeFile(uri, max_readahead=0) as source:
+def _download(uri: ObjectURI, spool: Any, client: HasStores | None) -> None:
+    with RangeFile(uri, max_readahead=0, client=client) as source:
         buf = bytearray(_COPY_CHUNK)
         view = memoryview(buf)
         while True:
@@ -138,19 +142,21 @@ def _file_classes() -> tuple[type, type]:
             mode: str,
             uri: ObjectURI,
             options: WriterOptions | None,
+            client: HasStores | None,
             **kwargs: Any,
         ) -> None:
             super().__init__(spool, mode, **kwargs)
             self.uri = uri
             self._spool = spool
             self._options = options
+            self._client = client
 
         def close(self) -> None:
             """Close the HDF5 file and upload it (once)."""
             super().close()
             if not self._spool.closed:
                 try:
-                    _upload(self._spool, self.uri, self._options)
+                    _upload(self._spool, self.uri, self._options, self._client)
                 finally:
                     self._spool.close()
 
@@ -168,9 +174,11 @@ def _file_classes() -> tuple[type, type]:
     return RangeHDF5File, UploadingHDF5File
 
 
-def _upload(spool: Any, uri: ObjectURI, options: WriterOptions | None) -> None:
+def _upload(
+    spool: Any, uri: ObjectURI, options: WriterOptions | None, client: HasStores | None
+) -> None:
     spool.flush()
     spool.seek(0)
-    with ObjectWriter(uri, options) as writer:
+    with ObjectWriter(uri, options, client=client) as writer:
         shutil.copyfileobj(spool, writer, _COPY_CHUNK)
         writer.finalize()

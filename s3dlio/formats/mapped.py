@@ -33,9 +33,9 @@ from collections.abc import Iterator
 
 from ..errors import IntegrityError, UnsupportedOperationError
 from ..io import oplog, retry
-from ..io.backends.file import FileReadStream, FileStore, map_os_error
+from ..io.backends.file import FileReadStream, map_os_error
 from ..io.config import MiB
-from ..io.store import backend_for
+from ..io.store import HasStores, ObjectStore, backend_for
 from ..io.uri import ObjectURI
 from .blocks import FetchStats, Window
 
@@ -79,7 +79,10 @@ class MappedFile:
         backend = mappable(uri)
         begin = time.time_ns()
         stream = retry.call(
-            lambda: backend.open_read(uri, 0, None, if_match=etag), op="GET", uri=uri
+            lambda: backend.open_read(uri, 0, None, if_match=etag),
+            op="GET",
+            uri=uri,
+            config=backend.retry_config,
         )
         assert isinstance(stream, FileReadStream)
         self.uri = uri
@@ -213,15 +216,15 @@ class MappedSource:
             mapped.close()
 
 
-def mappable(uri: ObjectURI) -> FileStore:
+def mappable(uri: ObjectURI, client: HasStores | None = None) -> ObjectStore:
     """The backend of ``uri`` if its objects can be mapped (``file://``).
 
     Raises:
         UnsupportedOperationError: any other scheme (``direct://`` bypasses the page cache that
             a mapping reads; object stores have no file to map).
     """
-    backend = backend_for(uri)
-    if type(backend) is not FileStore:
+    backend = backend_for(uri, client)
+    if backend.local_path(uri) is None:
         raise UnsupportedOperationError(
             f"mmap=True maps local files only (file://), not {uri.scheme}://",
             uri=str(uri),

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import IntegrityError, InvalidURIError, NotFoundError
+from ..errors import IntegrityError, InvalidArgumentError, NotFoundError
 from ..io import ops
 from ..io.buffers import BytesView, buffer_address
 from ..io.datagen import generate_into_buffer
 from ..io.range_engine import fetch
-from ..io.store import backend_for
+from ..io.store import HasStores, backend_for
 from ..io.uri import ObjectURI, parse_uri
 from .blocks import FetchStats
 
@@ -87,11 +87,11 @@ class NpzFile:
         stats: Requests made and bytes received.
     """
 
-    def __init__(self, uri: URI) -> None:
+    def __init__(self, uri: URI, *, client: HasStores | None = None) -> None:
         self.uri = parse_uri(uri, allow_bare=True)
-        self._backend = backend_for(self.uri)
+        self._backend = backend_for(self.uri, client)
         self.stats = FetchStats()
-        meta = ops.stat(self.uri)
+        meta = ops.stat(self.uri, client)
         self.size = meta.size
         self.etag = meta.etag
         self.members: dict[str, NpzMember] = {}
@@ -204,7 +204,7 @@ class NpzFile:
                 op="GET",
             )
         if member.method not in (0, 8):
-            raise InvalidURIError(
+            raise InvalidArgumentError(
                 f"member {member.name!r} uses zip method {member.method}; only stored and "
                 "deflated members are supported",
                 uri=str(self.uri),
@@ -300,7 +300,7 @@ def _parse_npy(raw: memoryview, member: NpzMember, npz: NpzFile) -> np.ndarray:
     except (ValueError, SyntaxError, KeyError, TypeError) as exc:
         raise npz._corrupt(f"member {member.name!r}: bad .npy header ({exc})") from None
     if dtype.hasobject:
-        raise InvalidURIError(
+        raise InvalidArgumentError(
             f"member {member.name!r} holds Python objects (pickled); refusing to unpickle",
             uri=str(npz.uri),
         )
@@ -319,7 +319,9 @@ def list_npz(uri: URI) -> list[str]:
     return NpzFile(uri).names
 
 
-def read_npz(uri: URI, array_name: str | None = None) -> np.ndarray:
+def read_npz(
+    uri: URI, array_name: str | None = None, *, client: HasStores | None = None
+) -> np.ndarray:
     """Load one array of an NPZ archive on any backend.
 
     Args:
@@ -329,7 +331,7 @@ def read_npz(uri: URI, array_name: str | None = None) -> np.ndarray:
     Returns:
         The array (as ``numpy.load(path)[array_name]`` gives it).
     """
-    npz = NpzFile(uri)
+    npz = NpzFile(uri, client=client)
     if not npz.members:
         raise NotFoundError("the NPZ archive is empty", uri=str(npz.uri), op="GET")
     return npz.read(array_name if array_name is not None else npz.names[0])

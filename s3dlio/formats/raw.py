@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import IntegrityError, InvalidURIError
+from ..errors import IntegrityError, InvalidArgumentError
 from ..io import ops
 from ..io.buffers import BytesView
 from ..io.config import MiB
 from ..io.range_engine import fetch
-from ..io.store import backend_for
+from ..io.store import HasStores, backend_for
 from ..io.uri import ObjectURI, parse_uri
 from .blocks import BlockSource, FetchStats
 
@@ -32,9 +32,9 @@ __all__ = ["RawRecords", "read_raw"]
 URI = str | ObjectURI | os.PathLike[str]
 
 
-def read_raw(uri: URI) -> BytesView:
+def read_raw(uri: URI, *, client: HasStores | None = None) -> BytesView:
     """The whole object as a zero-copy :class:`~s3dlio.io.buffers.BytesView`."""
-    return ops.get(parse_uri(uri, allow_bare=True))
+    return ops.get(parse_uri(uri, allow_bare=True), client)
 
 
 class RawRecords:
@@ -61,23 +61,27 @@ class RawRecords:
         header: int = 0,
         dtype: Any = None,
         strict: bool = False,
+        client: HasStores | None = None,
     ) -> None:
         if record_size < 1 or header < 0:
-            raise InvalidURIError("record_size must be >= 1 and header >= 0", uri=str(uri))
+            raise InvalidArgumentError(
+                "record_size must be >= 1 and header >= 0", uri=str(uri), op="GET"
+            )
         self.uri = parse_uri(uri, allow_bare=True)
         self.record_size = record_size
         self.header = header
         self.dtype = None if dtype is None else np.dtype(dtype)
         if self.dtype is not None and record_size % self.dtype.itemsize:
-            raise InvalidURIError(
+            raise InvalidArgumentError(
                 f"record_size {record_size} is not a multiple of {self.dtype} items",
                 uri=str(self.uri),
+                op="GET",
             )
-        meta = ops.stat(self.uri)
+        meta = ops.stat(self.uri, client)
         self.size = meta.size
         self.etag = meta.etag
         self.stats = FetchStats()
-        self._backend = backend_for(self.uri)
+        self._backend = backend_for(self.uri, client)
         body = max(0, self.size - header)
         if strict and body % record_size:
             raise IntegrityError(

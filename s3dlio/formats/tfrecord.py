@@ -30,13 +30,19 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import IntegrityError, InvalidURIError, NotFoundError, UnsupportedOperationError
+from ..errors import (
+    ArgumentTypeError,
+    IntegrityError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnsupportedOperationError,
+)
 from ..io import ops
 from ..io.buffers import BytesView, as_readonly_view
 from ..io.config import MiB
 from ..io.executor import bounded_map
 from ..io.range_engine import fetch
-from ..io.store import backend_for
+from ..io.store import HasStores, backend_for
 from ..io.uri import ObjectURI, parse_uri
 from ..io.writer import ObjectWriter, WriterOptions
 from .blocks import BlockSource, FetchStats, GzipBlockSource, Window, default_block_size
@@ -81,7 +87,7 @@ def _compression(value: str | None) -> str | None:
         return None
     if codec in ("gzip", "gz"):
         return "gzip"
-    raise InvalidURIError(f"unknown TFRecord compression {value!r} (use None or 'gzip')")
+    raise InvalidArgumentError(f"unknown TFRecord compression {value!r} (use None or 'gzip')")
 
 
 def iter_records(buffer: Any, *, verify: bool = True) -> Iterator[memoryview]:
@@ -119,6 +125,7 @@ class TFRecordReader:
             :mod:`~s3dlio.formats.mapped`). :meth:`read_record` then copies the record out of
             the mapped file (mapped at first use, until :meth:`close`) instead of making a
             range request.
+        client: The :class:`s3dlio.Client` to read through (default: the default client).
 
     Attributes:
         uri: The parsed URI.
@@ -135,10 +142,14 @@ class TFRecordReader:
         block_size: int | None = None,
         prefetch: bool | None = None,
         mmap: bool = False,
+        client: HasStores | None = None,
     ) -> None:
         self.uri = parse_uri(uri, allow_bare=True)
         if block_size is not None and block_size < 1:
-            raise ValueError(f"block_size must be at least 1 byte, not {block_size}")
+            raise InvalidArgumentError(
+                f"block_size must be at least 1 byte, not {block_size}", uri=str(self.uri)
+            )
+        self.client = client
         self.verify = verify
         self.compression = _compression(compression)
         self.block_size = block_size
@@ -150,7 +161,7 @@ class TFRecordReader:
         self._etag: str | None = None
         self._mapped: MappedFile | None = None
         self._lock = threading.Lock()
-        self._backend = mappable(self.uri) if mmap else backend_for(self.uri)
+        self._backend = mappable(self.uri, client) if mmap else backend_for(self.uri, client)
         if index is not None and not isinstance(index, (bool, str, ObjectURI, os.PathLike)):
             self._entries = _as_entries(index, str(self.uri))
 
@@ -159,7 +170,13 @@ class TFRecordReader:
         """Every record payload, in file order (CRC-checked when ``verify``)."""
         if self.compression == "gzip":
             raw = MappedSource(self.uri, stats=self.stats) if self.mmap else None
-            gz = GzipBlockSource(self.uri, block_size=self.block_size, stats=self.stats, raw=raw)
+            gz = GzipBlockSource(
+                self.uri,
+                block_size=self.block_size,
+                stats=self.stats,
+                raw=raw,
+                backend=self._backend,
+            )
             return self._records(gz, 0, lambda: None, gz.expect)
         source = self._source()
         return self._records(source, 0, lambda: source.size, source.expect)
@@ -201,6 +218,7 @@ class TFRecordReader:
             etag=self._etag,
             stats=self.stats,
             announced=True,
+            backend=self._backend,
         )
 
     def _records(self, windows: Any, base: int, limit: Any, expect: Any) -> Iterator[memoryview]:
@@ -217,7 +235,7 @@ class TFRecordReader:
             source = self._index_source
             target = default_index_uri(self.uri) if source in (None, True) else source
             try:
-                self._entries = load_index(target)  # type: ignore[arg-type]
+                self._entries = load_index(target, client=self.client)  # type: ignore[arg-type]
             except NotFoundError as exc:
                 raise NotFoundError(
                     f"no TFRecord index at {exc.uri}; create one with "
@@ -237,7 +255,7 @@ class TFRecordReader:
         try:
             return len(self.entries)
         except (NotFoundError, UnsupportedOperationError) as exc:
-            raise TypeError(f"len() of a TFRecordReader without an index: {exc}") from exc
+            raise ArgumentTypeError(f"len() of a TFRecordReader without an index: {exc}") from exc
 
     def read_record(self, i: int) -> memoryview:
         """Record ``i`` (negative counts from the end), fetched with one range request.
@@ -362,7 +380,7 @@ def _as_entries(index: Any, uri: str) -> np.ndarray:
     if arr.size == 0:
         return np.empty((0, 2), np.int64)
     if arr.ndim != 2 or arr.shape[1] < 2:
-        raise InvalidURIError("index must be a sequence of (offset, size) pairs", uri=uri)
+        raise InvalidArgumentError("index must be a sequence of (offset, size) pairs", uri=uri)
     return np.ascontiguousarray(arr[:, :2])
 
 
@@ -375,6 +393,7 @@ class TFRecordWriter:
         index: Also write the index: ``True`` for ``uri + ".idx"``, or its URI. Not with gzip.
         options: Writer options (part size, parts in flight, ...).
         compression_level: gzip level (1-9).
+        client: The :class:`s3dlio.Client` to write through (default: the default client).
 
     Use it as a context manager: leaving the block by an exception discards the object.
     """
@@ -387,18 +406,20 @@ class TFRecordWriter:
         index: bool | URI = False,
         options: WriterOptions | None = None,
         compression_level: int = 6,
+        client: HasStores | None = None,
     ) -> None:
         self.uri = parse_uri(uri, allow_bare=True)
+        self.client = client
         self.compression = _compression(compression)
         if index and self.compression:
-            raise InvalidURIError(
+            raise InvalidArgumentError(
                 "an index of a gzip-compressed file is not usable (no random access)",
                 uri=str(self.uri),
             )
         self._index_uri = (
             None if not index else default_index_uri(self.uri) if index is True else index
         )
-        self._writer = ObjectWriter(self.uri, options)
+        self._writer = ObjectWriter(self.uri, options, client=client)
         self._deflate = (
             zlib.compressobj(compression_level, zlib.DEFLATED, 31) if self.compression else None
         )
@@ -413,7 +434,7 @@ class TFRecordWriter:
     def write(self, payload: Any) -> None:
         """Append one record (any buffer)."""
         if self._closed:
-            raise ValueError("write to a closed TFRecordWriter")
+            raise InvalidArgumentError("write to a closed TFRecordWriter")
         data = as_readonly_view(payload, what="payload")
         n = len(data)
         size = n + OVERHEAD
@@ -474,7 +495,7 @@ class TFRecordWriter:
         if self._index_uri is not None:
             entries = np.column_stack([self._offsets, self._sizes]).reshape(-1, 2)
             target = parse_uri(self._index_uri, allow_bare=True)
-            ops.put(target, memoryview(format_index(entries).encode("ascii")))
+            ops.put(target, memoryview(format_index(entries).encode("ascii")), client=self.client)
         return self.records
 
     def abort(self) -> None:

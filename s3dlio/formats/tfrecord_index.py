@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidURIError
+from ..errors import InvalidArgumentError
 from ..io import ops
 from ..io.buffers import as_readonly_view
+from ..io.store import HasStores, backend_for
 from ..io.uri import ObjectURI, parse_uri
 from .blocks import BlockSource, FetchStats, Window
 from .framing import HEADER, OVERHEAD, scan_windows
@@ -76,7 +77,7 @@ def parse_index(text: str | bytes, *, uri: str = "<index>") -> np.ndarray:
     Lines may hold more columns (only the first two are used, as the ``tfrecord`` package does).
 
     Raises:
-        InvalidURIError: the text is not an index.
+        InvalidArgumentError: the text is not an index.
     """
     if isinstance(text, (bytes, bytearray, memoryview)):
         text = bytes(text).decode("ascii", errors="replace")
@@ -84,18 +85,20 @@ def parse_index(text: str | bytes, *, uri: str = "<index>") -> np.ndarray:
     try:
         out = np.array([(int(r[0]), int(r[1])) for r in rows], dtype=np.int64).reshape(-1, 2)
     except (ValueError, IndexError):
-        raise InvalidURIError(
+        raise InvalidArgumentError(
             "not a TFRecord index (expected 'offset size' lines)", uri=uri
         ) from None
     if len(out) and ((out < 0).any() or (out[:, 1] < OVERHEAD).any()):
-        raise InvalidURIError("not a TFRecord index (negative offset or short record)", uri=uri)
+        raise InvalidArgumentError(
+            "not a TFRecord index (negative offset or short record)", uri=uri
+        )
     return out
 
 
-def load_index(index_uri: URI) -> np.ndarray:
+def load_index(index_uri: URI, *, client: HasStores | None = None) -> np.ndarray:
     """Read an index object (any URI or local path) as an ``(n, 2)`` int64 array."""
     parsed = parse_uri(index_uri, allow_bare=True)
-    return parse_index(bytes(ops.get(parsed)), uri=str(parsed))
+    return parse_index(bytes(ops.get(parsed, client)), uri=str(parsed))
 
 
 def read_tfrecord_index(index_path: URI) -> list[tuple[int, int]]:
@@ -118,27 +121,40 @@ def index_tfrecord_bytes(tfrecord_bytes: Any) -> str:
 
 
 def scan_index(
-    uri: URI, *, block_size: int | None = None, stats: FetchStats | None = None
+    uri: URI,
+    *,
+    block_size: int | None = None,
+    stats: FetchStats | None = None,
+    client: HasStores | None = None,
 ) -> np.ndarray:
     """Build the ``(n, 2)`` index array of a TFRecord object by streaming through it once."""
     parsed = parse_uri(uri, allow_bare=True)
-    source = BlockSource(parsed, block_size=block_size, stats=stats, announced=True)
+    source = BlockSource(
+        parsed,
+        block_size=block_size,
+        stats=stats,
+        announced=True,
+        backend=backend_for(parsed, client),
+    )
     return _entries(source, str(parsed), limit=lambda: source.size, expect=source.expect)
 
 
-def create_tfrecord_index(tfrecord_path: URI, index_path: URI | None = None) -> int:
+def create_tfrecord_index(
+    tfrecord_path: URI, index_path: URI | None = None, *, client: HasStores | None = None
+) -> int:
     """Write the index of a TFRecord object (any URI or local path); return the record count.
 
     Args:
         tfrecord_path: The TFRecord object.
         index_path: Where to write the index; default ``tfrecord_path + ".idx"``.
+        client: The :class:`s3dlio.Client` to go through (default: the default client).
 
     Raises:
         IntegrityError: a corrupt length field, or the object ends inside a record.
     """
-    entries = scan_index(tfrecord_path)
+    entries = scan_index(tfrecord_path, client=client)
     target = (
         parse_uri(index_path, allow_bare=True) if index_path else default_index_uri(tfrecord_path)
     )
-    ops.put(target, memoryview(format_index(entries).encode("ascii")))
+    ops.put(target, memoryview(format_index(entries).encode("ascii")), client=client)
     return len(entries)

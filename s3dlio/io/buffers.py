@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ArgumentTypeError
 from .config import settings
 
 __all__ = [
@@ -211,11 +212,11 @@ def as_readonly_view(data: Any, *, what: str = "data") -> memoryview:
         TypeError: ``data`` does not support the buffer protocol (a ``str``, a list, ...).
     """
     if isinstance(data, str):
-        raise TypeError(f"{what} must be a bytes-like object, not str (encode it first)")
+        raise ArgumentTypeError(f"{what} must be a bytes-like object, not str (encode it first)")
     try:
         view = memoryview(data)
     except TypeError:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{what} must be a bytes-like object (bytes, bytearray, memoryview, numpy array), "
             f"not {type(data).__name__}"
         ) from None

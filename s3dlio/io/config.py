@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ..errors import InvalidURIError
+from ..errors import InvalidArgumentError
 
 __all__ = [
     "MiB",
@@ -66,18 +66,20 @@ def parse_size(value: int | str) -> int:
     """Turn ``1048576``, ``"1MiB"``, ``"20 MB"`` or ``"1.5GiB"`` into a byte count.
 
     Raises:
-        InvalidURIError: (a ``ValueError``) for text that is not a size, or a negative number.
+        InvalidArgumentError: (a ``ValueError``) for text that is not a size, or a negative number.
     """
     if isinstance(value, bool):
-        raise InvalidURIError(f"not a size: {value!r}")
+        raise InvalidArgumentError(f"not a size: {value!r}")
     if isinstance(value, int):
         if value < 0:
-            raise InvalidURIError(f"size must be >= 0, got {value}")
+            raise InvalidArgumentError(f"size must be >= 0, got {value}")
         return value
     match = _SIZE_RE.match(str(value))
     unit = match.group(2).lower() if match else None
     if match is None or unit not in _UNITS:
-        raise InvalidURIError(f"not a size: {value!r} (examples: 4096, '64KiB', '20MiB', '1GB')")
+        raise InvalidArgumentError(
+            f"not a size: {value!r} (examples: 4096, '64KiB', '20MiB', '1GB')"
+        )
     return int(float(match.group(1)) * _UNITS[unit])
 
 
@@ -88,7 +90,9 @@ def _env_int(name: str, default: int | None) -> int | None:
     try:
         return int(raw)
     except ValueError:
-        raise InvalidURIError(f"environment variable {name}={raw!r} is not an integer") from None
+        raise InvalidArgumentError(
+            f"environment variable {name}={raw!r} is not an integer"
+        ) from None
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -100,7 +104,7 @@ def _env_bool(name: str, default: bool) -> bool:
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    raise InvalidURIError(f"environment variable {name}={raw!r} is not a boolean (1 or 0)")
+    raise InvalidArgumentError(f"environment variable {name}={raw!r} is not a boolean (1 or 0)")
 
 
 def _env_float(name: str, default: float) -> float:
@@ -110,7 +114,7 @@ def _env_float(name: str, default: float) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise InvalidURIError(f"environment variable {name}={raw!r} is not a number") from None
+        raise InvalidArgumentError(f"environment variable {name}={raw!r} is not a number") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,9 +141,9 @@ class RangeEngineConfig:
             if value is not None:
                 object.__setattr__(self, name, parse_size(value))
         if self.chunk_size is not None and self.chunk_size < 4096:
-            raise InvalidURIError(f"chunk_size must be >= 4096, got {self.chunk_size}")
+            raise InvalidArgumentError(f"chunk_size must be >= 4096, got {self.chunk_size}")
         if self.concurrency is not None and self.concurrency < 1:
-            raise InvalidURIError(f"concurrency must be >= 1, got {self.concurrency}")
+            raise InvalidArgumentError(f"concurrency must be >= 1, got {self.concurrency}")
 
     @classmethod
     def from_env(cls) -> RangeEngineConfig:
@@ -197,9 +201,9 @@ class RetryConfig:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise InvalidURIError(f"max_attempts must be >= 1, got {self.max_attempts}")
+            raise InvalidArgumentError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if self.base_delay < 0 or self.max_delay < 0 or self.max_total < 0:
-            raise InvalidURIError("retry delays must be >= 0")
+            raise InvalidArgumentError("retry delays must be >= 0")
 
     @classmethod
     def from_env(cls) -> RetryConfig:
@@ -258,9 +262,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.threads < 1:
-            raise InvalidURIError(f"S3DLIO_RT_THREADS must be >= 1, got {self.threads}")
+            raise InvalidArgumentError(f"S3DLIO_RT_THREADS must be >= 1, got {self.threads}")
         if self.malloc_keep < 0:
-            raise InvalidURIError(f"S3DLIO_MALLOC_KEEP_MB must be >= 0, got {self.malloc_keep}")
+            raise InvalidArgumentError(
+                f"S3DLIO_MALLOC_KEEP_MB must be >= 0, got {self.malloc_keep}"
+            )
 
     @property
     def connections(self) -> int:
@@ -295,9 +301,23 @@ def settings() -> Settings:
 
 
 def reset_settings(new: Settings | None = None) -> None:
-    """Replace the process-wide settings (``None`` re-reads the environment on next use)."""
+    """Replace the process-wide settings (``None`` re-reads the environment on next use).
+
+    The default client's backends are rebuilt (their connections follow the new limits and
+    timeouts); other clients read the settings when they next build their connections.
+    """
     global _settings
-    _settings = new
+    old, _settings = _settings, new
+    if old is not None and new is not None and _network(old) == _network(new):
+        return  # nothing a connection was built from has changed
+    from .store import reset_backends  # the store layer sits on this module
+
+    reset_backends()
+
+
+def _network(cfg: Settings) -> tuple[int, float, float]:
+    """The settings connections are built from."""
+    return cfg.connections, cfg.connect_timeout, cfg.operation_timeout
 
 
 def configure(**changes: Any) -> Settings:
@@ -315,7 +335,7 @@ def configure(**changes: Any) -> Settings:
     """
     unknown = set(changes) - {f.name for f in fields(Settings)}
     if unknown:
-        raise InvalidURIError(f"unknown settings: {', '.join(sorted(unknown))}")
+        raise InvalidArgumentError(f"unknown settings: {', '.join(sorted(unknown))}")
     new = replace(settings(), **changes)
     reset_settings(new)
     return new

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidURIError
+from ..errors import ArgumentTypeError, InvalidArgumentError
 from .buffers import BytesView, as_readonly_view
 from .config import MiB, parse_size
 from .executor import run_claimed
@@ -31,7 +31,7 @@ _PAGE = 4096
 def _check(dedup: int, compress: int) -> None:
     for name, value in (("dedup", dedup), ("compress", compress)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InvalidURIError(f"{name} must be an integer >= 1, got {value!r}")
+            raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 class _Blocks:
@@ -99,7 +99,7 @@ def generate_into_buffer(
     """Fill a writable buffer with synthetic data; returns its length."""
     view = memoryview(buffer).cast("B") if memoryview(buffer).format != "B" else memoryview(buffer)
     if view.readonly:
-        raise TypeError("buffer must be writable")
+        raise ArgumentTypeError("buffer must be writable")
     if len(view):
         _Blocks(len(view), dedup, compress, seed).fill(np.frombuffer(view, np.uint8), 0)
     return len(view)
@@ -134,7 +134,7 @@ class Generator:
         """Fill ``buffer`` with the next bytes; returns how many (0 once complete)."""
         view = as_readonly_view(buffer, what="buffer")
         if view.readonly:
-            raise TypeError("buffer must be writable")
+            raise ArgumentTypeError("buffer must be writable")
         n = min(len(view), self.size - self.position)
         if n <= 0:
             return 0

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
+from ..errors import InvalidArgumentError
 from .config import settings
 
 __all__ = [
@@ -121,7 +123,9 @@ class PerProcess(Generic[T]):
         self._value: T | None = None
         self._pid = 0
         self._lock = threading.Lock()
-        os.register_at_fork(after_in_child=self._after_fork)
+        # A weak reference: a client's values must not live as long as the interpreter.
+        after_fork = weakref.WeakMethod(self._after_fork)
+        os.register_at_fork(after_in_child=lambda: (m := after_fork()) and m())
 
     def _after_fork(self) -> None:
         self._value = None
@@ -138,6 +142,10 @@ class PerProcess(Generic[T]):
                 self._value = self._factory()
                 self._pid = os.getpid()
             return self._value
+
+    def peek(self) -> T | None:
+        """The value of this process if it was built, else ``None`` (nothing is built)."""
+        return self._value if self._pid == os.getpid() else None
 
     def reset(self) -> None:
         """Drop the value; the next :meth:`get` builds a new one."""
@@ -189,7 +197,7 @@ def bounded_map(
     calls already running finish in the background.
     """
     if max_in_flight < 1:
-        raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        raise InvalidArgumentError(f"max_in_flight must be >= 1, got {max_in_flight}")
     run = _MapRun(fn, iter(items), max_in_flight)
     helpers = min(max_in_flight, get_executor()._max_workers) - 1
     pool = get_executor()

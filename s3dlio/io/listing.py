@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import ops
-from .store import ObjectMeta
+from .store import HasStores, ObjectMeta
 from .uri import ObjectURI
 
 __all__ = ["Selection", "glob_to_regex", "has_glob", "select"]
@@ -119,12 +119,17 @@ class Selection:
 
 
 def select(
-    uri: ObjectURI, *, recursive: bool = False, pattern: str | re.Pattern[str] | None = None
+    uri: ObjectURI,
+    *,
+    recursive: bool = False,
+    pattern: str | re.Pattern[str] | None = None,
+    client: HasStores | None = None,
 ) -> Iterator[ObjectMeta]:
     """Stream the entries ``uri`` selects (see the module rules), in key order."""
     selection = Selection.of(uri.key, recursive)
     regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-    for page in ops.list_pages(uri.with_key(selection.list_prefix), recursive=selection.recursive):
+    prefix = uri.with_key(selection.list_prefix)
+    for page in ops.list_pages(prefix, recursive=selection.recursive, client=client):
         for meta in page:
             if not selection.keep(meta):
                 continue

@@ -16,7 +16,7 @@ from ..errors import IsDirectoryError, NotFoundError, S3DlioError
 from . import oplog, retry
 from .buffers import BytesView
 from .range_engine import FetchResult, fetch
-from .store import ObjectMeta, ObjectStore, backend_for
+from .store import HasStores, ObjectMeta, ObjectStore, backend_for
 from .uri import ObjectURI
 
 __all__ = ["call", "delete", "get", "get_into", "get_range", "list_pages", "put", "stat"]
@@ -48,7 +48,7 @@ def call(
 
     if not retries:
         return attempt()
-    return retry.call(attempt, op=op, uri=uri)
+    return retry.call(attempt, op=op, uri=uri, config=backend.retry_config)
 
 
 def _record(
@@ -74,21 +74,25 @@ def _record(
         )
 
 
-def get(uri: ObjectURI) -> BytesView:
+def get(uri: ObjectURI, client: HasStores | None = None) -> BytesView:
     """The whole object, in a new :class:`BytesView`."""
-    result = fetch(backend_for(uri), uri)
+    result = fetch(backend_for(uri, client), uri)
     return result.data  # type: ignore[return-value]
 
 
-def get_range(uri: ObjectURI, offset: int, length: int | None = None) -> BytesView:
+def get_range(
+    uri: ObjectURI, offset: int, length: int | None = None, client: HasStores | None = None
+) -> BytesView:
     """``length`` bytes at ``offset`` (to the end when ``None``; empty past the end)."""
-    result = fetch(backend_for(uri), uri, offset, length, op="GET_RANGE")
+    result = fetch(backend_for(uri, client), uri, offset, length, op="GET_RANGE")
     return result.data  # type: ignore[return-value]
 
 
-def get_into(uri: ObjectURI, buffer: memoryview, offset: int = 0) -> FetchResult:
+def get_into(
+    uri: ObjectURI, buffer: memoryview, offset: int = 0, client: HasStores | None = None
+) -> FetchResult:
     """Read the object (from ``offset``) into ``buffer``; it must be large enough."""
-    return fetch(backend_for(uri), uri, offset, None, into=buffer)
+    return fetch(backend_for(uri, client), uri, offset, None, into=buffer)
 
 
 def put(
@@ -97,9 +101,10 @@ def put(
     *,
     content_type: str | None = None,
     metadata: dict[str, str] | None = None,
+    client: HasStores | None = None,
 ) -> str | None:
     """Store ``data`` as the whole object (atomically); return its etag if known."""
-    backend = backend_for(uri)
+    backend = backend_for(uri, client)
     return call(
         "PUT",
         backend,
@@ -109,13 +114,13 @@ def put(
     )
 
 
-def stat(uri: ObjectURI) -> ObjectMeta:
+def stat(uri: ObjectURI, client: HasStores | None = None) -> ObjectMeta:
     """Metadata of one object (``NotFoundError`` if missing)."""
-    backend = backend_for(uri)
+    backend = backend_for(uri, client)
     return call("HEAD", backend, uri, lambda: backend.stat(uri))
 
 
-def delete(uri: ObjectURI, *, missing_ok: bool = False) -> bool:
+def delete(uri: ObjectURI, *, missing_ok: bool = False, client: HasStores | None = None) -> bool:
     """Delete exactly one object; returns whether one was deleted (False: missing and allowed).
 
     Raises:
@@ -123,7 +128,7 @@ def delete(uri: ObjectURI, *, missing_ok: bool = False) -> bool:
             directory, or a key that is missing while objects exist below ``key/``).
         NotFoundError: no such object (unless ``missing_ok``).
     """
-    backend = backend_for(uri)
+    backend = backend_for(uri, client)
     if uri.key == "" or uri.key.endswith("/"):
         raise IsDirectoryError(
             "names a directory; use recursive=True to delete what is under it",
@@ -132,9 +137,9 @@ def delete(uri: ObjectURI, *, missing_ok: bool = False) -> bool:
         )
     if not backend.local:
         try:
-            stat(uri)
+            stat(uri, client)
         except NotFoundError:
-            if _has_children(uri):
+            if _has_children(uri, client):
                 raise IsDirectoryError(
                     "names a directory; use recursive=True to delete what is under it",
                     uri=str(uri),
@@ -152,14 +157,17 @@ def delete(uri: ObjectURI, *, missing_ok: bool = False) -> bool:
     return True
 
 
-def _has_children(uri: ObjectURI) -> bool:
-    return any(page for page in list_pages(uri.with_key(uri.key + "/"), recursive=True))
+def _has_children(uri: ObjectURI, client: HasStores | None) -> bool:
+    prefix = uri.with_key(uri.key + "/")
+    return any(page for page in list_pages(prefix, recursive=True, client=client))
 
 
-def list_pages(prefix: ObjectURI, *, recursive: bool) -> Iterator[list[ObjectMeta]]:
+def list_pages(
+    prefix: ObjectURI, *, recursive: bool, client: HasStores | None = None
+) -> Iterator[list[ObjectMeta]]:
     """The backend's listing pages, each logged as one ``LIST`` operation (an empty listing
     as one, with no objects)."""
-    backend = backend_for(prefix)
+    backend = backend_for(prefix, client)
     pages = backend.list_pages(prefix, recursive=recursive)
     first = True
     while True:

@@ -19,10 +19,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import IntegrityError, InvalidURIError, S3DlioError, TransientError
+from ..errors import (
+    IntegrityError,
+    InvalidArgumentError,
+    S3DlioError,
+    TransientError,
+)
 from . import oplog, retry
 from .buffers import BytesView
-from .config import RangeEngineConfig, settings
+from .config import RangeEngineConfig
 from .executor import get_executor, run_claimed
 from .store import ObjectStore, PartRead, ReadStream
 from .uri import ObjectURI
@@ -144,6 +149,7 @@ class _Request:
             uri=self.uri,
             byte_range=(offset, len(target)),
             should_stop=self.should_stop,
+            config=self.backend.retry_config,
         )
 
 
@@ -168,9 +174,9 @@ def fetch(
         offset: First byte; at or past the end gives an empty result.
         length: Bytes wanted; ``None`` = to the end of the object.
         into: Read into this writable buffer instead of allocating; it must be large enough
-            for the span (else ``InvalidURIError``, before any data is read into it).
+            for the span (else ``InvalidArgumentError``, before any data is read into it).
         if_match: Require this version token on every request.
-        config: Range-engine settings (process defaults when ``None``).
+        config: Range-engine settings (the backend's client's when ``None``).
         op: Op-log name of the first request (``"GET"`` or ``"GET_RANGE"``).
         should_stop: Checked between retries (cancellation).
         failed: The error of a first request already made for this span elsewhere (see
@@ -180,8 +186,8 @@ def fetch(
         A :class:`FetchResult`; ``data`` is ``into`` or a new :class:`BytesView`.
     """
     if offset < 0 or (length is not None and length < 0):
-        raise InvalidURIError("offset and length must be >= 0", uri=str(uri), op=op)
-    cfg = config or settings().range
+        raise InvalidArgumentError("offset and length must be >= 0", uri=str(uri), op=op)
+    cfg = config or backend.range_config
     local = backend.local
     span = length
     if into is not None:
@@ -203,6 +209,7 @@ def fetch(
         byte_range=asked,
         should_stop=should_stop,
         failed=failed,
+        config=backend.retry_config,
     )
     stream = opened[0]
     size, etag = stream.size, stream.etag
@@ -212,7 +219,7 @@ def fetch(
     if into is not None:
         if total > len(into):
             stream.close()
-            raise InvalidURIError(
+            raise InvalidArgumentError(
                 f"buffer of {len(into)} bytes is too small for {total} bytes",
                 uri=str(uri),
                 op=op,
@@ -275,7 +282,7 @@ def fetch_many(
         result is a :class:`FetchResult` or the error that ended that object (an
         :class:`~s3dlio.errors.S3DlioError`, or whatever else a pool task raised).
     """
-    run = _ManyRun(backend, uris, config or settings().range)
+    run = _ManyRun(backend, uris, config or backend.range_config)
     for part in backend.read_parts(run.feed(), width):
         run.outstanding -= 1
         yield from run.finished(part)

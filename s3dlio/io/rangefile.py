@@ -29,13 +29,13 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from ..errors import IntegrityError, InvalidURIError
+from ..errors import IntegrityError, InvalidArgumentError
 from . import oplog, ops, retry
-from .backends.file import FileReadStream, FileStore, file_etag
+from .backends.file import FileReadStream, file_etag
 from .buffers import BytesView
 from .config import KiB, MiB, parse_size
 from .range_engine import fetch
-from .store import ObjectStore, backend_for
+from .store import HasStores, ObjectStore, backend_for
 from .uri import ObjectURI, parse_uri
 
 __all__ = ["RangeFile", "RangeReader"]
@@ -75,7 +75,7 @@ class RangeReader:
         self.etag = etag
         self.size: int | None = None
         # exactly file:// (direct:// needs aligned reads and must not touch the page cache)
-        self._local = type(self.backend) is FileStore
+        self._local = self.backend.local_path(uri) is not None
         self._version: tuple[int, int, int] | None = None  # (inode, mtime, size) of the etag
         self._lock = threading.Lock()
 
@@ -154,6 +154,7 @@ class RangeReader:
                 lambda: self.backend.open_read(self.uri, 0, None, if_match=self.etag),
                 op="GET_RANGE",
                 uri=self.uri,
+                config=self.backend.retry_config,
             )
             if not isinstance(stream, FileReadStream):  # pragma: no cover - FileStore's own
                 stream.close()
@@ -197,6 +198,7 @@ class RangeFile(io.RawIOBase):
         direct_threshold: Reads of at least this many bytes skip the cache (default: 4 blocks).
         size: The object's size, if known (skips the HEAD request made on open).
         etag: The object's version token, if known (with ``size``).
+        client: The :class:`s3dlio.Client` to read through (default: the default client).
 
     Attributes:
         uri: The parsed object URI.
@@ -216,12 +218,13 @@ class RangeFile(io.RawIOBase):
         direct_threshold: int | str | None = None,
         size: int | None = None,
         etag: str | None = None,
+        client: HasStores | None = None,
     ) -> None:
         super().__init__()
         self.uri = parse_uri(uri, allow_bare=True)
         self.block_size = parse_size(block_size)
         if self.block_size < 1:
-            raise InvalidURIError("block_size must be >= 1", uri=str(self.uri))
+            raise InvalidArgumentError("block_size must be >= 1", uri=str(self.uri), op="GET")
         self.cache_blocks = max(1, parse_size(cache_size) // self.block_size)
         self.max_readahead_blocks = min(
             parse_size(max_readahead) // self.block_size, self.cache_blocks // 2
@@ -229,9 +232,9 @@ class RangeFile(io.RawIOBase):
         self.direct_threshold = (
             4 * self.block_size if direct_threshold is None else parse_size(direct_threshold)
         )
-        self._backend = backend_for(self.uri)
+        self._backend = backend_for(self.uri, client)
         if size is None:
-            meta = ops.stat(self.uri)
+            meta = ops.stat(self.uri, client)
             size, etag = meta.size, meta.etag
         self.size: int = size
         self.etag: str | None = etag
@@ -285,9 +288,9 @@ class RangeFile(io.RawIOBase):
         elif whence == io.SEEK_END:
             target = self.size + offset
         else:
-            raise ValueError(f"invalid whence {whence!r}")
+            raise InvalidArgumentError(f"invalid whence {whence!r}")
         if target < 0:
-            raise ValueError(f"negative seek position {target}")
+            raise InvalidArgumentError(f"negative seek position {target}")
         self._pos = target
         return target
 
@@ -341,7 +344,7 @@ class RangeFile(io.RawIOBase):
     # -- internals -------------------------------------------------------------------------------
     def _check_closed(self) -> None:
         if self.closed:
-            raise ValueError("I/O operation on closed file")
+            raise InvalidArgumentError("I/O operation on closed file")
 
     def _read_at(self, offset: int, dst: memoryview) -> int:
         """Fill ``dst`` with bytes at ``offset`` (fewer at the end of the object)."""

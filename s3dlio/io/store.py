@@ -17,10 +17,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-from ..errors import InvalidURIError, S3DlioError, UnsupportedOperationError
+from ..errors import InvalidArgumentError, InvalidURIError, S3DlioError, UnsupportedOperationError
 from .buffers import BytesView
+from .client_config import ClientConfig, Network
+from .config import RangeEngineConfig, RetryConfig
 from .uri import ObjectURI, parse_uri
 
 __all__ = [
@@ -28,9 +30,12 @@ __all__ = [
     "ObjectStore",
     "PartRead",
     "ReadStream",
+    "StoreSet",
     "Upload",
     "backend_for",
+    "default_stores",
     "register_backend",
+    "set_default_stores",
 ]
 
 
@@ -201,6 +206,32 @@ class ObjectStore(ABC):
     max_parallel_parts: ClassVar[int] = 64
     multiplexed: ClassVar[bool] = False
 
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        self.config = config or ClientConfig()
+
+    @property
+    def network(self) -> Network:
+        """Connections and timeouts of this store's client."""
+        return self.config.network()
+
+    @property
+    def range_config(self) -> RangeEngineConfig:
+        """The range-engine configuration of this store's client."""
+        return self.config.range_config()
+
+    @property
+    def retry_config(self) -> RetryConfig:
+        """The retry policy of this store's client."""
+        return self.config.retry_config()
+
+    def local_path(self, uri: ObjectURI) -> str | None:
+        """The local file path holding ``uri``'s bytes, for stores whose objects are files
+        (memory mapping, ``sendfile``, page-cache reads); ``None`` for network stores."""
+        return None
+
+    def close(self) -> None:
+        """Release this store's connections (it may still be used: they are reopened)."""
+
     def endpoint(self, uri: ObjectURI) -> str:
         """The endpoint string the op-log records for requests on ``uri``."""
         return f"{self.scheme}://"
@@ -351,8 +382,9 @@ _REGISTRY: dict[str, str] = {
     "gs": "s3dlio.io.backends.gcs:GCSStore",
 }
 _EXTRAS = {"s3": "s3", "az": "azure", "gs": "gcs"}
-_instances: dict[str, ObjectStore] = {}
 _lock = threading.Lock()
+#: Bumped by :func:`register_backend`, so that store sets rebuild a replaced scheme's backend.
+_generation = 0
 
 
 def register_backend(
@@ -363,10 +395,12 @@ def register_backend(
     Args:
         scheme: The URI scheme, e.g. ``"myfs"``.
         target: An :class:`ObjectStore` subclass, or ``"package.module:ClassName"`` to import
-            lazily on first use.
+            lazily on first use. It is built as ``cls(config)`` with the
+            :class:`~s3dlio.io.client_config.ClientConfig` of the client that uses it.
         local: Whether URIs of this scheme hold a local path (``myfs:///abs/path``) rather than
             ``bucket/key``; taken from the class's ``local`` attribute when a class is given.
     """
+    global _generation
     from .uri import LOCAL_SCHEMES, SCHEMES
 
     if not isinstance(target, str):
@@ -377,26 +411,98 @@ def register_backend(
             LOCAL_SCHEMES.add(scheme)
         SCHEMES.setdefault(scheme, scheme)
         _REGISTRY[SCHEMES[scheme]] = target
-        _instances.pop(SCHEMES[scheme], None)
+        _generation += 1
 
 
-def backend_for(uri: str | ObjectURI) -> ObjectStore:
-    """The backend instance serving ``uri``'s scheme (one per scheme per process).
+class StoreSet:
+    """The backends of one configuration: one :class:`ObjectStore` per scheme, each built on
+    first use from :attr:`config`. A :class:`s3dlio.Client` holds one.
+
+    Args:
+        config: What the stores talk to and how (``None``: the environment).
+    """
+
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        self.config = config or ClientConfig()
+        self._stores: dict[str, tuple[int, ObjectStore]] = {}
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def backend(self, uri: str | ObjectURI) -> ObjectStore:
+        """The backend serving ``uri``'s scheme.
+
+        Raises:
+            InvalidURIError: no backend is registered for the scheme.
+            InvalidArgumentError: the client was closed.
+            ImportError: the backend's SDK is missing, with the ``pip install`` line that adds it.
+        """
+        scheme = parse_uri(uri).scheme
+        found = self._stores.get(scheme)
+        if found is not None and found[0] == _generation and not self.closed:
+            return found[1]
+        with self._lock:
+            if self.closed:
+                raise InvalidArgumentError(
+                    "this s3dlio.Client is closed; create a new one", uri=str(uri), op="CONNECT"
+                )
+            found = self._stores.get(scheme)
+            if found is None or found[0] != _generation:
+                found = (_generation, _load(scheme)(self.config))
+                self._stores[scheme] = found
+        return found[1]
+
+    def close(self) -> None:
+        """Close every backend's connections; later use raises ``InvalidArgumentError``."""
+        with self._lock:
+            self.closed = True
+            stores, self._stores = list(self._stores.values()), {}
+        for _, store in stores:
+            store.close()
+
+    def __repr__(self) -> str:
+        return f"StoreSet({self.config!r})"
+
+
+_default = StoreSet()
+
+
+def default_stores() -> StoreSet:
+    """The store set of the default client (what the flat functions use); a closed one is
+    replaced by a new one with the same configuration."""
+    global _default
+    if _default.closed:
+        with _lock:
+            if _default.closed:
+                _default = StoreSet(_default.config)
+    return _default
+
+
+def set_default_stores(stores: StoreSet) -> StoreSet:
+    """Make ``stores`` the default; returns the previous default (not closed here)."""
+    global _default
+    previous, _default = _default, stores
+    return previous
+
+
+class HasStores(Protocol):
+    """Anything that holds a :class:`StoreSet` (a :class:`s3dlio.Client`)."""
+
+    @property
+    def stores(self) -> StoreSet: ...
+
+
+def backend_for(uri: str | ObjectURI, client: HasStores | StoreSet | None = None) -> ObjectStore:
+    """The backend serving ``uri``'s scheme for ``client`` (default: the default client).
 
     Raises:
         InvalidURIError: no backend is registered for the scheme.
         ImportError: the backend's SDK is missing, with the ``pip install`` line that adds it.
     """
-    scheme = parse_uri(uri).scheme
-    store = _instances.get(scheme)
-    if store is not None:
-        return store
-    with _lock:
-        store = _instances.get(scheme)
-        if store is None:
-            store = _load(scheme)()
-            _instances[scheme] = store
-    return store
+    if client is None:
+        return default_stores().backend(uri)
+    if isinstance(client, StoreSet):
+        return client.backend(uri)
+    return client.stores.backend(uri)
 
 
 def _load(scheme: str) -> type[ObjectStore]:
@@ -412,11 +518,10 @@ def _load(scheme: str) -> type[ObjectStore]:
         raise ImportError(f"the {scheme}:// backend needs {exc.name or exc}{hint}") from exc
     cls = getattr(module, class_name)
     if not (isinstance(cls, type) and issubclass(cls, ObjectStore)):
-        raise TypeError(f"{target} is not an ObjectStore subclass")
+        raise InvalidArgumentError(f"{target} is not an ObjectStore subclass", op="CONNECT")
     return cls
 
 
 def reset_backends() -> None:
-    """Forget backend instances (they are rebuilt on next use, e.g. after reconfiguration)."""
-    with _lock:
-        _instances.clear()
+    """Replace the default client's backends with new ones (old connections closed)."""
+    set_default_stores(StoreSet(_default.config)).close()

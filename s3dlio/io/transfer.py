@@ -15,14 +15,14 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from ..errors import BatchError, InvalidURIError, NotFoundError, S3DlioError
+from ..errors import BatchError, InvalidArgumentError, InvalidURIError, NotFoundError, S3DlioError
 from . import ops
 from .buffers import BytesView, as_readonly_view
-from .config import MiB, settings
+from .config import MiB
 from .executor import bounded_map
 from .listing import Selection, has_glob, select
 from .range_engine import FetchResult, fetch, fetch_many
-from .store import ObjectMeta, ObjectStore, backend_for
+from .store import HasStores, ObjectMeta, ObjectStore, backend_for
 from .uri import ObjectURI, parse_uri
 from .writer import ObjectWriter, WriterOptions
 
@@ -76,7 +76,7 @@ def run_batch(
 
 
 def get_many(
-    uris: Iterable[str | ObjectURI], max_in_flight: int = 64
+    uris: Iterable[str | ObjectURI], max_in_flight: int = 64, *, client: HasStores | None = None
 ) -> list[tuple[str, BytesView]]:
     """Fetch many objects concurrently; ``[(uri, data), ...]`` in input order.
 
@@ -87,7 +87,7 @@ def get_many(
     at a time.
     """
     if max_in_flight < 1:
-        raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        raise InvalidArgumentError(f"max_in_flight must be >= 1, got {max_in_flight}", op="GET")
     items = list(uris)
     outcomes: list[Any] = [None] * len(items)
     parsed: list[Any] = [None] * len(items)
@@ -96,7 +96,7 @@ def get_many(
     for index, item in enumerate(items):
         try:
             parsed[index] = uri = parse_uri(item)
-            backend = backend_for(uri)
+            backend = backend_for(uri, client)
         except (S3DlioError, ValueError) as exc:
             outcomes[index] = exc
             continue
@@ -104,12 +104,14 @@ def get_many(
             multiplexed.setdefault(backend, []).append(index)
         else:
             threaded.append(index)
-    width = min(max_in_flight, settings().connections)
     for backend, indices in multiplexed.items():
+        width = min(max_in_flight, backend.network.connections)
         for at, outcome in fetch_many(backend, [parsed[i] for i in indices], width):
             outcomes[indices[at]] = outcome.data if isinstance(outcome, FetchResult) else outcome
     if threaded:
-        for index, done in bounded_map(lambda i: ops.get(parsed[i]), threaded, max_in_flight):
+        for index, done in bounded_map(
+            lambda i: ops.get(parsed[i], client), threaded, max_in_flight
+        ):
             outcomes[index] = done.exception() or done.result()
     results: list[tuple[str, BytesView]] = []
     failures: list[tuple[str, BaseException]] = []
@@ -125,12 +127,17 @@ def get_many(
     return results
 
 
-def put_many(items: Iterable[tuple[str | ObjectURI, Any]], max_in_flight: int = 64) -> None:
+def put_many(
+    items: Iterable[tuple[str | ObjectURI, Any]],
+    max_in_flight: int = 64,
+    *,
+    client: HasStores | None = None,
+) -> None:
     """Store many ``(uri, data)`` pairs concurrently (data: any buffer)."""
 
     def one(item: tuple[str | ObjectURI, Any]) -> None:
         uri, data = item
-        ops.put(parse_uri(uri), as_readonly_view(data))
+        ops.put(parse_uri(uri), as_readonly_view(data), client=client)
 
     run_batch(one, _pairs(items), max_in_flight, what="PUT", name=lambda item: str(item[0]))
 
@@ -139,7 +146,9 @@ def _pairs(items: Iterable[Any]) -> Iterator[tuple[Any, Any]]:
     source = items.items() if isinstance(items, dict) else items
     for item in source:
         if not (isinstance(item, tuple) and len(item) == 2):
-            raise InvalidURIError(f"put_many wants (uri, data) pairs, got {type(item).__name__}")
+            raise InvalidArgumentError(
+                f"put_many wants (uri, data) pairs, got {type(item).__name__}"
+            )
         yield item
 
 
@@ -150,6 +159,7 @@ def copy_object(
     part_size: int = 16 * MiB,
     size: int | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    client: HasStores | None = None,
 ) -> int:
     """Copy one object between any two backends; returns the bytes copied.
 
@@ -161,23 +171,23 @@ def copy_object(
     ``on_bytes(n)`` is told of the bytes copied after each piece; if it raises, a streamed copy
     is aborted (no partial object) and the exception propagates.
     """
-    backend = backend_for(src)
+    backend = backend_for(src, client)
     report = on_bytes or _ignore
-    if backend is backend_for(dst) and backend.can_copy_within(src, dst):
+    if backend is backend_for(dst, client) and backend.can_copy_within(src, dst):
         copied = ops.call("COPY", backend, dst, lambda: backend.copy_within(src, dst))
         report(copied)
         return copied
     if size is None or size <= STREAM_COPY_ABOVE:
         first = fetch(backend, src, 0, STREAM_COPY_ABOVE)
         if first.size <= STREAM_COPY_ABOVE:
-            ops.put(dst, memoryview(first.data))
+            ops.put(dst, memoryview(first.data), client=client)
             report(first.size)
             return first.size
         return _stream_copy(
-            src, dst, first.size, first.etag, part_size, memoryview(first.data), report
+            src, dst, first.size, first.etag, part_size, memoryview(first.data), report, client
         )
-    meta = ops.stat(src)
-    return _stream_copy(src, dst, meta.size, meta.etag, part_size, None, report)
+    meta = ops.stat(src, client)
+    return _stream_copy(src, dst, meta.size, meta.etag, part_size, None, report, client)
 
 
 def _ignore(nbytes: int) -> None:
@@ -192,10 +202,11 @@ def _stream_copy(
     part_size: int,
     head: memoryview | None,
     report: Callable[[int], None],
+    client: HasStores | None,
 ) -> int:
-    backend = backend_for(src)
+    backend = backend_for(src, client)
     offset = 0
-    with ObjectWriter(dst, WriterOptions(part_size=part_size)) as writer:
+    with ObjectWriter(dst, WriterOptions(part_size=part_size), client=client) as writer:
         if head is not None:
             writer.write(head)
             offset = len(head)
@@ -213,22 +224,32 @@ def _stream_copy(
 
 
 def copy_reporting(
-    src: ObjectURI, dst: ObjectURI, size: int | None, progress: Progress | None
+    src: ObjectURI,
+    dst: ObjectURI,
+    size: int | None,
+    progress: Progress | None,
+    client: HasStores | None = None,
 ) -> int:
     """:func:`copy_object`, telling ``progress`` of the bytes as they move and of the object."""
     if progress is None:
-        return copy_object(src, dst, size=size)
-    nbytes = copy_object(src, dst, size=size, on_bytes=lambda n: progress(n, 0))
+        return copy_object(src, dst, size=size, client=client)
+    nbytes = copy_object(src, dst, size=size, on_bytes=lambda n: progress(n, 0), client=client)
     progress(0, 1)
     return nbytes
 
 
 def delete_recursive(
-    uri: ObjectURI, *, pattern: str | None = None, max_in_flight: int = 64, batch: int = 1000
+    uri: ObjectURI,
+    *,
+    pattern: str | None = None,
+    max_in_flight: int = 64,
+    batch: int = 1000,
+    client: HasStores | None = None,
 ) -> int:
     """Delete every object ``uri`` selects (recursively); returns how many were deleted."""
-    backend = backend_for(uri)
-    objects = (m.uri for m in select(uri, recursive=True, pattern=pattern) if not m.is_prefix)
+    backend = backend_for(uri, client)
+    listing = select(uri, recursive=True, pattern=pattern, client=client)
+    objects = (m.uri for m in listing if not m.is_prefix)
 
     def chunks() -> Iterator[list[ObjectURI]]:
         group: list[ObjectURI] = []
@@ -335,6 +356,8 @@ def upload(
     max_in_flight: int = 32,
     create_bucket: bool = False,
     progress: Progress | None = None,
+    *,
+    client: HasStores | None = None,
 ) -> list[str]:
     """Upload local files (paths, globs, regexes) below ``dest_prefix``; returns the URIs.
 
@@ -345,7 +368,7 @@ def upload(
     """
     dest = parse_uri(dest_prefix)
     if create_bucket and not dest.is_local:
-        backend = backend_for(dest)
+        backend = backend_for(dest, client)
         if not backend.bucket_exists(dest):
             backend.create_bucket(dest)
 
@@ -353,7 +376,7 @@ def upload(
         path, rel = pair
         target = dest.join(rel.replace(os.sep, "/"))
         source = ObjectURI("file", "", os.path.abspath(path))
-        copy_reporting(source, target, os.path.getsize(path), progress)
+        copy_reporting(source, target, os.path.getsize(path), progress, client)
         return str(target)
 
     return run_batch(
@@ -372,6 +395,8 @@ def download(
     recursive: bool = True,
     pattern: str | None = None,
     progress: Progress | None = None,
+    *,
+    client: HasStores | None = None,
 ) -> list[str]:
     """Download what ``src_uri`` selects into ``dest_dir``, keeping the key layout.
 
@@ -390,8 +415,9 @@ def download(
             raise InvalidURIError(
                 f"key would be written outside {root}", uri=str(meta.uri), op="DOWNLOAD"
             )
-        copy_reporting(meta.uri, ObjectURI("file", "", target), meta.size, progress)
+        copy_reporting(meta.uri, ObjectURI("file", "", target), meta.size, progress, client)
         return target
 
-    entries = (m for m in select(src, recursive=recursive, pattern=pattern) if not m.is_prefix)
+    listing = select(src, recursive=recursive, pattern=pattern, client=client)
+    entries = (m for m in listing if not m.is_prefix)
     return run_batch(one, entries, max_in_flight, what="DOWNLOAD", name=lambda m: str(m.uri))

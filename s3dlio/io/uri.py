@@ -156,15 +156,21 @@ def _local(scheme: str, alias: str | None, path: str) -> ObjectURI:
 def _split_azure(first: str, tail: str) -> tuple[str, str, str | None]:
     """Tell ``az://account/container/key`` from ``az://container/key``.
 
-    The first segment is the account when it matches the account configured in the environment,
-    or when no account is configured at all; otherwise it is the container.
+    The first segment is the account when it matches the account configured in the environment
+    or by a client of this process (:data:`AZURE_ACCOUNTS`), or when no account is configured
+    at all; otherwise it is the container.
     """
     configured = azure_account_from_env()
-    if first and (configured is None or first == configured):
+    if first and (configured is None or first == configured or first in AZURE_ACCOUNTS):
         container, _, key = tail.partition("/")
         if container:
             return container, key, first
     return first, tail, None
+
+
+#: Azure accounts that clients of this process are configured for (``Client(azure_...)``): the
+#: first segment of an ``az://`` URI naming one of them is that account, not a container.
+AZURE_ACCOUNTS: set[str] = set()
 
 
 def azure_account_from_env() -> str | None:

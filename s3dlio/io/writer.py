@@ -23,12 +23,12 @@ from typing import Any
 import crc32c
 import zstandard
 
-from ..errors import InvalidURIError, S3DlioError
+from ..errors import InvalidArgumentError, InvalidURIError, S3DlioError
 from . import oplog, ops, retry
 from .buffers import as_readonly_view
 from .config import MiB, parse_size
 from .executor import get_executor
-from .store import ObjectStore, Upload, backend_for
+from .store import HasStores, ObjectStore, Upload, backend_for
 from .uri import ObjectURI, parse_uri
 
 __all__ = [
@@ -84,17 +84,19 @@ class WriterOptions:
     with_buffer_size = with_part_size
 
     def validated(self) -> WriterOptions:
-        """A checked copy (raises ``InvalidURIError``, a ``ValueError``, on bad values)."""
+        """A checked copy (raises ``InvalidArgumentError``, a ``ValueError``, on bad values)."""
         codec = (self.compression or "none").lower()
         if codec not in ("none", "zstd"):
-            raise InvalidURIError(f"unknown compression {self.compression!r} (use 'zstd')")
+            raise InvalidArgumentError(f"unknown compression {self.compression!r} (use 'zstd')")
         if not 1 <= int(self.compression_level) <= 22:
-            raise InvalidURIError(f"compression_level must be 1-22, got {self.compression_level}")
+            raise InvalidArgumentError(
+                f"compression_level must be 1-22, got {self.compression_level}"
+            )
         if int(self.max_in_flight) < 1:
-            raise InvalidURIError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
+            raise InvalidArgumentError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
         part = parse_size(self.part_size)
         if part < 1:
-            raise InvalidURIError("part_size must be > 0")
+            raise InvalidArgumentError("part_size must be > 0")
         return WriterOptions(
             None if codec == "none" else codec,
             int(self.compression_level),
@@ -123,7 +125,13 @@ class ObjectWriter(io.RawIOBase):
     ``(bytes_written, compressed_bytes)``: uncompressed bytes in, and bytes stored.
     """
 
-    def __init__(self, uri: ObjectURI, options: WriterOptions | None = None) -> None:
+    def __init__(
+        self,
+        uri: ObjectURI,
+        options: WriterOptions | None = None,
+        *,
+        client: HasStores | None = None,
+    ) -> None:
         super().__init__()
         opts = (options or WriterOptions()).validated()
         if opts.compression == "zstd" and not uri.key.endswith(".zst"):
@@ -132,7 +140,8 @@ class ObjectWriter(io.RawIOBase):
             raise InvalidURIError("a writer needs an object key", uri=str(uri), op="PUT")
         self.uri = uri
         self.options = opts
-        self.backend: ObjectStore = backend_for(uri)
+        self.backend: ObjectStore = backend_for(uri, client)
+        self._client = client
         b = self.backend
         part = max(int(opts.part_size), b.min_part_size)  # validated(): bytes
         self.part_size = -(-part // b.part_multiple) * b.part_multiple
@@ -245,7 +254,7 @@ class ObjectWriter(io.RawIOBase):
             self.abort()
             raise self._wrap(self._error)
         if self._state != "open":
-            raise ValueError(f"writer for {self.uri} is {self._state}")
+            raise InvalidArgumentError(f"writer for {self.uri} is {self._state}")
 
     def _append(self, view: memoryview) -> None:
         while len(view):
@@ -297,6 +306,7 @@ class ObjectWriter(io.RawIOBase):
                     op="PUT_PART",
                     uri=str(self.uri),
                     byte_range=(offset, size),
+                    config=self.backend.retry_config,
                 )
                 part.release()
         except BaseException as exc:  # noqa: BLE001 - surfaced on the next write/finalize
@@ -337,7 +347,11 @@ class ObjectWriter(io.RawIOBase):
                 data = memoryview(self._buf)[: self._fill]
                 o = self.options
                 self.etag = ops.put(
-                    self.uri, data, content_type=o.content_type, metadata=o.metadata
+                    self.uri,
+                    data,
+                    content_type=o.content_type,
+                    metadata=o.metadata,
+                    client=self._client,
                 )
                 self._out = self._fill
                 self._fill = 0
@@ -407,19 +421,27 @@ class ObjectWriter(io.RawIOBase):
         return f"<ObjectWriter {self.uri} {self._state} {self._in} bytes>"
 
 
-def open_writer(uri: str | ObjectURI, options: WriterOptions | None = None) -> ObjectWriter:
-    """A streaming writer for ``uri`` on any backend (see :class:`ObjectWriter`)."""
-    return ObjectWriter(parse_uri(uri), options)
+def open_writer(
+    uri: str | ObjectURI,
+    options: WriterOptions | None = None,
+    *,
+    client: HasStores | None = None,
+) -> ObjectWriter:
+    """A streaming writer for ``uri`` on any backend (see :class:`ObjectWriter`), through
+    ``client`` (default: the default client)."""
+    return ObjectWriter(parse_uri(uri), options, client=client)
 
 
 def _writer_for(scheme: str) -> Any:
-    def create(uri: str, options: WriterOptions | None = None) -> ObjectWriter:
+    def create(
+        uri: str, options: WriterOptions | None = None, *, client: HasStores | None = None
+    ) -> ObjectWriter:
         parsed = parse_uri(uri, allow_bare=scheme in ("file", "direct"))
         if scheme == "direct" and parsed.scheme == "file" and "://" not in str(uri):
             parsed = ObjectURI("direct", "", parsed.key)
         if parsed.scheme != scheme:
             raise InvalidURIError(f"expected a {scheme}:// URI", uri=str(uri), op="PUT")
-        return ObjectWriter(parsed, options)
+        return ObjectWriter(parsed, options, client=client)
 
     create.__name__ = f"create_{scheme}_writer"
     create.__doc__ = f"A streaming writer for a ``{scheme}://`` URI (see :func:`open_writer`)."

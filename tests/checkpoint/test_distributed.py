@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import s3dlio
-from s3dlio import IntegrityError, InvalidURIError
+from s3dlio import IntegrityError, InvalidArgumentError
 from s3dlio.checkpoint import (
     CheckpointStore,
     finalize_distributed_checkpoint,
@@ -37,7 +37,7 @@ def test_ranks_write_rank_zero_commits(store_root: str) -> None:
 
     info = store.list_checkpoints()[0]
     assert (info.world_size, info.total_size, info.user_meta) == (3, 3003, {"n": 3})
-    with pytest.raises(InvalidURIError, match="pass rank="):
+    with pytest.raises(InvalidArgumentError, match="pass rank="):
         store.load_latest()
     for r in range(3):
         assert bytes(store.load_latest(rank=r)) == bytes([r]) * (1000 + r)
@@ -124,7 +124,7 @@ def test_two_process_torch_distributed(file_root: str) -> None:
     assert r0["key"] == r1["key"] and r0["key"].startswith("manifests/ckpt-10-")
     assert r0["mine"] == [0, 0.0] and r1["mine"] == [1, 1.0]
     assert r0["other"] == 1 and r1["other"] == 0
-    assert r1["failed"] == "TypeError" and r0["failed"] == "S3DlioError"
+    assert r1["failed"] == "ArgumentTypeError" and r0["failed"] == "S3DlioError"
     assert r0["steps"] == r1["steps"] == [10]
     store = CheckpointStore(file_root)
     info = store.list_checkpoints()[0]

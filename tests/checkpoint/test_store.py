@@ -7,7 +7,7 @@ import json
 import pytest
 
 import s3dlio
-from s3dlio import IntegrityError, InvalidURIError, NotFoundError
+from s3dlio import IntegrityError, InvalidArgumentError, NotFoundError
 from s3dlio.checkpoint import (
     CheckpointStore,
     Manifest,
@@ -59,7 +59,7 @@ def test_module_functions(store_root: str) -> None:
     assert load_checkpoint_with_validation(shard) == b"abc" * 10
     view = load_checkpoint_with_validation_view(shard)
     assert isinstance(view, s3dlio.BytesView) and view == b"abc" * 10
-    with pytest.raises(InvalidURIError, match="not a checkpoint shard"):
+    with pytest.raises(InvalidArgumentError, match="not a checkpoint shard"):
         load_checkpoint_with_validation(store_root + key)
     assert load_checkpoint_with_validation(store_root + key, validate_integrity=False).startswith(
         b"{"
@@ -222,16 +222,16 @@ def test_failed_stream_commits_nothing(store_root: str) -> None:
 
 
 def test_argument_checks(store_root: str) -> None:
-    with pytest.raises(InvalidURIError, match="strategy"):
+    with pytest.raises(InvalidArgumentError, match="strategy"):
         CheckpointStore(store_root, strategy="zigzag")
-    with pytest.raises(InvalidURIError, match="keep_last"):
+    with pytest.raises(InvalidArgumentError, match="keep_last"):
         CheckpointStore(store_root, keep_last=0)
-    with pytest.raises(InvalidURIError, match="compression_level"):
+    with pytest.raises(InvalidArgumentError, match="compression_level"):
         CheckpointStore(store_root, compression_level=99)
     store = CheckpointStore(store_root)
-    with pytest.raises(InvalidURIError, match="step"):
+    with pytest.raises(InvalidArgumentError, match="step"):
         store.save(-1, 0, "torch", b"x")
-    with pytest.raises(InvalidURIError, match="rank"):
+    with pytest.raises(InvalidArgumentError, match="rank"):
         store.writer(2, 2)
     with pytest.raises(TypeError):
         store.save(1, 0, "torch", "a str is not data")

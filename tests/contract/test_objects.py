@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import s3dlio
-from s3dlio import BytesView, InvalidURIError, IsDirectoryError, NotFoundError
+from s3dlio import BytesView, InvalidArgumentError, IsDirectoryError, NotFoundError
 
 
 def test_put_get_roundtrip(store_root: str) -> None:
@@ -87,9 +87,9 @@ def test_get_into(store_root: str) -> None:
     assert s3dlio.get_into(uri, target) == 100_000
     assert np.array_equal(target[:100_000], payload)
     small = bytearray(10)
-    with pytest.raises(InvalidURIError):
+    with pytest.raises(InvalidArgumentError):
         s3dlio.get_into(uri, small)
-    with pytest.raises(TypeError):
+    with pytest.raises(s3dlio.errors.ArgumentTypeError):
         s3dlio.get_into(uri, b"readonly")
 
 
@@ -192,14 +192,14 @@ def test_missing_object_errors(store_root: str) -> None:
 
 
 def test_bad_payload_type(store_root: str) -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(s3dlio.errors.ArgumentTypeError):
         s3dlio.put_bytes(store_root + "bad", "a str is not bytes")
-    with pytest.raises(TypeError):
+    with pytest.raises(s3dlio.errors.ArgumentTypeError):
         s3dlio.put_bytes(store_root + "bad", [1, 2, 3])
     assert not s3dlio.exists(store_root + "bad")
 
 
 def test_bad_uris() -> None:
     for bad in ("", "nobucket", "ftp://x/y", "s3://", "s3:///key"):
-        with pytest.raises(InvalidURIError):
+        with pytest.raises(InvalidArgumentError):
             s3dlio.get(bad)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from s3dlio.io.backends.file import FileStore
 from s3dlio.io.store import ReadStream
@@ -22,8 +23,8 @@ class SlowFileStore(FileStore):
     scheme = "slowfile"
     local = True
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
         self.latency = 0.0
         self._capacity: threading.BoundedSemaphore | None = None
         self._lock = threading.Lock()
@@ -38,6 +39,10 @@ class SlowFileStore(FileStore):
         self._capacity = None if capacity is None else threading.BoundedSemaphore(capacity)
         self.requests = self.peak_active = 0
         self.first_request = threading.Event()
+
+    def local_path(self, uri: ObjectURI) -> str | None:
+        """None: a slow *service*; every read must go through :meth:`open_read`."""
+        return None
 
     def open_read(
         self,

@@ -13,7 +13,7 @@ from conftest import ident, payload, populate
 
 import s3dlio
 from s3dlio import LoaderOptions, PyLoaderOptions, create_async_loader, create_dataset
-from s3dlio.errors import InvalidURIError, NotFoundError, OperationTimeoutError
+from s3dlio.errors import InvalidArgumentError, NotFoundError, OperationTimeoutError
 
 
 def test_dataset_lists_in_key_order_and_fetches_by_index(objects):
@@ -182,7 +182,7 @@ def test_options_from_dicts_builders_and_validation():
         {"prefetch": 0},
         {"rank": 2, "world_size": 2},
     ):
-        with pytest.raises(InvalidURIError):
+        with pytest.raises(InvalidArgumentError):
             LoaderOptions.from_dict(bad)
     with pytest.raises(TypeError):
         create_async_loader("file:///tmp/", opts=42)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from s3dlio.datasets.sampling import (
     detect_rank_world,
     global_order,
 )
-from s3dlio.errors import InvalidURIError
+from s3dlio.errors import InvalidArgumentError
 
 
 def all_layout_indices(sampler: EpochSampler, world: int, workers: int) -> list[list[int]]:
@@ -127,9 +127,9 @@ def test_samples_seen_from_the_training_loop_overrides_the_local_count():
 def test_bad_states_are_refused():
     sampler = EpochSampler(10)
     state = sampler.state_dict()
-    with pytest.raises(InvalidURIError, match="version"):
+    with pytest.raises(InvalidArgumentError, match="version"):
         sampler.load_state_dict({**state, "version": 99})
-    with pytest.raises(InvalidURIError, match="10 items"):
+    with pytest.raises(InvalidArgumentError, match="10 items"):
         EpochSampler(11).load_state_dict(state)
 
 
@@ -141,9 +141,9 @@ def test_rank_detection(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "3")
     assert detect_rank_world() == (1, 3)
     assert EpochSampler(9).layout().world_size == 3
-    with pytest.raises(InvalidURIError):
+    with pytest.raises(InvalidArgumentError):
         detect_rank_world(rank=1)
-    with pytest.raises(InvalidURIError):
+    with pytest.raises(InvalidArgumentError):
         detect_rank_world(3, 3)
 
 

@@ -12,7 +12,7 @@ import zstandard
 from tfrecord.reader import tfrecord_loader
 
 import s3dlio
-from s3dlio.errors import BatchError, InvalidURIError
+from s3dlio.errors import BatchError, InvalidArgumentError
 
 SIZE = 150_000
 
@@ -94,9 +94,9 @@ def test_hdf5_objects(store_root: str) -> None:
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
-    with pytest.raises(InvalidURIError, match="object_type"):
-        s3dlio.put(f"file://{tmp_path}/", 1, size=10, object_type="parquet")
-    with pytest.raises(InvalidURIError, match="data_gen_mode"):
+    with pytest.raises(InvalidArgumentError, match="object_type"):
+        s3dlio.put(f"file://{tmp_path}/", 1, size=10, object_type="orc")
+    with pytest.raises(InvalidArgumentError, match="data_gen_mode"):
         s3dlio.put(f"file://{tmp_path}/", 1, size=10, data_gen_mode="lazy")
     blocker = tmp_path / "file"
     blocker.write_bytes(b"x")

@@ -40,7 +40,11 @@ def test_missing_sdk_names_the_extra(module: str, uri: str, extra: str) -> None:
 
 
 def test_configure_s3_without_boto3_names_the_extra() -> None:
-    script = "import sys; sys.modules['boto3'] = None\nimport s3dlio\ns3dlio.configure_s3()"
+    # configure_s3 only records options; the first s3:// request names the missing extra
+    script = (
+        "import sys; sys.modules['boto3'] = None\nimport s3dlio\n"
+        "s3dlio.configure_s3(region='us-east-1')\ns3dlio.stat('s3://bucket/key')"
+    )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 1
     assert "pip install 's3dlio[s3]'" in out.stderr

@@ -109,7 +109,7 @@ def test_configure_changes_only_what_is_given(store_root: str, tmp_path: Path) -
         assert s3dlio.get(store_root + "cfg") == data
         s3dlio.finalize_op_log()
         assert logged_ops(tmp_path / "ops.zst").count("GET_RANGE") == 4
-        with pytest.raises(ValueError, match="unknown settings"):
+        with pytest.raises(ValueError, match="unknown setting"):
             s3dlio.configure(threadz=3)
     finally:
         reset_settings(old)

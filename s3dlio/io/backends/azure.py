@@ -55,6 +55,7 @@ from requests import Session
 from ...errors import (
     HTTP_STATUS_ERRORS,
     IntegrityError,
+    InvalidArgumentError,
     InvalidURIError,
     NotFoundError,
     PermissionDeniedError,
@@ -63,7 +64,7 @@ from ...errors import (
     TransientError,
     redact,
 )
-from ..config import settings
+from ..client_config import ClientConfig
 from ..executor import PerProcess
 from ..http.headers import content_range_total
 from ..store import ObjectMeta, ObjectStore, ReadStream, Upload
@@ -165,16 +166,23 @@ def _default_credential() -> Any:
     return DefaultAzureCredential()
 
 
+def configured_account(config: ClientConfig) -> str | None:
+    """The account of ``az://container/key`` URIs: the client's, else the environment's."""
+    return config.azure_account() or azure_account_from_env()
+
+
 def _strip_query(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
 class _Clients:
-    """One service client (with its own HTTP session) per account, for this process."""
+    """One client's service clients (each with its own HTTP session), one per account, for
+    this process."""
 
-    def __init__(self) -> None:
-        cfg = settings()
+    def __init__(self, config: ClientConfig) -> None:
+        cfg = config.network()
+        self.config = config
         self.pool_size = cfg.connections
         self.options: dict[str, Any] = {
             "retry_total": 0,
@@ -205,10 +213,12 @@ class _Clients:
                 svc = self.services.get(account)
                 if svc is None:
                     session = Session()
+                    if self.config.ca_bundle:
+                        session.verify = self.config.ca_bundle
                     try:
                         svc = self._build(account, session)
                     except ValueError as exc:  # a malformed connection string or URL
-                        raise InvalidURIError(
+                        raise InvalidArgumentError(
                             redact(f"Azure settings for account {account!r}: {exc}")
                         ) from None
                     tune_session(session, _strip_query(svc.url), self.pool_size)
@@ -223,13 +233,22 @@ class _Clients:
 
     def _build(self, account: str, session: Session) -> BlobServiceClient:
         opts = {**self.options, "transport": self._transport(session)}
-        conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING", "")
+        cfg = self.config
+        conn = cfg.azure_connection_string or os.environ.get("AZURE_STORAGE_CONNECTION_STRING", "")
         if conn and _connection_string_fields(conn).get("accountname") == account:
             return BlobServiceClient.from_connection_string(conn, **opts)
-        env_account = azure_account_from_env()
-        url = os.environ.get("AZURE_STORAGE_ACCOUNT_URL") if account == env_account else None
+        env_account = configured_account(cfg)
+        url = (
+            cfg.azure_account_url or os.environ.get("AZURE_STORAGE_ACCOUNT_URL")
+            if account == env_account
+            else None
+        )
         url = url or f"https://{account}.blob.core.windows.net"
-        key = os.environ.get("AZURE_STORAGE_ACCOUNT_KEY") or os.environ.get("AZURE_STORAGE_KEY")
+        key = (
+            cfg.azure_account_key
+            or os.environ.get("AZURE_STORAGE_ACCOUNT_KEY")
+            or os.environ.get("AZURE_STORAGE_KEY")
+        )
         sas = os.environ.get("AZURE_STORAGE_SAS_TOKEN")
         credential: Any
         if key and account == env_account:
@@ -376,15 +395,15 @@ class AzureStore(ObjectStore):
 
     scheme = "az"
 
-    def __init__(self) -> None:
-        self._clients: PerProcess[_Clients] = PerProcess(_Clients)
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        super().__init__(config)
+        self._clients: PerProcess[_Clients] = PerProcess(lambda: _Clients(self.config))
         self._batch_refused: set[str] = set()
 
     # -- clients -----------------------------------------------------------------------------
-    @staticmethod
-    def account(uri: ObjectURI) -> str:
-        """The storage account ``uri`` lives in (written in it, or from the environment)."""
-        account = uri.account or azure_account_from_env()
+    def account(self, uri: ObjectURI) -> str:
+        """The storage account ``uri`` lives in (written in it, or the client's)."""
+        account = uri.account or configured_account(self.config)
         if not account:
             raise PermissionDeniedError(
                 "no Azure storage account: write az://account/container/key or set "
@@ -403,8 +422,10 @@ class AzureStore(ObjectStore):
 
     def close(self) -> None:
         """Close this process's pooled connections (clients are rebuilt on next use)."""
-        self._clients.get().close()
+        clients = self._clients.peek()
         self._clients.reset()
+        if clients is not None:
+            clients.close()
 
     def endpoint(self, uri: ObjectURI) -> str:
         try:

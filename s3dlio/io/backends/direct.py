@@ -18,6 +18,7 @@ import os
 import threading
 import warnings
 
+from ...errors import InvalidArgumentError
 from ..buffers import ALIGN, BytesView, aligned_buffer, buffer_address
 from ..store import ReadStream, Upload
 from ..uri import ObjectURI
@@ -99,6 +100,10 @@ class DirectStore(FileStore):
     part_multiple = ALIGN
     _refused: set[str] = set()
 
+    def local_path(self, uri: ObjectURI) -> str | None:
+        """``None``: direct:// bypasses the page cache that mappings and cached reads use."""
+        return None
+
     def allocate(self, size: int) -> BytesView:
         """Aligned buffers let reads land in place without a bounce copy."""
         return BytesView.allocate_aligned(size)
@@ -130,7 +135,7 @@ class DirectStore(FileStore):
 
     def pwrite_all(self, fd: int, data: memoryview, offset: int) -> None:
         if offset % ALIGN:
-            raise ValueError(f"direct:// parts must start on a {ALIGN}-byte boundary")
+            raise InvalidArgumentError(f"direct:// parts must start on a {ALIGN}-byte boundary")
         if buffer_address(data) % ALIGN == 0 and len(data) % ALIGN == 0:
             super().pwrite_all(fd, data, offset)
             return

@@ -143,6 +143,10 @@ class FileStore(ObjectStore):
     local = True
     max_parallel_parts = 8
 
+    def local_path(self, uri: ObjectURI) -> str | None:
+        """The file holding ``uri`` (read through the page cache)."""
+        return uri.key
+
     def os_open(self, path: str, flags: int) -> int:
         """``os.open`` with this backend's extra flags (``direct://`` adds O_DIRECT)."""
         return os.open(path, flags, 0o644)

@@ -40,7 +40,8 @@ from ...errors import (
     TransientError,
     redact,
 )
-from ..config import MiB, settings
+from ..client_config import ClientConfig
+from ..config import MiB
 from ..executor import PerProcess, run_claimed
 from ..http.headers import content_range_total
 from ..store import ObjectMeta, ObjectStore, ReadStream, Upload
@@ -118,30 +119,39 @@ def _json(response: requests.Response, uri: ObjectURI | str, op: str) -> dict[st
 
 
 class _Session:
-    """The authorized HTTP session, API root and project of this process."""
+    """One client's authorized HTTP session, API root and project, for this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: ClientConfig) -> None:
         from google.cloud import storage
 
-        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-        project = os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT")
+        emulator = config.gcs_emulator()
+        project = (
+            config.gcs_project
+            or os.environ.get("GOOGLE_CLOUD_PROJECT")
+            or os.environ.get("GCLOUD_PROJECT")
+        )
         try:
             if emulator:
+                from google.api_core.client_options import ClientOptions
                 from google.auth.credentials import AnonymousCredentials
 
                 client = storage.Client(
-                    project=project or "test", credentials=AnonymousCredentials()
+                    project=project or "test",
+                    credentials=AnonymousCredentials(),
+                    client_options=ClientOptions(api_endpoint=emulator),
                 )
             else:
                 client = storage.Client(project=project)
         except auth_errors.GoogleAuthError as exc:
             raise map_gcs_error(exc, "gs://", "CONNECT") from None
-        cfg = settings()
+        cfg = config.network()
         self.emulator = bool(emulator)
         self.project = client.project
         self.base = client._connection.API_BASE_URL.rstrip("/")
         self.http: requests.Session = tune_session(client._http, self.base, cfg.connections)
         self.timeout = (cfg.connect_timeout, cfg.operation_timeout)
+        if config.ca_bundle:
+            self.http.verify = config.ca_bundle
 
     def request(
         self,
@@ -361,8 +371,9 @@ class GCSStore(ObjectStore):
     part_multiple = 256 * 1024
     max_parallel_parts = 1
 
-    def __init__(self) -> None:
-        self._session: PerProcess[_Session] = PerProcess(_Session)
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        super().__init__(config)
+        self._session: PerProcess[_Session] = PerProcess(lambda: _Session(self.config))
 
     @property
     def session(self) -> _Session:
@@ -371,8 +382,10 @@ class GCSStore(ObjectStore):
 
     def close(self) -> None:
         """Close this process's pooled connections (the session is rebuilt on next use)."""
-        self.session.http.close()
+        session = self._session.peek()
         self._session.reset()
+        if session is not None:
+            session.http.close()
 
     def endpoint(self, uri: ObjectURI) -> str:
         try:
@@ -552,7 +565,7 @@ class GCSStore(ObjectStore):
                 with lock:
                     failed.append((uris[index], exc))
 
-        run_claimed(len(uris), one, min(DELETE_CONCURRENCY, settings().connections))
+        run_claimed(len(uris), one, min(DELETE_CONCURRENCY, self.network.connections))
         return failed
 
     # -- buckets -----------------------------------------------------------------------------

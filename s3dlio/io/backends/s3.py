@@ -11,14 +11,14 @@ Two halves, each with one code path:
   buffer. botocore spends about 1 ms of CPU per request, which caps it near 900 small GETs/s
   per process; this path costs a small fraction of that (figures in ``docs/performance.md``).
 
-The endpoint comes from an ``s3://host:port/bucket/key`` URI (plain http), else
-:func:`configure_s3`, else ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (or the profile's
+The endpoint comes from an ``s3://host:port/bucket/key`` URI (plain http), else the client's
+``endpoint_url`` (``s3dlio.Client(endpoint_url=...)``, ``configure_s3``), else ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` (or the profile's
 ``endpoint_url``), else AWS. Custom endpoints use path-style addressing; AWS uses
 virtual-hosted addressing for DNS-compatible bucket names. The region comes from
-:func:`configure_s3`, ``AWS_REGION``, ``AWS_DEFAULT_REGION`` or the profile, else
+the client's ``region``, ``AWS_REGION``, ``AWS_DEFAULT_REGION`` or the profile, else
 ``us-east-1``; a bucket that answers with another region (``x-amz-bucket-region``) is
 remembered and the request re-sent once. Clients and connections are built once per process
-(again after ``fork``), and again when :func:`configure_s3` or the network settings change:
+per client (again after ``fork``):
 see :mod:`s3dlio.io.backends.s3_client`.
 
 All provider errors map through one table, :data:`ERROR_TABLE`; credentials never appear in
@@ -35,6 +35,7 @@ from typing import Any, NoReturn, TypeVar
 
 from ...errors import (
     IntegrityError,
+    InvalidArgumentError,
     InvalidURIError,
     NotFoundError,
     PermissionDeniedError,
@@ -44,22 +45,21 @@ from ...errors import (
     redact,
 )
 from .. import retry
+from ..client_config import ClientConfig
 from ..config import GiB, MiB
-from ..executor import run_claimed
+from ..executor import PerProcess, run_claimed
 from ..http import Response
 from ..http.headers import content_range_total
 from ..http.multiplex import Exchange, available, exchange
 from ..store import ObjectMeta, ObjectStore, PartRead, ReadStream, Upload
 from ..uri import ObjectURI
-from .s3_client import S3Config, State, configure_s3, current_state
+from .s3_client import State
 
 __all__ = [
     "ERROR_TABLE",
-    "S3Config",
     "S3ReadStream",
     "S3Store",
     "S3Upload",
-    "configure_s3",
     "error_for_exception",
     "error_for_status",
 ]
@@ -237,14 +237,6 @@ def _raise_for(
     raise error_for_status(response.status, code, message, uri, op, byte_range)
 
 
-def _state() -> State:
-    """This process's clients (see :func:`~s3dlio.io.backends.s3_client.current_state`)."""
-    try:
-        return current_state()
-    except Exception as exc:  # noqa: BLE001 - mapped: no botocore exception leaves
-        raise error_for_exception(exc, "s3://", "CONNECT") from None
-
-
 # -- reads -------------------------------------------------------------------------------------
 
 
@@ -405,7 +397,7 @@ def _object_headers(
         headers[f"x-amz-meta-{name.lower()}"] = str(value)
     for name, value in headers.items():
         if not (name + value).isascii() or not (name + value).isprintable():
-            raise InvalidURIError(
+            raise InvalidArgumentError(
                 f"S3 metadata and content types must be printable ASCII: {name}={value!r}",
                 uri=str(uri),
                 op="PUT",
@@ -445,9 +437,27 @@ class S3Store(ObjectStore):
     max_parallel_parts = 32
     multiplexed = available()
 
+    def __init__(self, config: ClientConfig | None = None) -> None:
+        super().__init__(config)
+        self._states: PerProcess[State] = PerProcess(lambda: State(self.config))
+
+    def _state(self) -> State:
+        """This client's boto3 clients and pools in this process."""
+        try:
+            return self._states.get()
+        except Exception as exc:  # noqa: BLE001 - mapped: no botocore exception leaves
+            raise error_for_exception(exc, "s3://", "CONNECT") from None
+
+    def close(self) -> None:
+        """Close the idle connections of every pool (rebuilt on next use)."""
+        states, self._states = self._states, PerProcess(lambda: State(self.config))
+        value = states.peek()
+        if value is not None:
+            value.close()
+
     def endpoint(self, uri: ObjectURI) -> str:
         try:
-            return _state().service(uri).url
+            return self._state().service(uri).url
         except S3DlioError:
             return "s3://"
 
@@ -462,7 +472,7 @@ class S3Store(ObjectStore):
         body: memoryview | None = None,
     ) -> Response:
         """One data-path request (re-sent once to the bucket's own region if told so)."""
-        state = _state()
+        state = self._state()
         try:
             response = state.service(uri).request(
                 method, uri, query=query, headers=headers, body=body
@@ -481,7 +491,7 @@ class S3Store(ObjectStore):
         self, uri: ObjectURI, op: str, call: Callable[[Any], T], *, accept: tuple[str, ...] = ()
     ) -> T:
         """One boto3 call on ``uri``'s client; errors mapped (codes in ``accept`` give None)."""
-        client = _state().service(uri).client
+        client = self._state().service(uri).client
         try:
             return call(client)
         except Exception as exc:  # noqa: BLE001 - mapped: no botocore exception leaves
@@ -603,7 +613,7 @@ class S3Store(ObjectStore):
             headers["if-match"] = part.if_match
         try:
             pool, target, fields = (
-                _state().service(part.uri).prepare("GET", part.uri, headers=headers)
+                self._state().service(part.uri).prepare("GET", part.uri, headers=headers)
             )
         except S3DlioError as exc:
             ex = Exchange(None, "GET", b"", part)
@@ -641,7 +651,7 @@ class S3Store(ObjectStore):
     def _read_answer(self, part: PartRead, response: Response) -> None:
         """Read an answer :meth:`_part_target` did not take, as :meth:`open_read` would."""
         uri = part.uri
-        state = _state()
+        state = self._state()
         region = response.headers.get("x-amz-bucket-region")
         if region and response.status in (301, 307, 400) and state.learn_region(uri, region):
             response.close()  # again, to the bucket's own region
@@ -706,7 +716,7 @@ class S3Store(ObjectStore):
             return self._control(prefix, "LIST", lambda c: c.list_objects_v2(**params))
 
         while True:
-            body = retry.call(one_page, op="LIST", uri=str(prefix))
+            body = retry.call(one_page, op="LIST", uri=str(prefix), config=self.retry_config)
             page = [_meta(prefix.with_key(item["Key"]), item) for item in body.get("Contents", ())]
             page += [
                 ObjectMeta(uri=prefix.with_key(p["Prefix"]), is_prefix=True)
@@ -756,6 +766,7 @@ class S3Store(ObjectStore):
                 op="PUT_PART",
                 uri=str(dst),
                 byte_range=(offset, length),
+                config=self.retry_config,
             )
 
         try:
@@ -819,7 +830,7 @@ class S3Store(ObjectStore):
 
     def create_bucket(self, uri: ObjectURI) -> None:
         """Create the bucket (in the configured region); one we already own is fine."""
-        region = _state().service(uri).region
+        region = self._state().service(uri).region
         kwargs: dict[str, Any] = {"Bucket": uri.bucket}
         if region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}

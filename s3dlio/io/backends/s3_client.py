@@ -1,11 +1,10 @@
-"""Who ``s3://`` talks to: its configuration, and this process's clients and connection pools.
+"""Who ``s3://`` talks to: one client's S3 clients and connection pools.
 
-:func:`configure_s3` (or the environment) says where the service is and how to sign for it;
-:func:`current_state` builds, once per process (again after ``fork``, after
-:func:`configure_s3`, and when the pool size or timeouts change), the boto3 session and
-credentials, the SigV4 signer of the data path, and one :class:`Service` per endpoint and
-signing region: a boto3 client for the control plane and keep-alive connection pools for the
-data path. The backend itself is :mod:`s3dlio.io.backends.s3`.
+A :class:`State` is built from a :class:`~s3dlio.io.client_config.ClientConfig` (the client's
+options, the environment for the rest) once per process per client (again after ``fork``): the
+boto3 session and credentials, the SigV4 signer of the data path, and one :class:`Service` per
+endpoint and signing region: a boto3 client for the control plane and keep-alive connection
+pools for the data path. The backend itself is :mod:`s3dlio.io.backends.s3`.
 """
 
 from __future__ import annotations
@@ -15,11 +14,8 @@ import os
 import re
 import ssl
 import threading
-from dataclasses import dataclass
 
-from ...errors import InvalidURIError
-from ..config import Settings, settings
-from ..executor import PerProcess
+from ..client_config import ClientConfig, Network
 from ..http import (
     EMPTY_SHA256,
     UNSIGNED_PAYLOAD,
@@ -32,86 +28,11 @@ from ..http import (
 )
 from ..uri import ObjectURI
 
-__all__ = ["S3Config", "Service", "State", "configure_s3", "current_state"]
+__all__ = ["Service", "State"]
 
 if importlib.util.find_spec("boto3") is None:  # imported on first use; missing: say so now
     raise ImportError(
         "the s3:// backend needs boto3; install it with: pip install 's3dlio[s3]'", name="boto3"
-    )
-
-_ADDRESSING = ("auto", "path", "virtual")
-
-
-@dataclass(frozen=True, kw_only=True)
-class S3Config:
-    """How ``s3://`` reaches its service; ``None`` fields come from the environment.
-
-    Attributes:
-        endpoint_url: ``http(s)://host[:port]`` of an S3-compatible service.
-        region: Signing region.
-        ca_bundle: PEM file of certificate authorities to trust for ``https`` endpoints
-            (default: ``AWS_CA_BUNDLE``, else the system's).
-        profile: Named profile of the shared config/credentials files (default:
-            ``AWS_PROFILE``).
-        addressing_style: ``"auto"`` (path-style for custom endpoints and for bucket names that
-            are not DNS-compatible, virtual-hosted on AWS), ``"path"`` or ``"virtual"``.
-    """
-
-    endpoint_url: str | None = None
-    region: str | None = None
-    ca_bundle: str | None = None
-    profile: str | None = None
-    addressing_style: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.addressing_style not in _ADDRESSING:
-            raise InvalidURIError(
-                f"addressing_style must be one of {_ADDRESSING}, got {self.addressing_style!r}"
-            )
-        if self.endpoint_url is not None:
-            try:
-                Endpoint.from_url(self.endpoint_url)
-            except ValueError as exc:
-                raise InvalidURIError(str(exc)) from None
-
-
-_config = S3Config()
-
-
-def configure_s3(
-    endpoint_url: str | None = None,
-    region: str | None = None,
-    ca_bundle: str | None = None,
-    *,
-    profile: str | None = None,
-    addressing_style: str = "auto",
-) -> None:
-    """Set how ``s3://`` URIs reach their service, for this process (and children forked later).
-
-    Arguments left ``None`` come from the environment (see :class:`S3Config`); calling
-    ``configure_s3()`` with none goes back to the environment entirely. Clients and connections
-    are rebuilt on the next request.
-
-    Args:
-        endpoint_url: ``http(s)://host[:port]`` of an S3-compatible service (MinIO, Ceph, a
-            local test server). Default: ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, or AWS.
-        region: Signing region. Default: ``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's
-            region, else ``us-east-1``.
-        ca_bundle: PEM file of trusted certificate authorities. Default: ``AWS_CA_BUNDLE``.
-        profile: Shared-config profile to take credentials and settings from.
-            Default: ``AWS_PROFILE``.
-        addressing_style: ``"auto"``, ``"path"`` or ``"virtual"``.
-
-    Raises:
-        InvalidURIError: a malformed endpoint URL or addressing style.
-    """
-    global _config
-    _config = S3Config(
-        endpoint_url=endpoint_url,
-        region=region,
-        ca_bundle=ca_bundle,
-        profile=profile,
-        addressing_style=addressing_style,
     )
 
 
@@ -135,7 +56,7 @@ class Service:
         from botocore import UNSIGNED
         from botocore.config import Config
 
-        cfg = state.settings
+        cfg = state.network
         options = Config(
             region_name=region,
             signature_version=UNSIGNED if state.anonymous else None,
@@ -170,7 +91,7 @@ class Service:
         with self._lock:
             pool = self._pools.get(host)
             if pool is None:
-                cfg = self._state.settings
+                cfg = self._state.network
                 pool = ConnectionPool(
                     Endpoint(self.endpoint.scheme, host, self.endpoint.port),
                     maxsize=cfg.connections,
@@ -229,14 +150,20 @@ class Service:
 
 
 class State:
-    """This process's boto3 session, credentials, signer and services (one per endpoint)."""
+    """One client's boto3 session, credentials, signer and services (one per endpoint), for
+    this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: ClientConfig) -> None:
         import boto3
 
-        self.config = config = _config
-        self.settings: Settings = settings()
-        self.session = boto3.session.Session(profile_name=config.profile)
+        self.config = config
+        self.network: Network = config.network()
+        self.session = boto3.session.Session(
+            profile_name=config.profile,
+            aws_access_key_id=config.access_key_id,
+            aws_secret_access_key=config.secret_access_key,
+            aws_session_token=config.session_token,
+        )
         credentials = self.session.get_credentials()
         self.anonymous = credentials is None
         self.signer = SigV4Signer(
@@ -300,33 +227,3 @@ class State:
         """Close every pool's idle connections."""
         for svc in list(self._services.values()):
             svc.close()
-
-
-def _build_state() -> State:
-    return State()
-
-
-STATE: PerProcess[State] = PerProcess(_build_state)
-
-
-def _network(cfg: Settings) -> tuple[int, float, float]:
-    """The settings the clients and pools are built from."""
-    return cfg.connections, cfg.connect_timeout, cfg.operation_timeout
-
-
-def current_state() -> State:
-    """This process's state, rebuilt after :func:`configure_s3` or a change of the network
-    settings (pool size, timeouts).
-
-    Raises:
-        Exception: whatever building the boto3 session or client raises (the backend maps it).
-    """
-    state = STATE.get()
-    current = settings()
-    if state.config is not _config or (
-        state.settings is not current and _network(state.settings) != _network(current)
-    ):
-        STATE.reset()
-        state.close()
-        state = STATE.get()
-    return state
