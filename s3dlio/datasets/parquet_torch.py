@@ -193,7 +193,7 @@ class ParquetRowDataset(ParquetDataset, Dataset):  # type: ignore[type-arg,misc,
         world_size: int | None = None,
     ) -> Any:
         """A :class:`~s3dlio.torch.ShardedSampler` over the rows (rank-sharded, resumable)."""
-        from .torch import ShardedSampler
+        from .torch_base import ShardedSampler
 
         return ShardedSampler(self, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size)
 

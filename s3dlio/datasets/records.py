@@ -26,12 +26,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from ..errors import InvalidArgumentError, NotFoundError
 from ..io.listing import select
 from ..io.store import HasStores
 from ..io.uri import ObjectURI, parse_uri
+from .torch_base import Dataset, ShardedSampler, as_tensor
 
 __all__ = ["HDF5Dataset", "NPZDataset", "TFRecordDataset", "expand_uris"]
 
@@ -162,8 +162,6 @@ class _MultiFileDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
         world_size: int | None = None,
     ) -> Any:
         """A :class:`~s3dlio.torch.ShardedSampler` over this dataset's items."""
-        from .torch import ShardedSampler
-
         return ShardedSampler(
             len(self), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size
         )
@@ -250,8 +248,6 @@ class TFRecordDataset(_MultiFileDataset):
             from ..formats.example import decode_example
 
             return decode_example(payload)
-        from .torch import as_tensor
-
         return as_tensor(payload)
 
     def _read_many(self, reader: Any, locals_: list[int]) -> list[Any]:
@@ -260,8 +256,6 @@ class TFRecordDataset(_MultiFileDataset):
             from ..formats.example import decode_example
 
             return [decode_example(p) for p in payloads]
-        from .torch import as_tensor
-
         return [as_tensor(p) for p in payloads]
 
     def record_bytes(self, index: int) -> memoryview:

@@ -24,22 +24,15 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..errors import ArgumentTypeError, InvalidArgumentError
-
-try:
-    import torch
-    from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "s3dlio.torch needs PyTorch; install it with: pip install 's3dlio[torch]'", name="torch"
-    ) from exc
-
 from ..io.buffers import BytesView
 from ..io.store import HasStores
 from ..io.uri import ObjectURI
 from .dataset import ObjectDataset, create_dataset, fetch_object
 from .loader import AsyncLoader
 from .options import LoaderOptions, PyLoaderOptions, coerce_options
+from .records import HDF5Dataset, NPZDataset, TFRecordDataset
 from .sampling import EpochSampler, Resumable
+from .torch_base import DataLoader, Dataset, IterableDataset, ShardedSampler, as_tensor
 
 __all__ = [
     "BufferReader",
@@ -57,13 +50,6 @@ __all__ = [
 
 Options = LoaderOptions | PyLoaderOptions | Mapping[str, Any] | None
 RETURN_TYPES = ("tensor", "bytes", "reader", "view")
-
-
-def as_tensor(data: Any) -> torch.Tensor:
-    """A 1-D ``uint8`` tensor over a writable buffer, without copying (empty buffers too)."""
-    if len(data) == 0:
-        return torch.empty(0, dtype=torch.uint8)
-    return torch.frombuffer(data, dtype=torch.uint8)
 
 
 class BufferReader(io.RawIOBase):
@@ -341,44 +327,6 @@ class S3MapDataset(Dataset):  # type: ignore[type-arg,unused-ignore]
         )
 
 
-class ShardedSampler(Resumable, Sampler[int]):
-    """Indices for this rank (``torch.distributed`` / explicit), shuffled per epoch, resumable.
-
-    The map-style counterpart of the iterable dataset's sharding: the same
-    :class:`~s3dlio.datasets.sampling.EpochSampler`, so orders agree.
-
-    Args:
-        data_source: A sized dataset, or the number of items.
-        shuffle: Shuffle each epoch (a pure function of ``seed`` and the epoch).
-        seed: Shuffle seed.
-        rank: This rank (``None``: detected).
-        world_size: Number of ranks (``None``: detected).
-    """
-
-    def __init__(
-        self,
-        data_source: Any,
-        *,
-        shuffle: bool = False,
-        seed: int = 0,
-        rank: int | None = None,
-        world_size: int | None = None,
-    ) -> None:
-        n = data_source if isinstance(data_source, int) else len(data_source)
-        self.epoch_sampler = EpochSampler(
-            n, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size
-        )
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.epoch_sampler)
-
-    def __len__(self) -> int:
-        return len(self.epoch_sampler)
-
-    def _epoch_sampler(self) -> EpochSampler:
-        return self.epoch_sampler
-
-
 class ResumableDataLoader(Resumable, DataLoader):  # type: ignore[type-arg,unused-ignore]
     """A ``DataLoader`` whose ``state_dict()`` is exact: it counts what the loop consumed.
 
@@ -428,5 +376,3 @@ class ResumableDataLoader(Resumable, DataLoader):  # type: ignore[type-arg,unuse
 
 ObjectStoreIterableDataset = S3IterableDataset
 ObjectStoreMapDataset = S3MapDataset
-
-from .records import HDF5Dataset, NPZDataset, TFRecordDataset  # noqa: E402 - uses this module
