@@ -12,7 +12,7 @@ from typing import Any
 import s3dlio
 
 from ..errors import BatchError, IsDirectoryError, S3DlioError
-from ..formats.generate import DATA_GEN_MODES, OBJECT_TYPES
+from ..formats.generate import DATA_GEN_MODES, object_types
 from ..io.transfer import run_batch
 from .common import Context, UsageError, is_many, log, print_lines, to_uri, totals
 from .progress import human_bytes
@@ -70,7 +70,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("-n", "--num", type=int, default=1, help="objects to create (default 1)")
     p.add_argument("-s", "--size", default="20MiB", help="bytes per object (default 20MiB)")
     p.add_argument("-t", "--template", default="object_{}_of_{}.dat", help="object names")
-    p.add_argument("-o", "--object-type", choices=OBJECT_TYPES, default="raw")
+    p.add_argument("-o", "--object-type", choices=object_types(), default="raw")
     p.add_argument("-d", "--dedup", type=int, default=1, help="deduplication factor")
     p.add_argument("-x", "--compress", type=int, default=1, help="compression factor")
     p.add_argument("--data-gen-mode", choices=DATA_GEN_MODES, default="streaming")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from ..errors import OperationTimeoutError
+from ..formats.registry import format_spec
 from ..io.buffers import BytesView
 from ..io.store import HasStores, backend_for
 from ..io.uri import ObjectURI, parse_uri
@@ -382,12 +383,13 @@ def create_async_loader(
         NotFoundError: ``uri`` selects no objects.
         CancelledError: only later, from the iterators, when cancelled.
     """
-    if isinstance(opts, Mapping) and opts.get("format") == "parquet":
-        # One item per row group of Parquet files (s3dlio.datasets.parquet_loader).
-        from .parquet_loader import create_parquet_loader
-
-        loader = create_parquet_loader(uri, opts, cancellation_token=cancellation_token)
-        return loader  # type: ignore[return-value]
+    fmt = opts.get("format") if isinstance(opts, Mapping) else None
+    if fmt is not None:  # a format with a loader of its own (Parquet: one item per row group)
+        spec = format_spec(fmt)
+        if spec.loader is not None:
+            make = spec.load("loader")
+            return make(uri, opts, cancellation_token=cancellation_token, client=client)  # type: ignore[no-any-return]
+        opts = {k: v for k, v in opts.items() if k != "format"}  # type: ignore[union-attr]
     options = coerce_options(opts)
     dataset = uri if isinstance(uri, ObjectDataset) else create_dataset(uri, options, client=client)
     return AsyncLoader(dataset, options, cancellation_token=cancellation_token)

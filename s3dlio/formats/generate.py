@@ -28,22 +28,29 @@ from ..io.writer import ObjectWriter
 from .example import encode_example
 from .framing import frame_header, masked_crc
 from .npz import generate_npz_bytes
+from .registry import FormatSpec, format_names, format_spec
 
-__all__ = ["DATA_GEN_MODES", "DEFAULT_SIZE", "OBJECT_TYPES", "generate_object", "put"]
+__all__ = [
+    "DATA_GEN_MODES",
+    "DEFAULT_SIZE",
+    "generate_hdf5",
+    "generate_npz",
+    "generate_object",
+    "generate_parquet",
+    "generate_raw",
+    "generate_tfrecord",
+    "object_types",
+    "put",
+]
 
-#: Object types :func:`put` generates (``"zeros"``, the original's default name, means raw).
-OBJECT_TYPES = ("raw", "npz", "tfrecord", "hdf5", "parquet")
-_ALIASES = {"zeros": "raw", "bin": "raw", "tfrecords": "tfrecord", "h5": "hdf5", "pq": "parquet"}
 DATA_GEN_MODES = ("streaming", "single-pass")
 DEFAULT_SIZE = 20 * MiB  # the original's default object size
 DEFAULT_RECORD_SIZE = 64 * KiB
 
 
-def _object_type(value: str) -> str:
-    kind = _ALIASES.get(value.lower(), value.lower())
-    if kind not in OBJECT_TYPES:
-        raise InvalidArgumentError(f"object_type must be one of {OBJECT_TYPES}, got {value!r}")
-    return kind
+def object_types() -> tuple[str, ...]:
+    """The formats :func:`put` can generate (from the format registry)."""
+    return format_names("generate")
 
 
 def generate_object(
@@ -55,23 +62,72 @@ def generate_object(
     seed: int | None = None,
     record_size: int = DEFAULT_RECORD_SIZE,
 ) -> BytesView | bytes:
-    """One synthetic object of ``object_type`` holding about ``size`` bytes of data.
+    """One synthetic object of ``object_type`` (a registered format or alias) holding about
+    ``size`` bytes of data. Raw objects are exactly ``size`` bytes; the others add their
+    format's framing.
 
-    Raw objects are exactly ``size`` bytes; the others add their format's framing.
+    Raises:
+        InvalidArgumentError: an unknown format, or one that cannot be generated.
     """
-    kind = _object_type(object_type)
-    if kind == "raw":
-        return generate_data(size, dedup=dedup, compress=compress, seed=seed)
-    if kind == "npz":
-        return generate_npz_bytes([size], "|u1", 1, dedup=dedup, compress=compress, seed=seed)
-    if kind == "parquet":  # float32 columns, ~1 MiB row groups (needs pyarrow)
-        from .parquet_gen import parquet_for_size
+    make = _spec(object_type).load("generate")
+    return make(size, dedup=dedup, compress=compress, seed=seed, record_size=record_size)  # type: ignore[no-any-return]
 
-        return parquet_for_size(size, seed=seed)
+
+def _spec(object_type: str) -> FormatSpec:
+    try:
+        spec = format_spec(object_type)
+    except InvalidArgumentError:
+        spec = None
+    if spec is None or spec.generate is None:
+        raise InvalidArgumentError(
+            f"object_type must be one of {object_types()}, got {object_type!r}", op="PUT"
+        )
+    return spec
+
+
+def generate_raw(
+    size: int, *, dedup: int = 1, compress: int = 1, seed: int | None = None, record_size: int = 0
+) -> BytesView:
+    """``size`` bytes of synthetic data (:func:`s3dlio.generate_data`)."""
+    return generate_data(size, dedup=dedup, compress=compress, seed=seed)
+
+
+def generate_npz(
+    size: int, *, dedup: int = 1, compress: int = 1, seed: int | None = None, record_size: int = 0
+) -> BytesView | bytes:
+    """An NPZ archive holding a ``size``-byte ``uint8`` array ``x`` (and a label ``y``)."""
+    return generate_npz_bytes([size], "|u1", 1, dedup=dedup, compress=compress, seed=seed)
+
+
+def generate_tfrecord(
+    size: int,
+    *,
+    dedup: int = 1,
+    compress: int = 1,
+    seed: int | None = None,
+    record_size: int = DEFAULT_RECORD_SIZE,
+) -> bytes:
+    """TFRecord Examples ``{"data": bytes, "label": int64}`` holding ``size`` bytes of data in
+    ``record_size`` pieces."""
     data = generate_data(size, dedup=dedup, compress=compress, seed=seed)
-    if kind == "tfrecord":
-        return _tfrecord_bytes(data, record_size)
-    return _hdf5_bytes(data)
+    return _tfrecord_bytes(data, record_size)
+
+
+def generate_hdf5(
+    size: int, *, dedup: int = 1, compress: int = 1, seed: int | None = None, record_size: int = 0
+) -> bytes:
+    """An HDF5 file image with a chunked ``uint8`` dataset ``data`` of ``size`` bytes."""
+    return _hdf5_bytes(generate_data(size, dedup=dedup, compress=compress, seed=seed))
+
+
+def generate_parquet(
+    size: int, *, dedup: int = 1, compress: int = 1, seed: int | None = None, record_size: int = 0
+) -> BytesView:
+    """A Parquet file of ``float32`` columns with about ``size`` bytes of values, in ~1 MiB
+    row groups (needs pyarrow)."""
+    from .parquet_gen import parquet_for_size
+
+    return parquet_for_size(size, seed=seed)
 
 
 def _tfrecord_bytes(data: BytesView, record_size: int) -> bytes:
@@ -173,7 +229,7 @@ def put(
     Raises:
         BatchError: some objects failed (the others were written).
     """
-    kind = _object_type(object_type)
+    kind = _spec(object_type).name
     mode = data_gen_mode.lower().replace("_", "-")
     if mode not in DATA_GEN_MODES:
         raise InvalidArgumentError(
