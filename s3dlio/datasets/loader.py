@@ -388,7 +388,7 @@ def create_async_loader(
         spec = format_spec(fmt)
         if spec.loader is not None:
             make = spec.load("loader")
-            return make(uri, opts, cancellation_token=cancellation_token, client=client)  # type: ignore[no-any-return]
+            return make(uri, opts, cancellation_token=cancellation_token, client=client)
         opts = {k: v for k, v in opts.items() if k != "format"}  # type: ignore[union-attr]
     options = coerce_options(opts)
     dataset = uri if isinstance(uri, ObjectDataset) else create_dataset(uri, options, client=client)

@@ -70,7 +70,7 @@ def generate_object(
         InvalidArgumentError: an unknown format, or one that cannot be generated.
     """
     make = _spec(object_type).load("generate")
-    return make(size, dedup=dedup, compress=compress, seed=seed, record_size=record_size)  # type: ignore[no-any-return]
+    return make(size, dedup=dedup, compress=compress, seed=seed, record_size=record_size)
 
 
 def _spec(object_type: str) -> FormatSpec:

@@ -75,7 +75,7 @@ class FormatSpec:
                 f"pip install 's3dlio[{self.extra}]'",
                 name=exc.name,
             ) from exc
-        return getattr(module, attribute)  # type: ignore[no-any-return]
+        return getattr(module, attribute)
 
 
 _FORMATS: dict[str, FormatSpec] = {}

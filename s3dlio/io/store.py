@@ -229,6 +229,12 @@ class ObjectStore(ABC):
         (memory mapping, ``sendfile``, page-cache reads); ``None`` for network stores."""
         return None
 
+    def list_names(self, prefix: ObjectURI, *, recursive: bool) -> Iterator[str] | None:
+        """A lean listing: only the keys :meth:`list_pages` would list (no directories, no
+        metadata, no op-log records), for stores that can list names much faster than
+        objects (local directories: no ``stat`` per file); ``None`` where there is none."""
+        return None
+
     def close(self) -> None:
         """Release this store's connections (it may still be used: they are reopened)."""
 

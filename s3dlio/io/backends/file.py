@@ -262,6 +262,10 @@ class FileStore(ObjectStore):
         if page:
             yield page
 
+    def list_names(self, prefix: ObjectURI, *, recursive: bool) -> Iterator[str] | None:
+        """File paths below ``prefix`` in listing order, without a ``stat`` per file."""
+        return (path for path, _ in self.list_files(prefix, recursive=recursive, stat=False))
+
     def list_files(
         self, prefix: ObjectURI, *, recursive: bool, stat: bool = True
     ) -> Iterator[tuple[str, int]]:
