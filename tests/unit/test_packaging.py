@@ -191,10 +191,20 @@ def test_every_third_party_import_is_a_core_dependency_or_has_an_extra() -> None
 def test_each_row_names_extras_that_bring_the_import() -> None:
     extras = _pyproject()["optional-dependencies"]
     in_all = _expand(extras, "all")
+    users: dict[str, list[str]] = {}
+    for path in _modules():
+        for use in _third_party_uses(path):
+            row = _row(use.name)
+            if row is not None:
+                users.setdefault(row[0], []).append(f"{use.module}:{use.line}")
     problems = []
     for prefix, providers in OPTIONAL_IMPORTS.items():
+        used_by = ", ".join(users.get(prefix, [])[:3]) or "no module yet"
         for extra, requirement in providers.items():
-            where = f"OPTIONAL_IMPORTS[{prefix!r}] -> extra [{extra}] via {requirement!r}"
+            where = (
+                f"import {prefix!r} (in {used_by}) expects extra [{extra}] to list"
+                f" {requirement!r} (OPTIONAL_IMPORTS)"
+            )
             if extra not in extras:
                 problems.append(f"{where}: pyproject.toml has no extra [{extra}]")
                 continue
