@@ -190,6 +190,21 @@ def test_loader_and_checkpoint_store_take_a_client(
     assert bytes(second.get(f"s3://{bucket}/w.bin")) == b"written"
 
 
+def test_the_cli_runs_through_a_given_client(
+    moto_s3: MotoS3, second_moto: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from s3dlio.cli import main
+
+    bucket = f"cli-{uuid.uuid4().hex[:8]}"
+    _bucket(second_moto, bucket)
+    second = s3dlio.Client(endpoint_url=second_moto, region="us-east-1")
+    second.put_bytes(f"s3://{bucket}/only-on-the-second", b"x")
+    assert main(["ls", f"s3://{bucket}/"], client=second) == 0
+    assert capsys.readouterr().out.split() == [f"s3://{bucket}/only-on-the-second"]
+    assert main(["ls", f"s3://{bucket}/"]) == 1  # the default server has no such bucket
+    assert "NoSuchBucket" in capsys.readouterr().err
+
+
 # -- two Azure accounts ------------------------------------------------------------------------
 
 
