@@ -313,12 +313,12 @@ class PartStream:
                     yield buf, part.head, part.head + part.length
                 self._held = None
                 del buf
-            source = self._sources.pop(position, None)
-            if source is not None:
-                fill, source.fill = source.fill, None
+            finished = self._sources.pop(position, None)
+            if finished is not None:
+                fill, finished.fill = finished.fill, None
                 if fill is not None:
                     fill.commit()
-                source.close()
+                finished.close()
             shard_pass.done = True
         finally:
             self._held = None

@@ -381,7 +381,7 @@ class StreamSampler(EpochSampler):
         )
 
 
-class StreamingDataset(Resumable, _Base):  # type: ignore[misc,valid-type]
+class StreamingDataset(Resumable, _Base):
     """Records of shards read front to back, sharded per rank and worker, shuffled, resumable.
 
     Args:
