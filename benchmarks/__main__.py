@@ -25,6 +25,7 @@ SUITES = {
     "loader": "benchmarks.suite_loader",
     "checkpoint": "benchmarks.suite_checkpoint",
     "dcp": "benchmarks.suite_dcp",
+    "streaming": "benchmarks.suite_streaming",
 }
 
 

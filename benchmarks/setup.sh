@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENV=benchmarks/.venv-peers
-STAMP="$VENV/.installed-v3"
+STAMP="$VENV/.installed-v4"
 PEERS=(
   "s3dlio==0.10.0"
   "s3torchconnector[dcp]"
@@ -21,6 +21,8 @@ PEERS=(
   "moto[server]"
   "gunicorn"
   "pyarrow"
+  "webdataset"
+  "litdata"
 )
 
 if [ ! -f "$STAMP" ]; then

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -87,9 +87,10 @@ class JaxIterable(Resumable):
         self.transform = transform
         self.output = output
         self._loader: AsyncLoader | None = None
-        self.stream: Any = uri if _is_stream(uri) else None
-        if self.stream is not None:
-            self.dataset = self.stream
+        self.stream: Any = None
+        if _is_stream(uri):
+            self.stream = cast(Any, uri)
+            self.dataset = cast(Any, uri)
             self.sampler = self.stream.sampler
             return
         self.dataset = dataset if dataset is not None else create_dataset(uri, opts)

@@ -366,3 +366,17 @@ def test_forkserver_workers_report_through_shared_memory(local_shards):
     again = loader(dataset(), ResumableDataLoader, batch=8)
     again.load_state_dict(state)
     assert head + flat(again) == full
+
+
+def test_parquet_row_groups(file_root):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    for i in range(2):
+        table = pa.table({"x": list(range(i * 10, i * 10 + 10)), "y": [float(i)] * 10})
+        sink = io.BytesIO()
+        pq.write_table(table, sink, row_group_size=4)
+        s3dlio.put_bytes(file_root + f"pq/{i}.parquet", sink.getvalue())
+    groups = list(StreamingDataset(file_root + "pq/", format="parquet", part_size=300))
+    assert [g.num_rows for g in groups] == [4, 4, 2, 4, 4, 2]
+    assert sum((g.column("x").to_pylist() for g in groups), []) == list(range(20))
