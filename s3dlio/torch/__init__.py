@@ -17,4 +17,8 @@ def __getattr__(name: str) -> object:
         from ..datasets import parquet_torch
 
         return getattr(parquet_torch, name)
+    if name == "StreamingDataset":  # s3dlio.datasets.streaming's, an IterableDataset here
+        from ..datasets.streaming import StreamingDataset
+
+        return StreamingDataset
     raise AttributeError(f"module 's3dlio.torch' has no attribute {name!r}")
