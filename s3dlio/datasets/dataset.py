@@ -79,6 +79,7 @@ class ObjectDataset:
         pattern: str | None = None,
         client: HasStores | None = None,
     ) -> None:
+        client = coerce_options(opts).client_for(client)  # endpoints=: a balancing client
         parsed = parse_uri(uri)
         selection = Selection.of(parsed.key, recursive)
         uris: list[str] = []
@@ -155,6 +156,7 @@ class ObjectDataset:
             InvalidArgumentError: ``uris`` is empty.
             InvalidURIError: ``uris`` holds an unparsable URI.
         """
+        client = coerce_options(opts).client_for(client)  # endpoints=: a balancing client
         parsed = [parse_uri(u) for u in uris]
         if not parsed:
             raise InvalidArgumentError("from_uris needs at least one URI", op="LIST")

@@ -87,6 +87,10 @@ class LoaderOptions:
         timeout: Seconds to wait for one item before raising
             :class:`~s3dlio.errors.OperationTimeoutError` (``None`` = no limit).
         cancellation_token: Stops the loader when cancelled (may be shared by loaders).
+        endpoints: Base URIs of 1-32 endpoints holding the same data (``s3://host:port/bucket/``
+            names a server): requests are balanced over them, with failover (see
+            :class:`s3dlio.MultiEndpointStore`). ``None``: the client's one endpoint.
+        strategy: How ``endpoints`` are balanced: ``"round_robin"`` or ``"least_connections"``.
     """
 
     batch_size: int = 1
@@ -104,8 +108,21 @@ class LoaderOptions:
     auto_tune: bool = False
     timeout: float | None = None
     cancellation_token: CancellationToken | None = field(default=None, compare=False)
+    endpoints: tuple[str, ...] | None = None
+    strategy: str = "round_robin"
 
     def __post_init__(self) -> None:
+        if self.endpoints is not None:
+            eps = (self.endpoints,) if isinstance(self.endpoints, str) else self.endpoints
+            object.__setattr__(self, "endpoints", tuple(str(e) for e in eps))
+            if not 1 <= len(self.endpoints) <= 32:
+                raise InvalidArgumentError(
+                    f"endpoints must list 1 to 32 URIs, got {len(self.endpoints)}"
+                )
+        if self.strategy not in ("round_robin", "least_connections"):
+            raise InvalidArgumentError(
+                f"strategy must be 'round_robin' or 'least_connections', got {self.strategy!r}"
+            )
         object.__setattr__(self, "part_size", parse_size(self.part_size))
         object.__setattr__(self, "seed", int(self.seed or 0))
         for name in ("batch_size", "prefetch", "max_inflight_parts"):
@@ -165,6 +182,15 @@ class LoaderOptions:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out.pop("cancellation_token")
         return out
+
+    def client_for(self, client: Any = None) -> Any:
+        """The client a loader reads through: one balancing over :attr:`endpoints` (built on
+        ``client``'s options) when they are set, else ``client`` itself."""
+        if not self.endpoints:
+            return client
+        from ..io.multi import store_for_endpoints
+
+        return store_for_endpoints(self.endpoints, self.strategy, client).client
 
     @property
     def tunes_concurrency(self) -> bool:
