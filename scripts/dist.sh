@@ -35,6 +35,12 @@ if grep -n -i "deprecat" "$WORK/build.log"; then
     echo "the build printed a deprecation warning (above; full log $WORK/build.log)"; exit 1
 fi
 sdist=$(ls "$OUT"/*.tar.gz)
+# The package's files as git knows them (none outside a git checkout): each must reach the
+# sdist and the wheel (package data such as py.typed or a config file an integration reads).
+: >"$WORK/package-files.txt"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files -- s3dlio >"$WORK/package-files.txt"
+fi
 wheel=$(ls "$OUT"/*.whl)
 ls -l "$sdist" "$wheel"
 
@@ -51,6 +57,7 @@ for extras in none all; do
     step "smoke checks, $extras extras"
     # -I and a neutral directory: the installed package, never the source tree, is imported.
     (cd "$WORK" && "$venv/bin/python" -I "$ROOT/scripts/smoke_dist.py" --extras "$extras" \
+        --package-files "$WORK/package-files.txt" \
         ${sdist:+--sdist "$sdist"})
     sdist=  # the sdist's contents are checked once
 done

@@ -127,13 +127,13 @@ def _script(name: str) -> Path:
     return Path(sys.prefix) / "bin" / name
 
 
-def _sdist_checks(sdist: Path) -> None:
-    @check(f"the sdist {sdist.name} holds the tests, docs and license")
+def _sdist_checks(sdist: Path, package_files: list[str]) -> None:
+    @check(f"the sdist {sdist.name} holds the tests, docs, license and every package file")
     def _() -> str:
         with tarfile.open(sdist) as tar:
             names = tar.getnames()
         top = names[0].split("/")[0]
-        missing = [m for m in SDIST_MEMBERS if f"{top}/{m}" not in names]
+        missing = [m for m in (*SDIST_MEMBERS, *package_files) if f"{top}/{m}" not in names]
         assert not missing, f"missing from the sdist: {missing}"
         cached = [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         assert not cached, f"byte code in the sdist: {cached[:5]}"
@@ -146,8 +146,19 @@ def main() -> int:  # noqa: C901 - one flat list of checks reads best
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--extras", choices=["none", "all"], required=True)
     parser.add_argument("--sdist", type=Path, help="also check this sdist's contents")
+    parser.add_argument(
+        "--package-files",
+        type=Path,
+        help="a file listing the package's files in the source tree (git ls-files s3dlio):"
+        " each must be installed (and in the sdist)",
+    )
     args = parser.parse_args()
     full = args.extras == "all"
+    package_files = (
+        [line.strip() for line in args.package_files.read_text().splitlines() if line.strip()]
+        if args.package_files is not None
+        else []
+    )
 
     import s3dlio  # noqa: PLC0415 - after argument parsing on purpose
 
@@ -277,8 +288,17 @@ def main() -> int:  # noqa: C901 - one flat list of checks reads best
                 raise AssertionError(f"stat({uri!r}) worked without the [{extra}] extra")
         return ", ".join(hints)
 
+    if args.package_files is not None:
+
+        @check("every file of the package's source tree is installed")
+        def _() -> str:
+            installed = {str(f) for f in dist.files or []}
+            missing = [f for f in package_files if f not in installed]
+            assert not missing, f"in the source tree, not in the wheel: {missing}"
+            return f"{len(package_files)} files"
+
     if args.sdist is not None:
-        _sdist_checks(args.sdist)
+        _sdist_checks(args.sdist, package_files)
 
     if FAILURES:
         print(f"{len(FAILURES)} of the smoke checks failed: {FAILURES}")
