@@ -142,7 +142,7 @@ def _sdist_checks(sdist: Path, package_files: list[str]) -> None:
         return f"{len(names)} members, {tests} test files, {docs} docs pages"
 
 
-def main() -> int:  # noqa: C901 - one flat list of checks reads best
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--extras", choices=["none", "all"], required=True)
     parser.add_argument("--sdist", type=Path, help="also check this sdist's contents")
@@ -160,7 +160,7 @@ def main() -> int:  # noqa: C901 - one flat list of checks reads best
         else []
     )
 
-    import s3dlio  # noqa: PLC0415 - after argument parsing on purpose
+    import s3dlio  # after argument parsing, so --help works whatever is installed
 
     dist = metadata.distribution("s3dlio")
 
@@ -192,7 +192,9 @@ def main() -> int:  # noqa: C901 - one flat list of checks reads best
             f"loaded = [m for m in {LAZY_PACKAGES!r} if m in sys.modules]\n"
             "print(','.join(loaded))"
         )
-        out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 0, out.stderr
         assert not out.stdout.strip(), f"imported at 'import s3dlio': {out.stdout.strip()}"
         return "none of " + ", ".join(LAZY_PACKAGES)
@@ -216,7 +218,9 @@ def main() -> int:  # noqa: C901 - one flat list of checks reads best
 
     @check("s3-cli --version")
     def _() -> str:
-        out = subprocess.run([_script("s3-cli"), "--version"], capture_output=True, text=True)
+        out = subprocess.run(
+            [_script("s3-cli"), "--version"], capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 0, out.stderr
         assert s3dlio.__version__ in out.stdout, out.stdout
         return out.stdout.strip()
