@@ -50,12 +50,18 @@ OPTIONAL_IMPORTS: dict[str, dict[str, str]] = {
     "ml_dtypes": {"jax": "jax"},
     "h5py": {"hdf5": "h5py"},
     "pyarrow": {"parquet": "pyarrow"},
+    "fsspec": {"fsspec": "fsspec"},
+    # DLIO and what s3dlio.integrations.dlio imports of its dependencies.
+    "dlio_benchmark": {"dlio": "dlio-benchmark"},
+    "hydra": {"dlio": "dlio-benchmark"},
+    "omegaconf": {"dlio": "dlio-benchmark"},
+    "mpi4py": {"dlio": "dlio-benchmark"},
 }
 
 #: Extras left out of [all] on purpose (say, a framework too heavy for the test venv, tested in
 #: a venv of its own). Their rows are checked against pyproject.toml, and against the installed
 #: packages only where those are installed.
-OUTSIDE_ALL: set[str] = set()
+OUTSIDE_ALL: set[str] = {"dlio"}  # DLIO brings TensorFlow, torch and DALI (see pyproject.toml)
 
 _HINT = re.compile(r"s3dlio\[([A-Za-z0-9_-]+)\]")
 
