@@ -520,6 +520,9 @@ class StreamingDataset(Resumable, _Base):
             stats=self.stats,
         )
         finish = self._finish
+        plain = not self.decode and self.transform is None
+        direct = buffer.size == 0  # no shuffle buffer: records go straight out
+        push = buffer.push
         try:
             for shard_pass in stream:
                 position = positions[shard_pass.position]
@@ -535,20 +538,28 @@ class StreamingDataset(Resumable, _Base):
                     expect=self._expect(stream),
                 )
                 count = 0
+                resuming = bool(wanted) or first is None or first > (position, 0)
                 for record in records:
-                    ordinal = (position, count)
+                    if resuming:  # (a plain pass skips this per-record bookkeeping)
+                        ordinal = (position, count)
+                        if wanted:
+                            slot = wanted.pop(ordinal, None)
+                            if slot is not None:
+                                buffer.items[slot] = record
+                                count += 1
+                                continue
+                        if first is None or ordinal < first:
+                            count += 1
+                            continue  # delivered before the resume point
                     count += 1
-                    if wanted:
-                        slot = wanted.pop(ordinal, None)
-                        if slot is not None:
-                            buffer.items[slot] = record
-                            continue
-                    if first is None or ordinal < first:
-                        continue  # delivered before the resume point
-                    out, item = buffer.push(record)
+                    if direct:
+                        sampler._delivered += 1
+                        yield record if plain else finish(record)
+                        continue
+                    out, item = push(record)
                     if out:
-                        sampler.delivered()
-                        yield finish(item)
+                        sampler._delivered += 1
+                        yield item if plain else finish(item)
                 sampler.record_count(shard.index, count, skipped[0])
             while True:
                 out, item = buffer.pop()

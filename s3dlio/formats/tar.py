@@ -45,6 +45,7 @@ END_OF_ARCHIVE = bytes(2 * BLOCK)  #: two zero blocks end an archive
 _KEY = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")  # webdataset's base_plus_ext
 _SKIP_META = re.compile(r"__[^/]*__($|/)")  # webdataset's default skip_meta
 _REGULAR = (b"0", b"\0", b"7")
+_ZERO_BLOCK = bytes(BLOCK)
 
 
 class TarMember(NamedTuple):
@@ -128,9 +129,8 @@ class WindowReader:
         self._lo = 0
 
 
-def _number(field: memoryview, uri: str, at: int) -> int:
+def _number(raw: bytes, uri: str, at: int) -> int:
     """A tar numeric field: octal text, or base-256 when the high bit of the first byte is set."""
-    raw = bytes(field)
     if raw[0] & 0x80:
         value = int.from_bytes(raw[1:], "big")
         return value - (1 << (8 * len(raw) - 1)) if raw[0] & 0x40 else value
@@ -156,9 +156,10 @@ def _truncated(uri: str, at: int, what: str, need: int, have: int) -> IntegrityE
     )
 
 
-def _checksum_ok(header: memoryview, stored: int) -> bool:
-    raw = bytes(header)
-    total = sum(raw[:148]) + 8 * 32 + sum(raw[156:])
+def _checksum_ok(raw: bytes, stored: int) -> bool:
+    """The header's checksum: its bytes summed with the checksum field as spaces (some old
+    writers summed signed bytes)."""
+    total = sum(raw) - sum(raw[148:156]) + 8 * 32
     if total == stored:
         return True
     signed = sum(b - 256 if b > 127 else b for b in raw[:148] + raw[156:]) + 8 * 32
@@ -201,23 +202,23 @@ def iter_members(windows: Iterable[Window], *, uri: str, base: int = 0) -> Itera
     pax: dict[str, str] = {}
     while True:
         at = reader.pos
-        header = reader.read(BLOCK)
-        if len(header) == 0:
-            return
+        header = bytes(reader.read(BLOCK))
         if len(header) < BLOCK:
+            if not header:
+                return
             raise _truncated(uri, at, "header", BLOCK, len(header))
-        if not any(header):
+        if not header[0] and header == _ZERO_BLOCK:
             return  # end-of-archive marker
         if not _checksum_ok(header, _number(header[148:156], uri, at)):
             raise _corrupt(uri, at, "checksum mismatch")
-        size = int(pax.get("size", _number(header[124:136], uri, at)))
-        kind = bytes(header[156:157])
-        name = bytes(header[0:100]).split(b"\0", 1)[0]
-        if bytes(header[257:262]) == b"ustar":
-            prefix = bytes(header[345:500]).split(b"\0", 1)[0]
+        size = int(pax["size"]) if "size" in pax else _number(header[124:136], uri, at)
+        kind = header[156:157]
+        name = header[0:100].split(b"\0", 1)[0]
+        if header[257:262] == b"ustar":
+            prefix = header[345:500].split(b"\0", 1)[0]
             if prefix:
                 name = prefix + b"/" + name
-        data = reader.read(size)
+        data = reader.read(size + (-size % BLOCK))  # with its padding (which may be cut short)
         if len(data) < size:
             error = _truncated(uri, at, "member", BLOCK + size, BLOCK + len(data))
             if kind in _REGULAR:
@@ -225,7 +226,7 @@ def iter_members(windows: Iterable[Window], *, uri: str, base: int = 0) -> Itera
                     pax.get("path") or long_name or name.decode("utf-8", "surrogateescape")
                 )
             raise error
-        reader.skip(-size % BLOCK)
+        data = data[:size]
         if kind in (b"x", b"X"):
             pax = _pax(data)
             continue
@@ -244,6 +245,10 @@ def iter_members(windows: Iterable[Window], *, uri: str, base: int = 0) -> Itera
 
 def split_key(name: str) -> tuple[str, str] | None:
     """``(key, extension)`` of a member as ``webdataset`` splits it, or ``None`` (no dot)."""
+    slash = name.rfind("/")
+    dot = name.find(".", slash + 1)
+    if dot > slash + 1:  # what the regex below finds first, without running it
+        return name[:dot], name[dot + 1 :]
     match = _KEY.match(name)
     if match is None:
         return None
@@ -280,7 +285,7 @@ def group_samples(
             if sample is not None and cut is not None and cut[0] != sample["__key__"]:
                 yield sample, first
             raise
-        if _skipped(member.name):
+        if "__" in member.name and _skipped(member.name):
             continue
         parts = split_key(member.name)
         if parts is None:
