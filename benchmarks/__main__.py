@@ -19,6 +19,7 @@ SUITES = {
     "local": "benchmarks.suite_local",
     "datagen": "benchmarks.suite_datagen",
     "s3": "benchmarks.suite_s3",
+    "s3-https": "benchmarks.suite_s3_https",
     "tfrecord": "benchmarks.suite_tfrecord",
     "formats": "benchmarks.suite_formats",
     "parquet": "benchmarks.suite_parquet",
@@ -48,11 +49,19 @@ def main(argv: list[str] | None = None) -> int:
         help="timed rounds per contender (default 5; 3 with --quick)",
     )
     parser.add_argument(
+        "--https",
+        action="store_true",
+        help="with the s3 suite: also its GET cases over TLS (the s3-https suite)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="small data and 3 rounds: a smoke run of every path (~2 min)",
     )
     args = parser.parse_args(argv)
+    if args.https and args.suites and "s3-https" not in args.suites:  # all suites include it
+        at = args.suites.index("s3") + 1 if "s3" in args.suites else len(args.suites)
+        args.suites.insert(at, "s3-https")
     unknown = [s for s in args.suites if s not in SUITES]
     if unknown:
         parser.error(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}")

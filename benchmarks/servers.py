@@ -26,10 +26,17 @@ from html import escape
 from pathlib import Path
 
 from tests.servers.common import free_port, start_server, stop_server
+from tests.servers.tls import make_certificates
 
 from .harness import PEERS_PYTHON
 
-__all__ = ["DUMMY_CREDENTIALS", "MotoGunicorn", "Nginx", "nginx_binary", "s3_env"]
+__all__ = [
+    "DUMMY_CREDENTIALS",
+    "MotoGunicorn",
+    "Nginx",
+    "nginx_binary",
+    "s3_env",
+]
 
 #: Every S3 client gets these: the servers ignore signatures, the SDKs insist on having some.
 DUMMY_CREDENTIALS = {
@@ -40,9 +47,15 @@ DUMMY_CREDENTIALS = {
 }
 
 
-def s3_env(endpoint: str) -> dict[str, str]:
-    """Environment pointing every S3 client (ours, boto3, the original) at ``endpoint``."""
+def s3_env(endpoint: str, ca_bundle: str | None = None) -> dict[str, str]:
+    """Environment pointing every S3 client (ours, boto3, the original) at ``endpoint``.
+
+    ``ca_bundle`` (a self-signed server's certificate) goes where each client looks for extra
+    CAs: ``AWS_CA_BUNDLE`` (botocore, ours), ``SSL_CERT_FILE`` (OpenSSL-based clients).
+    """
+    extra = {"AWS_CA_BUNDLE": ca_bundle, "SSL_CERT_FILE": ca_bundle} if ca_bundle else {}
     return {
+        **extra,
         **DUMMY_CREDENTIALS,
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ENDPOINT_URL_S3": endpoint,
@@ -81,8 +94,8 @@ http {{
     types {{ }}
     default_type application/octet-stream;
     server {{
-        listen 127.0.0.1:{port};
-        root {root};
+        listen 127.0.0.1:{port}{tls};
+        root {root};{tls_conf}
         location ~ ^/(?<bucket>[^/]+)/?$ {{
             default_type application/xml;
             try_files /.s3list/$bucket.xml =404;
@@ -93,27 +106,51 @@ http {{
 """
 
 
+_TLS_CONF = """
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:bench:1m;
+        ssl_buffer_size 16k;"""
+
+
 class Nginx:
     """nginx serving ``root`` (buckets are its sub-directories) on a loopback port.
 
     Args:
         root: The data directory; ``root/<bucket>/<key>`` is served at ``/<bucket>/<key>``.
         workers: nginx worker processes (default: one per CPU, nginx's ``auto``).
+        tls: Serve ``https`` with a certificate signed by a CA generated for the run
+            (:attr:`ca_bundle`, ``tests/servers/tls.py``); nginx then encrypts in user space
+            (no sendfile).
     """
 
-    def __init__(self, root: Path, workers: int | str = "auto") -> None:
+    def __init__(self, root: Path, workers: int | str = "auto", *, tls: bool = False) -> None:
         binary = nginx_binary()
         if binary is None:
             raise RuntimeError("nginx is not installed (run benchmarks/setup.sh)")
         self.root = Path(root)
         self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
         self._run = Path(tempfile.mkdtemp(prefix="s3dlio-bench-nginx-"))
+        #: The self-signed certificate clients must trust (``https`` only), PEM.
+        self.ca_bundle: str | None = None
+        tls_conf = ""
+        if tls:
+            certs = make_certificates(self._run)
+            self.ca_bundle = certs.ca
+            tls_conf = _TLS_CONF.format(cert=certs.chain, key=certs.key)
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
         conf = self._run / "nginx.conf"
         conf.write_text(
             _NGINX_CONF.format(
-                user=user, workers=workers, run=self._run, port=self.port, root=self.root
+                user=user,
+                workers=workers,
+                run=self._run,
+                port=self.port,
+                root=self.root,
+                tls=" ssl" if tls else "",
+                tls_conf=tls_conf,
             )
         )
         self._proc = start_server(

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENV=benchmarks/.venv-peers
-STAMP="$VENV/.installed-v4"
+STAMP="$VENV/.installed-v5"
 PEERS=(
   "s3dlio==0.10.0"
   "s3torchconnector[dcp]"
@@ -23,6 +23,7 @@ PEERS=(
   "pyarrow"
   "webdataset"
   "litdata"
+  "obstore"
 )
 
 if [ ! -f "$STAMP" ]; then

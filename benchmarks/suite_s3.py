@@ -55,6 +55,7 @@ def _get_contenders(
         ours("ours get_many", FILE, "s3dlio_get_many", needs=S3_NEEDS, **common),
         peer("original get_many", FILE, "s3dlio_get_many", needs=("s3dlio",), **common),
         peer("boto3 8 threads", FILE, "boto3_threads", needs=("boto3",), threads=8, **common),
+        peer("obstore", FILE, "obstore_get", needs=("obstore",), **common),
         peer(
             "s3torchconnector 8 threads",
             FILE,
@@ -79,76 +80,133 @@ def _get_contenders(
     return rows
 
 
-def suite(ctx: Context) -> Iterator[Case]:
-    """GET large, GET small (nginx), then PUT small and large (moto)."""
+def _curl(endpoint: str, bucket: str, paths: list[Path], ca: str | None) -> list[str]:
+    return [
+        "curl",
+        "-s",
+        "--fail",
+        *(["--cacert", ca] if ca else []),
+        "--parallel",
+        "--parallel-max",
+        "8",
+        *[a for p in paths for a in ("-o", "/dev/null", f"{endpoint}/{bucket}/{p.name}")],
+    ]
+
+
+_S_TIME = re.compile(r"(\d+) connections in ([\d.]+) real seconds, (\d+) bytes read per connection")
+
+
+def parse_s_time(text: str) -> dict[str, float]:
+    """``openssl s_time``'s first summary line (new connections) as a round dict."""
+    found = _S_TIME.search(text)
+    if found is None:
+        raise ValueError(f"no s_time summary in: {text[-300:]}")
+    conns, secs, per = found.groups()
+    return {"objects": int(conns), "seconds": float(secs), "bytes": int(conns) * int(per)}
+
+
+def _s_time(port: int, path: str, ca: str, seconds: int) -> list[str]:
+    """One TLS connection after another, each fetching ``path`` (HTTP/1.0), session reused."""
+    return [
+        "openssl",
+        "s_time",
+        "-connect",
+        f"127.0.0.1:{port}",
+        "-CAfile",
+        ca,
+        "-www",
+        path,
+        "-reuse",
+        "-time",
+        str(seconds),
+    ]
+
+
+def get_cases(ctx: Context, *, tls: bool) -> Iterator[Case]:
+    """The GET cases (large, then small objects) against nginx over ``http`` or ``https``."""
     if nginx_binary() is None:
         raise RuntimeError("nginx is not installed: run benchmarks/setup.sh")
     www = ctx.workdir / "www"
     large = write_files(www / "large", ctx.scale(8, 4), 64 * MiB)
     small = write_files(www / "small", ctx.scale(1024, 256), 64 * KiB)
-    nginx = ctx.stack.enter_context(Nginx(www))
-    env = s3_env(nginx.endpoint)
+    nginx = ctx.stack.enter_context(Nginx(www, tls=tls))
+    ca = nginx.ca_bundle
+    env = s3_env(nginx.endpoint, ca)
     wrk_secs = ctx.scale(3, 1)
-
-    keys = _keys_file(ctx, "large", large)
-    yield Case(
-        f"GET {len(large)} x 64 MiB objects (nginx on loopback)",
-        "GB/s",
-        [
-            *_get_contenders(nginx.endpoint, "large", keys, env),
-            tool(
-                "wrk -c8 (wire limit)",
-                _wrk(f"{nginx.endpoint}/large/{large[0].name}", wrk_secs, 8),
-                parse=parse_wrk,
-            ),
-            tool(
-                "curl --parallel 8",
-                [
-                    "curl",
-                    "-s",
-                    "--parallel",
-                    "--parallel-max",
-                    "8",
-                    *[
-                        a
-                        for p in large
-                        for a in ("-o", "/dev/null", f"{nginx.endpoint}/large/{p.name}")
-                    ],
-                ],
-            ),
-        ],
-        bytes=len(large) * 64 * MiB,
-        objects=len(large),
-        targets=[
+    where = "nginx with TLS on loopback" if tls else "nginx on loopback"
+    # SPEC.md section 15: https >= 1.2x / 2x obstore; plain http keeps (at least) that lead.
+    large_targets = [Target("ours get_many", "obstore", 1.2)]
+    small_targets = [Target("ours get_many", "obstore", 2.0)]
+    if not tls:
+        large_targets[:0] = [
             Target("ours get_many", "original get_many", 1.1),
             Target("ours get_many", "wrk -c8 (wire limit)", 0.85),
-        ],
+        ]
+        small_targets[:0] = [Target("ours get_many", "s3torchconnector 8 threads", 1.0)]
+    tls_note = (
+        " TLS: nginx encrypts in user space (no sendfile) with a self-signed ECDSA P-256 "
+        "certificate every client trusts through its usual CA setting; TLS 1.3, the cipher "
+        "each client's library prefers (AES-256-GCM for OpenSSL's and rustls' defaults)."
+        if tls
+        else ""
+    )
+
+    keys = _keys_file(ctx, "large", large)
+    limits = [
+        tool(
+            "wrk -c8 (wire limit)",
+            _wrk(f"{nginx.endpoint}/large/{large[0].name}", wrk_secs, 8),
+            parse=parse_wrk,
+        ),
+        tool("curl --parallel 8", _curl(nginx.endpoint, "large", large, ca)),
+    ]
+    if ca:
+        limits.append(
+            tool(
+                "openssl s_time (1 connection)",
+                _s_time(nginx.port, f"/large/{large[0].name}", ca, wrk_secs),
+                parse=parse_s_time,
+            )
+        )
+    yield Case(
+        f"GET {len(large)} x 64 MiB objects ({where})",
+        "GB/s",
+        [*_get_contenders(nginx.endpoint, "large", keys, env, s3transfer=not tls), *limits],
+        bytes=len(large) * 64 * MiB,
+        objects=len(large),
+        targets=large_targets,
         note="nginx (sendfile, keep-alive, no access log) serves files from the page cache; "
         "it shares the 2 CPUs with the client, so the wire limit is what one client process "
-        "can pull while nginx sends.",
+        "can pull while nginx sends." + tls_note,
     )
 
     keys = _keys_file(ctx, "small", small)
+    limits = [
+        tool(
+            "wrk -c16 (wire limit)",
+            _wrk(f"{nginx.endpoint}/small/{small[0].name}", wrk_secs, 16),
+            parse=parse_wrk,
+        )
+    ]
+    if ca:
+        limits.append(tool("curl --parallel 8", _curl(nginx.endpoint, "small", small, ca)))
     yield Case(
-        f"GET {len(small)} x 64 KiB objects (nginx on loopback)",
+        f"GET {len(small)} x 64 KiB objects ({where})",
         "obj/s",
-        [
-            *_get_contenders(nginx.endpoint, "small", keys, env, s3transfer=False),
-            tool(
-                "wrk -c16 (wire limit)",
-                _wrk(f"{nginx.endpoint}/small/{small[0].name}", wrk_secs, 16),
-                parse=parse_wrk,
-            ),
-        ],
+        [*_get_contenders(nginx.endpoint, "small", keys, env, s3transfer=False), *limits],
         bytes=len(small) * 64 * KiB,
         objects=len(small),
-        targets=[Target("ours get_many", "s3torchconnector 8 threads", 1.0)],
+        targets=small_targets,
         note="Per-request cost dominates: the ratio to the original says how close a Python "
         "request path gets to a Rust one. s3transfer (a HEAD and a GET per object, ~110 "
-        "objects/s here) is left out of this case to keep the run short.",
+        "objects/s here) is left out of this case to keep the run short." + tls_note,
     )
     nginx.stop()
 
+
+def suite(ctx: Context) -> Iterator[Case]:
+    """GET large, GET small (nginx), then PUT small and large (moto)."""
+    yield from get_cases(ctx, tls=False)
     moto = ctx.stack.enter_context(MotoGunicorn(threads=8))
     moto.create_bucket("bench-put")
     env = s3_env(moto.endpoint)

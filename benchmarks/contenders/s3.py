@@ -1,5 +1,8 @@
-"""S3 GETs and PUTs over loopback: ours, the original s3dlio, boto3 threads, s3transfer and
-s3torchconnector, every one pointed at the same endpoint, path-style, dummy credentials.
+"""S3 GETs and PUTs over loopback: ours, the original s3dlio, boto3 threads, s3transfer,
+s3torchconnector and obstore, every one pointed at the same endpoint, path-style, dummy
+credentials. On ``https`` endpoints each trusts the server's self-signed certificate through its
+usual CA setting (``AWS_CA_BUNDLE`` for ours, the original and botocore; ``root_certificate``
+for obstore; ``SSL_CERT_FILE`` for s3torchconnector's CRT).
 
 Params: ``endpoint``, ``bucket``, ``keys`` (a file listing one key per line, to keep argv
 short), ``threads`` (for the thread-pool contenders), ``max_in_flight`` (get_many/put_many).
@@ -147,6 +150,55 @@ def s3torchconnector_get(params: dict) -> object:
     def run() -> dict:
         size = sum(pool.map(one, keys))
         check(size, params["case_bytes"], "s3torchconnector")
+        return result(size, len(keys))
+
+    return run
+
+
+def _obstore_store(params: dict):
+    from obstore.store import S3Store
+
+    options: dict = {"allow_http": True}
+    ca = os.environ.get("AWS_CA_BUNDLE")
+    if ca and params["endpoint"].startswith("https:"):
+        with open(ca) as f:
+            options["root_certificate"] = f.read()
+    return S3Store(
+        params["bucket"],
+        endpoint=params["endpoint"],
+        region=REGION,
+        access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "bench"),
+        secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "bench-secret"),
+        virtual_hosted_style_request=False,
+        client_options=options,
+    )
+
+
+def obstore_get(params: dict) -> object:
+    """obstore (Rust ``object_store``): every key's ``get_async(...).bytes_async()`` gathered
+    at once on one asyncio loop, at most ``max_in_flight`` at a time (the Rust runtime does the
+    I/O)."""
+    import asyncio
+
+    import obstore
+
+    store = _obstore_store(params)
+    keys = _keys(params)
+    inflight = params.get("max_in_flight", 64)
+    loop = asyncio.new_event_loop()
+
+    async def one(key: str, gate: asyncio.Semaphore) -> int:
+        async with gate:
+            got = await obstore.get_async(store, key)
+            return len(memoryview(await got.bytes_async()))
+
+    async def everything() -> int:
+        gate = asyncio.Semaphore(inflight)
+        return sum(await asyncio.gather(*(one(k, gate) for k in keys)))
+
+    def run() -> dict:
+        size = loop.run_until_complete(everything())
+        check(size, params["case_bytes"], "obstore")
         return result(size, len(keys))
 
     return run

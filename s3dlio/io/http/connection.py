@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from .pool import ConnectionPool
 
-__all__ = ["Connection", "Endpoint", "IncompleteBody", "ProtocolError", "Response"]
+__all__ = ["Connection", "Endpoint", "IncompleteBody", "ProtocolError", "Response", "WouldBlock"]
 
 #: Size of a connection's read-ahead buffer (also the largest response head accepted).
 READ_AHEAD = 64 * 1024
@@ -40,6 +40,10 @@ class ProtocolError(ConnectionError):
 
 class IncompleteBody(ProtocolError):
     """The connection ended before the body the head announced was complete."""
+
+
+class WouldBlock(BlockingIOError):
+    """A connection in non-blocking mode has nothing more to read right now."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,19 @@ class Connection:
         ssl_context: Used for ``https`` endpoints.
     """
 
-    __slots__ = ("_buf", "_end", "_pos", "_sock", "_view", "endpoint", "idle_since", "requests")
+    __slots__ = (
+        "_buf",
+        "_end",
+        "_nonblocking",
+        "_pos",
+        "_sock",
+        "_sslread",
+        "_sslwrite",
+        "_view",
+        "endpoint",
+        "idle_since",
+        "requests",
+    )
 
     def __init__(
         self,
@@ -115,6 +131,12 @@ class Connection:
             sock.close()
             raise
         self._sock: socket.socket | None = sock
+        # TLS: read records with the SSL object's own ``read(n, buffer)``, which is what
+        # ``SSLSocket.recv_into`` ends in after two Python-level calls (one record per call).
+        sslobj = getattr(sock, "_sslobj", None)
+        self._sslread = getattr(sslobj, "read", None)
+        self._sslwrite = getattr(sslobj, "write", None)
+        self._nonblocking = False
         self._buf = bytearray(READ_AHEAD)
         self._view = memoryview(self._buf)
         self._pos = 0
@@ -135,18 +157,29 @@ class Connection:
 
     def send(self, head: bytes, body: memoryview | None = None) -> None:
         """Send a request head and its body."""
-        sock = self._live()
+        sendall = self._sendall
         self.requests += 1
         try:
             if body is None or not len(body):
-                sock.sendall(head)
+                sendall(head)
             elif len(body) <= COALESCE_BODY:
-                sock.sendall(head + body.tobytes())
+                sendall(head + body.tobytes())
             else:
-                sock.sendall(head)
-                sock.sendall(body)
+                sendall(head)
+                sendall(body)
         except _EXPIRED:
             raise TimeoutError("timed out sending a request") from None
+
+    def _sendall(self, data: bytes | memoryview) -> None:
+        sock = self._live()
+        write = self._sslwrite
+        if write is None:
+            sock.sendall(data)
+            return
+        view = memoryview(data)
+        sent = write(view)  # blocking: OpenSSL writes it all (no partial-write mode)
+        while sent < len(view):
+            sent += write(view[sent:])
 
     def read_head(self) -> tuple[str, int, str, dict[str, str]]:
         """Read one response head: ``(version, status, reason, headers)``.
@@ -167,12 +200,32 @@ class Connection:
         complete after one receive (more if TLS holds decrypted bytes), else ``None``."""
         head = self._take_head()
         if head is None:
-            self._receive()
-            head = self._take_head()
-            while head is None and self._tls_pending():
+            try:
                 self._receive()
                 head = self._take_head()
+                while head is None and (self._nonblocking or self._tls_pending()):
+                    self._receive()
+                    head = self._take_head()
+            except WouldBlock:
+                return None
         return head
+
+    @property
+    def tls(self) -> bool:
+        """Whether this is a TLS connection."""
+        return isinstance(self._sock, ssl.SSLSocket)
+
+    def set_nonblocking(self, on: bool) -> None:
+        """Switch a TLS connection's reads to non-blocking (for a multiplexer) or back.
+
+        In non-blocking mode :meth:`readinto`, :meth:`poll_head` and the head and line reads
+        raise :class:`WouldBlock` instead of waiting, and :meth:`readinto` goes on reading
+        every TLS record that has already arrived: a socket that turned readable may hold many
+        records, and each would otherwise cost a trip through the multiplexer's ``epoll``.
+        """
+        if on != self._nonblocking and self._sock is not None:
+            self._sock.settimeout(0.0 if on else None)  # SO_RCVTIMEO/SO_SNDTIMEO stay set
+            self._nonblocking = on
 
     def pending(self) -> bool:
         """Whether body bytes can be read without waiting for the socket (already received)."""
@@ -194,14 +247,13 @@ class Connection:
 
     def _receive(self) -> None:
         """Append what the socket has to the read-ahead buffer (one receive)."""
-        sock = self._live()
         if self._end == READ_AHEAD:
             if self._pos == 0:
                 raise ProtocolError(f"response head larger than {READ_AHEAD} bytes")
             kept = self._end - self._pos
             self._buf[:kept] = self._view[self._pos : self._end]
             self._pos, self._end = 0, kept
-        got = _recv_into(sock, self._view[self._end :])
+        got = self._recv(self._view[self._end :])
         if not got:
             received = self._end - self._pos
             raise ProtocolError(
@@ -220,7 +272,33 @@ class Connection:
             self._pos += n
             self._compact()
             return n
-        return _recv_into(self._live(), view)
+        got = self._recv(view)
+        if self._nonblocking and got:
+            want, read = len(view), self._sslread
+            assert read is not None
+            try:
+                while got < want:
+                    more = read(want - got, view[got:])
+                    if not more:
+                        break
+                    got += more
+            except (*_EXPIRED, ssl.SSLEOFError):
+                pass  # nothing more has arrived yet (or the end): the next call says which
+        return got
+
+    def _recv(self, view: memoryview) -> int:
+        """One receive into ``view`` (one TLS record at most); ``0`` at the end."""
+        sock = self._live()
+        try:
+            if self._sslread is not None:
+                return self._sslread(len(view), view)
+            return sock.recv_into(view)
+        except _EXPIRED:
+            if self._nonblocking:
+                raise WouldBlock("nothing to read yet") from None
+            raise TimeoutError("timed out waiting for the server") from None
+        except ssl.SSLEOFError:
+            return 0  # an end without close_notify, as SSLSocket (suppress_ragged_eofs)
 
     def readline(self) -> bytes:
         """One line ending in ``\\n`` (with it), for chunk sizes and trailers.
@@ -228,7 +306,6 @@ class Connection:
         Raises:
             ProtocolError: the line is longer than the read-ahead buffer, or the peer closed.
         """
-        sock = self._live()
         while True:
             found = self._buf.find(b"\n", self._pos, self._end)
             if found >= 0:
@@ -242,7 +319,7 @@ class Connection:
                 kept = self._end - self._pos
                 self._buf[:kept] = self._view[self._pos : self._end]
                 self._pos, self._end = 0, kept
-            got = _recv_into(sock, self._view[self._end :])
+            got = self._recv(self._view[self._end :])
             if not got:
                 raise IncompleteBody("connection closed inside a chunked body")
             self._end += got
@@ -281,13 +358,6 @@ def _set_io_timeout(sock: socket.socket, seconds: float) -> None:
     limit = struct.pack("ll", whole, int((seconds - whole) * 1e6))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
-
-
-def _recv_into(sock: socket.socket, view: memoryview) -> int:
-    try:
-        return sock.recv_into(view)
-    except _EXPIRED:
-        raise TimeoutError("timed out waiting for the server") from None
 
 
 def _parse_head(text: str) -> tuple[str, int, str, dict[str, str]]:
@@ -404,6 +474,8 @@ class Response:
             if not self.length:
                 self._finish()
             return got
+        except WouldBlock:
+            raise  # non-blocking mode, nothing arrived yet: the connection stays as it is
         except BaseException:
             self.close()
             raise

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .connection import Connection, Response
+from .connection import Connection, Response, WouldBlock
 from .pool import ConnectionPool
 
 __all__ = ["Exchange", "available", "exchange"]
@@ -90,6 +90,8 @@ class Exchange:
         conn = self.pool.acquire()
         try:
             conn.send(self.head)
+            if conn.tls:
+                conn.set_nonblocking(True)  # read every record that has arrived, never wait
         except BaseException:
             conn.close()
             raise
@@ -99,6 +101,12 @@ class Exchange:
 
     def _step(self, on_head: Callable[[Exchange], memoryview | None]) -> bool:
         """Handle what has arrived; True once the exchange is finished (or failed)."""
+        try:
+            return self._advance(on_head)
+        except WouldBlock:
+            return False  # a TLS record not complete yet: wait for the socket
+
+    def _advance(self, on_head: Callable[[Exchange], memoryview | None]) -> bool:
         conn = self._conn
         assert conn is not None
         if self.response is None:
@@ -122,6 +130,7 @@ class Exchange:
                 return True
             self.target = on_head(self)
             if self.target is None:
+                conn.set_nonblocking(False)
                 return True  # the caller reads the body
             if not len(self.target):
                 self.response.close()

@@ -142,6 +142,7 @@ class ConnectionPool:
         if self._closed or conn.closed or len(self._idle) >= self.maxsize:
             conn.close()
             return
+        conn.set_nonblocking(False)
         conn.idle_since = time.monotonic()
         self._idle.append(conn)
 
