@@ -251,59 +251,46 @@ def test_two_azure_accounts_on_two_servers(azurite: Azurite, second_azurite: str
 FAST_FAIL = RetryConfig(max_attempts=1)
 
 
-def _stalled_get(proxy: FaultProxy, uri: str) -> BaseException | None:
-    proxy.add_fault("stall_first_byte", match="GET", seconds=8)
-    try:
-        s3dlio.get(uri)
-    except S3DlioError as exc:
-        return exc
-    return None
+def _proxied_options(scheme: str, proxy: FaultProxy, servers: dict[str, Any]) -> dict[str, Any]:
+    """The client option that sends ``scheme``'s requests through ``proxy``."""
+    if scheme == "s3":
+        return {"endpoint_url": proxy.url}
+    if scheme == "az":
+        azurite = servers["az"]
+        return {
+            "azure_connection_string": azurite.connection_string.replace(
+                str(azurite.port), str(proxy.port)
+            )
+        }
+    return {"gcs_emulator_host": proxy.url}
 
 
-def test_configure_timeout_reaches_s3(
-    moto_s3: MotoS3, s3_root: str, fault_proxy: Any, restore_default: None
+@pytest.mark.parametrize("scheme", ["s3", "az", "gs"])
+def test_configure_reaches_every_backend(
+    scheme: str,
+    moto_s3: MotoS3,
+    azurite: Azurite,
+    fake_gcs: FakeGCS,
+    request: pytest.FixtureRequest,
+    fault_proxy: Any,
+    restore_default: None,
 ) -> None:
-    uri = s3_root + "stall.bin"
+    servers = {"s3": moto_s3, "az": azurite, "gs": fake_gcs}
+    uri = request.getfixturevalue(f"{scheme}_root") + "stall.bin"
     s3dlio.put_bytes(uri, b"x" * 1000)
-    proxy = fault_proxy(moto_s3.port)
-    s3dlio.configure(endpoint_url=proxy.url, operation_timeout=0.5, retry=FAST_FAIL)
-    error = _stalled_get(proxy, uri)
-    assert error is not None and error.op in ("GET", "GET_RANGE"), error
+    s3dlio.get(uri)  # the default client's clients exist before configure()
+    proxy = fault_proxy(servers[scheme].port)
+    options = _proxied_options(scheme, proxy, servers)
+    s3dlio.configure(**options, operation_timeout=0.5, retry=FAST_FAIL)
+    proxy.add_fault("stall_first_byte", match="GET", seconds=8)
+    with pytest.raises(S3DlioError) as info:  # the new timeout cuts the 8 s stall short
+        s3dlio.get(uri)
+    assert info.value.op in ("GET", "GET_RANGE") and info.value.uri == uri
     proxy.clear()
-    s3dlio.configure(operation_timeout=30)  # a longer timeout: the stall is waited out
+    s3dlio.configure(operation_timeout=30)  # a longer timeout: a shorter stall is waited out
     proxy.add_fault("stall_first_byte", match="GET", seconds=1)
     assert bytes(s3dlio.get(uri)) == b"x" * 1000
-
-
-def test_configure_timeout_reaches_azure(
-    azurite: Azurite, az_root: str, fault_proxy: Any, restore_default: None
-) -> None:
-    uri = az_root + "stall.bin"
-    s3dlio.put_bytes(uri, b"y" * 1000)
-    s3dlio.get(uri)  # the default client's Azure clients exist before configure()
-    proxy = fault_proxy(azurite.port)
-    conn = azurite.connection_string.replace(str(azurite.port), str(proxy.port))
-    s3dlio.configure(azure_connection_string=conn, operation_timeout=0.5, retry=FAST_FAIL)
-    assert _stalled_get(proxy, uri) is not None
-    proxy.clear()
-    s3dlio.configure(operation_timeout=30)
-    proxy.add_fault("stall_first_byte", match="GET", seconds=1)
-    assert bytes(s3dlio.get(uri)) == b"y" * 1000
-
-
-def test_configure_timeout_reaches_gcs(
-    fake_gcs: FakeGCS, gs_root: str, fault_proxy: Any, restore_default: None
-) -> None:
-    uri = gs_root + "stall.bin"
-    s3dlio.put_bytes(uri, b"z" * 1000)
-    s3dlio.get(uri)
-    proxy = fault_proxy(fake_gcs.port)
-    s3dlio.configure(gcs_emulator_host=proxy.url, operation_timeout=0.5, retry=FAST_FAIL)
-    assert _stalled_get(proxy, uri) is not None
-    proxy.clear()
-    s3dlio.configure(operation_timeout=30)
-    proxy.add_fault("stall_first_byte", match="GET", seconds=1)
-    assert bytes(s3dlio.get(uri)) == b"z" * 1000
+    assert proxy.requests_matching("GET"), "the requests went through the proxy"
 
 
 # -- options and life cycle --------------------------------------------------------------------
