@@ -16,7 +16,6 @@ from __future__ import annotations
 from .config import CheckpointConfig
 from .distributed import (
     CheckpointWriter,
-    PyCheckpointWriter,
     finalize_distributed_checkpoint,
     save_distributed_shard,
 )
@@ -28,11 +27,7 @@ from .functions import (
 )
 from .manifest import CheckpointInfo, Latest, Manifest, ShardMeta
 from .shards import ShardStream
-from .store import CheckpointReader, CheckpointStore, PyCheckpointStore
-
-PyCheckpointInfo = CheckpointInfo
-PyCheckpointReader = CheckpointReader
-PyCheckpointStream = ShardStream
+from .store import CheckpointReader, CheckpointStore
 
 __all__ = [
     "CheckpointConfig",
@@ -42,11 +37,6 @@ __all__ = [
     "CheckpointWriter",
     "Latest",
     "Manifest",
-    "PyCheckpointInfo",
-    "PyCheckpointReader",
-    "PyCheckpointStore",
-    "PyCheckpointStream",
-    "PyCheckpointWriter",
     "ShardMeta",
     "ShardStream",
     "finalize_distributed_checkpoint",

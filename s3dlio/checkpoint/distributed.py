@@ -28,7 +28,6 @@ from .store import CheckpointStore
 
 __all__ = [
     "CheckpointWriter",
-    "PyCheckpointWriter",
     "dist_rank_world",
     "finalize_distributed_checkpoint",
     "save_distributed_shard",
@@ -193,8 +192,6 @@ class CheckpointWriter:
         except S3DlioError as exc:  # the next commit's sweep removes it anyway
             log.warning("could not delete uncommitted shard %s: %s", meta["key"], exc)
 
-
-PyCheckpointWriter = CheckpointWriter
 
 
 def save_distributed_shard(

@@ -55,7 +55,7 @@ from .shards import ShardStream, read_shard, write_shard
 if TYPE_CHECKING:
     from .distributed import CheckpointWriter
 
-__all__ = ["CheckpointReader", "CheckpointStore", "PyCheckpointStore"]
+__all__ = ["CheckpointReader", "CheckpointStore"]
 
 log = logging.getLogger("s3dlio.checkpoint")
 
@@ -553,8 +553,6 @@ class CheckpointStore:
         """A reader with the original's manifest-level methods."""
         return CheckpointReader(self)
 
-
-PyCheckpointStore = CheckpointStore
 
 
 class CheckpointReader:

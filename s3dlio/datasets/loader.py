@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from ..errors import OperationTimeoutError
+from ..errors import InvalidArgumentError, OperationTimeoutError
 from ..formats.registry import format_spec
 from ..io.buffers import BytesView
 from ..io.store import HasStores, backend_for
@@ -117,12 +117,27 @@ class LoaderIterator(Generic[T]):
         self._prefetcher = prefetcher
         self._convert = convert
         self._timeout = timeout
+        #: The loader this pass belongs to, kept alive by the pass so that a cancellation
+        #: token reaches it even when nothing else holds the loader (``for x in
+        #: create_async_loader(...)``).
+        self.owner: Any = None
 
     def __iter__(self) -> LoaderIterator[T]:
         return self
 
     def __next__(self) -> T:
         return self._convert(self._prefetcher.take(self._timeout))
+
+    def collect_batch(self, n: int) -> list[T]:
+        """Up to ``n`` next items (fewer at the end of the pass; ``[]`` once it is over)."""
+        if not isinstance(n, int) or n < 1:
+            raise InvalidArgumentError(f"collect_batch needs n >= 1, got {n!r}", op="LOAD")
+        batch: list[T] = []
+        for item in self:
+            batch.append(item)
+            if len(batch) == n:
+                break
+        return batch
 
     def close(self) -> None:
         """Stop this pass (idempotent); further ``next()`` calls end the iteration."""
@@ -153,6 +168,7 @@ class AsyncBatchIterator:
         self._prefetcher = prefetcher
         self._options = options
         self._ended = False
+        self.owner: Any = None  # the loader, kept alive by the pass (see LoaderIterator)
 
     def __aiter__(self) -> AsyncBatchIterator:
         return self
@@ -269,15 +285,21 @@ class AsyncLoader(Resumable):
 
     def __iter__(self) -> LoaderIterator[BytesView]:
         """A pass yielding each object's bytes (:class:`~s3dlio.BytesView`)."""
-        return LoaderIterator(self._start(), _data, self.options.timeout)
+        it = LoaderIterator(self._start(), _data, self.options.timeout)
+        it.owner = self
+        return it
 
     def items(self) -> LoaderIterator[LoaderItem]:
         """A pass yielding :class:`LoaderItem` (URI, index and bytes) per object."""
-        return LoaderIterator(self._start(), _item, self.options.timeout)
+        it = LoaderIterator(self._start(), _item, self.options.timeout)
+        it.owner = self
+        return it
 
     def __aiter__(self) -> AsyncBatchIterator:
         """An ``async for`` pass yielding batches (lists of ``batch_size`` BytesViews)."""
-        return AsyncBatchIterator(self._start(), self.options)
+        it = AsyncBatchIterator(self._start(), self.options)
+        it.owner = self
+        return it
 
     def __len__(self) -> int:
         """Items this rank visits per epoch."""

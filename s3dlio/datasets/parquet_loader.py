@@ -44,7 +44,6 @@ __all__ = [
     "ParquetLoader",
     "ParquetStreamIter",
     "PyParquetItem",
-    "PyParquetStreamLoader",
     "create_parquet_loader",
     "index_row_groups",
     "fetch_row_group",
@@ -402,5 +401,4 @@ def create_parquet_loader(
 
 
 #: The original's names.
-PyParquetStreamLoader = ParquetLoader
 ParquetStreamIter = _Pass

@@ -27,7 +27,7 @@ from ..io.store import HasStores
 from ..io.uri import parse_uri
 from .parquet import DEFAULT_FOOTER_CAP, ParquetObject, RowGroupIndexError
 
-__all__ = ["ParquetIndex", "PyParquetIndex"]
+__all__ = ["ParquetIndex"]
 
 
 @dataclass
@@ -171,7 +171,3 @@ class ParquetIndex:
 
     def __repr__(self) -> str:
         return f"PyParquetIndex({len(self._files)} files)"
-
-
-#: The original's name.
-PyParquetIndex = ParquetIndex

@@ -33,7 +33,6 @@ from .uri import ObjectURI, parse_uri
 
 __all__ = [
     "ObjectWriter",
-    "PyWriterOptions",
     "WriterOptions",
     "open_writer",
 ]
@@ -112,9 +111,6 @@ class WriterOptions:
             f"compression_level={self.compression_level}, part_size={self.part_size!r}, "
             f"max_in_flight={self.max_in_flight})"
         )
-
-
-PyWriterOptions = WriterOptions
 
 
 class ObjectWriter(io.RawIOBase):
@@ -219,6 +215,18 @@ class ObjectWriter(io.RawIOBase):
             self._send_part(last=False, borrowed=rest[start : start + self.part_size])
         self._append(rest[whole:])
         return len(view)
+
+    def write_owned_bytes(self, data: Any, *, copy: bool = False) -> None:
+        """The original's name: :meth:`write_borrowed` (``copy=True``: :meth:`write`)."""
+        if copy:
+            self.write(data)
+        else:
+            self.write_borrowed(data)
+
+    @property
+    def parts_sent(self) -> int:
+        """Parts handed to a multi-part upload so far (0 while everything fits one PUT)."""
+        return self._part_no
 
     def tell(self) -> int:
         """Uncompressed bytes written so far."""
