@@ -34,6 +34,7 @@ from .io import config as _config
 from .io import ops, transfer
 from .io.buffers import BytesView, as_readonly_view
 from .io.client_config import ClientConfig
+from .io.config import RangeEngineConfig, RetryConfig
 from .io.executor import get_executor
 from .io.listing import Selection, has_glob, select
 from .io.store import ObjectStore, StoreSet, default_stores, set_default_stores
@@ -68,8 +69,34 @@ class Client:
         InvalidArgumentError: an option that does not exist or has the wrong type (named).
     """
 
-    def __init__(self, **options: Any) -> None:
-        self._init(StoreSet(ClientConfig.from_options(**options)))
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        ca_bundle: str | None = None,
+        addressing_style: str = "auto",
+        proxy: str | None = None,
+        azure_connection_string: str | None = None,
+        azure_account_name: str | None = None,
+        azure_account_key: str | None = None,
+        azure_account_url: str | None = None,
+        gcs_project: str | None = None,
+        gcs_emulator_host: str | None = None,
+        range_engine: RangeEngineConfig | None = None,
+        retry: RetryConfig | None = None,
+        max_connections: int | None = None,
+        connect_timeout: float | None = None,
+        operation_timeout: float | None = None,
+        **unknown: Any,
+    ) -> None:
+        options = {k: v for k, v in locals().items() if k not in ("self", "unknown")}
+        config = ClientConfig.from_options(**options, **unknown)  # names unknown options
+        self._init(StoreSet(config))
 
     def _init(self, stores: StoreSet) -> None:
         self.stores = stores
