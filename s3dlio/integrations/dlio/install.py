@@ -34,7 +34,6 @@ from .paths import has_scheme
 __all__ = ["install", "install_s3dlio_storage", "run"]
 
 _installed = False
-_log = logging.getLogger("s3dlio.integrations.dlio")
 
 
 class _Installer:
@@ -202,7 +201,7 @@ def _report(error: S3DlioError) -> str:
     line = f"s3dlio: DLIO stopped: {type(error).__module__}.{type(error).__name__}: {error}"
     root = logging.getLogger()
     logged = any(isinstance(h, logging.FileHandler) for h in root.handlers)
-    _log.error(line)
+    root.error(line)  # the root logger: hydra's logging config disables the others
     if not logged:
         try:
             from dlio_benchmark.utils.config import ConfigArguments
@@ -210,10 +209,11 @@ def _report(error: S3DlioError) -> str:
             path = getattr(ConfigArguments.get_instance(), "logfile_path", None)
         except Exception:  # noqa: BLE001 - best effort: DLIO may not have got that far
             path = None
-        if path and os.path.isdir(os.path.dirname(path) or "."):
+        if path:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)  # DLIO makes it next
             handler = logging.FileHandler(path)
             handler.setFormatter(logging.Formatter("[ERROR] %(message)s"))
-            handler.emit(logging.LogRecord(_log.name, logging.ERROR, "", 0, line, None, None))
+            handler.emit(logging.LogRecord("s3dlio", logging.ERROR, "", 0, line, None, None))
             handler.close()
     print(line, file=sys.stderr, flush=True)
     return line

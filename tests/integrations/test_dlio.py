@@ -1,0 +1,225 @@
+"""DLIO 2.0.0 (from PyPI, unmodified, in ``.venv-dlio``) running on s3dlio.
+
+Each DLIO process runs ``python -m s3dlio.integrations.dlio`` with DLIO's own hydra arguments
+(the small unet3d-like workload of :mod:`tests.integrations.dlio_workload`: generate, then
+train two epochs, checkpoints) against moto's S3 server and a local directory, and the other
+formats (npy, hdf5, and tfrecord under DLIO's TensorFlow framework and loader) on S3. A DLIO
+run takes ~30-60 s here, most of it importing TensorFlow and torch, so the runs of one module
+fixture start together and the tests then check one run each.
+
+What proves DLIO went through s3dlio: s3dlio's op-log of the run shows the generator's PUT
+of every training file; the reads cannot have been DLIO's own (DLIO 2.0.0's readers open
+``os.path.abspath`` of the name, ``<cwd>/s3:/...`` or ``<cwd>/file:/...``, which does not
+exist, and its S3 storage reads nothing), so two epochs trained without an error were read
+by s3dlio's readers (the DataLoader workers' own op-logs are not checked: DLIO keeps its
+workers until exit, when they are killed before flushing); and the data and checkpoints are
+read back by numpy, h5py and torch's DCP.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import s3dlio
+from s3dlio.io.oplog import read_op_log, worker_log_paths
+from tests.integrations.dlio_workload import (
+    DLIO_PYTHON,
+    FILES,
+    RECORD,
+    Run,
+    finish,
+    start,
+    workload,
+)
+
+pytestmark = [
+    pytest.mark.skipif(not DLIO_PYTHON.is_file(), reason="no .venv-dlio (make dlio-venv)"),
+    pytest.mark.timeout(600),
+]
+
+SIDE = int(RECORD**0.5)
+#: Steps per epoch: FILES samples in batches of 2.
+STEPS = FILES // 2
+
+
+def _ops(path: Path) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for log in [str(path), *worker_log_paths(path)]:
+        if Path(log).is_file():
+            rows.extend(read_op_log(log))
+    return rows
+
+
+def _train_names(files: int = FILES, fmt: str = "npz") -> list[str]:
+    return [f"train/img_{i}_of_{files}.{fmt}" for i in range(files)]
+
+
+@pytest.fixture(scope="module")
+def unet3d(moto_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The unet3d-like workload on s3:// and file://, run side by side."""
+    base = tmp_path_factory.mktemp("dlio")
+    root = f"s3://{moto_s3.bucket}/dlio-{uuid.uuid4().hex[:8]}"
+    cases = {
+        "s3": (f"{root}/unet3d", f"{root}/checkpoints"),
+        "file": (f"file://{base}/file/unet3d", f"file://{base}/file/checkpoints"),
+    }
+    started = {}
+    for name, (data, ckpt) in cases.items():
+        out = base / f"out-{name}"
+        env = {"S3DLIO_DLIO_OP_LOG": str(base / f"ops-{name}.tsv.zst")}
+        started[name] = start(workload(data, ckpt, out), out, env=env)
+    runs = {name: finish(proc) for name, proc in started.items()}
+    yield {
+        name: {"run": runs[name], "data": data, "ckpt": ckpt, "ops": base / f"ops-{name}.tsv.zst"}
+        for name, (data, ckpt) in cases.items()
+    }
+
+
+def _succeeded(run: Run) -> None:
+    assert run.returncode == 0, f"DLIO exit {run.returncode}\n{run.stderr[-4000:]}"
+    assert "Traceback" not in run.stderr, run.stderr[-4000:]
+
+
+@pytest.mark.parametrize("backend", ["s3", "file"])
+def test_unet3d_generates_trains_two_epochs_and_checkpoints(
+    unet3d: dict[str, Any], backend: str
+) -> None:
+    case = unet3d[backend]
+    run: Run = case["run"]
+    _succeeded(run)
+
+    summary = run.summary()
+    assert summary["epochs"] == 2 and summary["num_files_train"] == FILES
+    metric = summary["metric"]
+    assert len(metric["train_au_percentage"]) == 2
+    figures = run.figures()
+    assert 0 < figures["au_percent"] <= 100
+    assert figures["samples_per_s"] > 0 and figures["mb_per_s"] > 0
+
+    data = case["data"]
+    listed = sorted(s3dlio.list(f"{data}/train/"))
+    assert listed == sorted(f"{data}/{n}" for n in _train_names())
+    array = np.load(io.BytesIO(s3dlio.get(listed[0])))["x"]
+    assert array.shape == (SIDE, SIDE, 1) and array.dtype == np.uint8
+
+    import torch
+
+    from s3dlio.torch.dcp import load
+
+    for epoch in (1, 2):
+        state = {"a": torch.ones(65536, dtype=torch.int8)}
+        load(state, f"{case['ckpt']}/model-{epoch}-{STEPS}-0.pt")  # DCP: CRCs checked
+        assert state["a"].dtype == torch.int8 and not state["a"].any()  # DLIO saves zeros
+
+    ops = _ops(case["ops"])  # the main process's log: the generator's writes
+    puts = {r["file"] for r in ops if r["op"].startswith("PUT") and not r["error"]}
+    for name in _train_names():
+        assert any(f.endswith(name) for f in puts), f"{name} not written through s3dlio"
+
+
+@pytest.fixture(scope="module")
+def formats(moto_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """npy and hdf5 (PyTorch), and tfrecord under TensorFlow, on s3://, run side by side."""
+    base = tmp_path_factory.mktemp("dlio-formats")
+    root = f"s3://{moto_s3.bucket}/dlio-{uuid.uuid4().hex[:8]}"
+    cases = {
+        "npy": {"fmt": "npy", "checkpoint": False},
+        "hdf5": {"fmt": "hdf5", "checkpoint": False},
+        "tfrecord": {"fmt": "tfrecord", "framework": "tensorflow", "checkpoint": True},
+    }
+    started = {}
+    for name, kw in cases.items():
+        out = base / f"out-{name}"
+        args = workload(f"{root}/{name}", f"{root}/ckpt-{name}", out, epochs=1, files=4, **kw)
+        started[name] = start(args, out)
+    yield {
+        name: (finish(proc), f"{root}/{name}", f"{root}/ckpt-{name}")
+        for name, proc in started.items()
+    }
+
+
+def test_npy_through_s3dlio(formats: dict[str, Any]) -> None:
+    run, data, _ = formats["npy"]
+    _succeeded(run)
+    assert run.summary()["epochs"] == 1
+    uris = sorted(s3dlio.list(f"{data}/train/"))
+    assert uris == sorted(f"{data}/{n}" for n in _train_names(4, "npy"))
+    array = np.load(io.BytesIO(s3dlio.get(uris[0])))
+    assert array.shape == (SIDE, SIDE, 1) and array.dtype == np.uint8
+
+
+def test_hdf5_through_s3dlio(formats: dict[str, Any]) -> None:
+    run, data, _ = formats["hdf5"]
+    _succeeded(run)
+    assert run.summary()["epochs"] == 1
+    from s3dlio.formats.hdf5 import open_hdf5
+
+    with open_hdf5(f"{data}/{_train_names(4, 'hdf5')[0]}") as h5:
+        assert h5["records"].shape == (1, SIDE, SIDE)
+        assert h5["labels"].shape == (1,)
+
+
+def test_tfrecord_under_tensorflow_through_s3dlio(formats: dict[str, Any]) -> None:
+    run, data, ckpt = formats["tfrecord"]
+    _succeeded(run)
+    assert run.summary()["epochs"] == 1
+    from s3dlio.formats.example import decode_example
+    from s3dlio.formats.tfrecord import TFRecordReader
+
+    name = _train_names(4, "tfrecord")[0]
+    index = f"{data}/index/train/{name.split('/')[-1]}.idx"  # where DLIO keeps its DALI index
+    with TFRecordReader(f"{data}/{name}", index=index) as reader:
+        assert len(reader) == 1
+        example = decode_example(bytes(reader.read_record(0)))
+    assert len(example["image"][0]) == SIDE * SIDE
+    from s3dlio.checkpoint import CheckpointStore
+
+    state = CheckpointStore(f"{ckpt}/model-1-2-0.pb/").load_latest()  # TF tensors as NumPy
+    assert isinstance(state["a"], np.ndarray) and state["a"].size > 0
+
+
+BAD = {
+    "unknown scheme": ("InvalidURIError", lambda b: f"foo://{b}/unet3d", {}),
+    "missing credentials": (
+        "PermissionDeniedError",
+        lambda b: f"s3://{b}/creds/unet3d",
+        {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None},
+    ),
+    "missing bucket": (
+        "NotFoundError",
+        lambda b: f"s3://no-such-{uuid.uuid4().hex[:8]}/unet3d",
+        {},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_runs(moto_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    """DLIO started on each bad input, side by side."""
+    base = tmp_path_factory.mktemp("dlio-bad")
+    started = {}
+    for case, (_, folder, env) in BAD.items():
+        out = base / re.sub(r"\W", "-", case)
+        data = folder(moto_s3.bucket)
+        args = workload(data, f"{data}-ckpt", out, epochs=1, files=2, checkpoint=False)
+        started[case] = start(args, out, env=env)
+    return {case: finish(proc, timeout=240) for case, proc in started.items()}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_stops_dlio_with_the_typed_error(bad_runs: dict[str, Run], case: str) -> None:
+    run = bad_runs[case]
+    error = BAD[case][0]
+    assert run.returncode == 2, f"exit {run.returncode}\n{run.stderr[-4000:]}"
+    line = f"s3dlio: DLIO stopped: s3dlio.errors.{error}: "
+    assert line in run.stderr, run.stderr[-4000:]
+    assert line in run.log  # DLIO's own log names it too
+    assert "Traceback" not in run.stderr
