@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint dist bench setup clean
+.PHONY: demo test lint dist bench setup clean dlio dlio-venv
 
 setup: $(STAMP)
 
@@ -30,10 +30,35 @@ $(ORIGINAL_STAMP):
 	.venv-original/bin/python -m pip install -q 's3dlio==0.10.0' numpy
 	touch $@
 
+# DLIO (dlio-benchmark 2.0.0 from PyPI) in a venv of its own, for s3dlio.integrations.dlio.
+# DLIO is installed without its declared requirements (they include NVIDIA DALI for CUDA,
+# torchaudio and torchvision, which it does not import for these workloads); what it imports
+# is installed explicitly: TensorFlow (imported at start-up by 2.0.0), pydftracer, mpi4py with
+# mpich from PyPI as its MPI library, and torch pinned as in .venv. s3dlio goes in editable.
+DLIO_VENV  := .venv-dlio
+DLIO_STAMP := $(DLIO_VENV)/.installed
+
+$(DLIO_STAMP): pyproject.toml
+	test -x $(DLIO_VENV)/bin/python || $(PYTHON) -m venv $(DLIO_VENV)
+	$(DLIO_VENV)/bin/python -m pip install -q --upgrade pip
+	$(DLIO_VENV)/bin/python -m pip install -q --no-deps 'dlio-benchmark==2.0.0'
+	$(DLIO_VENV)/bin/python -m pip install -q 'torch==2.13.0' 'tensorflow-cpu==2.21.0' \
+		'pydftracer==1.0.2' 'mpi4py>=3.1.4' mpich 'hydra-core>=1.3.2' 'omegaconf>=2.2.0' \
+		'h5py>=3.11.0' 'pandas>=1.5.1' 'psutil>=5.9.8' 'Pillow>=9.3.0' 'PyYAML>=6.0.0'
+	$(DLIO_VENV)/bin/python -m pip install -q -e '.[s3,hdf5]'
+	touch $@
+
+dlio-venv: $(DLIO_STAMP)
+
+# A small unet3d-like workload (generate, then train 2 epochs) on s3:// (moto), file:// and
+# DLIO's own local storage, printing DLIO's AU %, samples/s and MB/s.
+dlio: $(STAMP) $(DLIO_STAMP)
+	$(PY) -m tests.integrations.dlio_workload
+
 demo: $(STAMP) $(NODE_STAMP)
 	$(PY) examples/demo.py
 
-test: $(STAMP) $(NODE_STAMP) $(ORIGINAL_STAMP)
+test: $(STAMP) $(NODE_STAMP) $(ORIGINAL_STAMP) $(DLIO_STAMP)
 	$(PY) -m pytest
 
 # Benchmarks (not tests): peers venv + nginx/wrk via benchmarks/setup.sh; BENCH_ARGS="--quick" or suite names.
@@ -54,4 +79,4 @@ dist: $(STAMP)
 	PY=$(PY) PYTHON=$(PYTHON) bash scripts/dist.sh
 
 clean:
-	rm -rf $(VENV) .venv-original node_modules build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-original $(DLIO_VENV) node_modules build dist *.egg-info .pytest_cache
