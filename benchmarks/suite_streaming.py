@@ -124,6 +124,9 @@ def suite(ctx: Context) -> Iterator[Case]:
             Target("ours StreamingDataset (tar)", "webdataset (curl)", 1.5),
             Target("ours StreamingDataset (tar)", "litdata", 1.5),
             Target("ours StreamingDataset (tar)", "mosaicml-streaming", 1.5),
+            Target("ours StreamingDataset (TFRecord)", "webdataset (curl)", 1.5),
+            Target("ours StreamingDataset (TFRecord)", "litdata", 1.5),
+            Target("ours StreamingDataset (TFRecord)", "mosaicml-streaming", 1.5),
         ],
         note="Requests per epoch of each row are in the JSON (`requests` of each round); "
         "webdataset's count is one curl GET per shard.",
