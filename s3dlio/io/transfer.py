@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from ..errors import BatchError, InvalidArgumentError, InvalidURIError, NotFoundError, S3DlioError
-from . import ops
+from . import oplog, ops
 from .buffers import BytesView, as_readonly_view
 from .config import MiB
 from .executor import bounded_map
 from .listing import Selection, has_glob, select
-from .range_engine import FetchResult, fetch, fetch_many
+from .range_engine import FetchResult, fetch, fetch_many, fill_from_stream
 from .store import HasStores, ObjectMeta, ObjectStore, backend_for
 from .uri import ObjectURI, parse_uri
 from .writer import ObjectWriter, WriterOptions
@@ -92,6 +92,7 @@ def get_many(
     outcomes: list[Any] = [None] * len(items)
     parsed: list[Any] = [None] * len(items)
     multiplexed: dict[ObjectStore, list[int]] = {}
+    paged: dict[ObjectStore, list[int]] = {}
     threaded: list[int] = []
     for index, item in enumerate(items):
         try:
@@ -102,12 +103,16 @@ def get_many(
             continue
         if backend.multiplexed:
             multiplexed.setdefault(backend, []).append(index)
+        elif backend.scheme == "file":
+            paged.setdefault(backend, []).append(index)
         else:
             threaded.append(index)
     for backend, indices in multiplexed.items():
         width = min(max_in_flight, backend.network.connections)
         for at, outcome in fetch_many(backend, [parsed[i] for i in indices], width):
             outcomes[indices[at]] = outcome.data if isinstance(outcome, FetchResult) else outcome
+    for backend, indices in paged.items():
+        _get_local(backend, indices, parsed, outcomes, max_in_flight, client)
     if threaded:
         for index, done in bounded_map(
             lambda i: ops.get(parsed[i], client), threaded, max_in_flight
@@ -125,6 +130,54 @@ def get_many(
     if failures:
         raise BatchError("GET", failures=failures, succeeded=len(results))
     return results
+
+
+def _get_local(
+    backend: ObjectStore,
+    indices: list[int],
+    parsed: list[Any],
+    outcomes: list[Any],
+    max_in_flight: int,
+    client: HasStores | None,
+) -> None:
+    """``get_many`` of ``file://`` objects: each worker reads its share of the files in turn.
+
+    Reading from the page cache is a memory copy, bound by memory bandwidth: more threads only
+    share it (8 threads on 2 cores took 4x the CPU time of one for the same bytes, 2 threads
+    1.25-1.6x), and handing each file to a worker costs more than reading a small one. So one
+    worker per two CPUs (the calling thread alone on 2) reads its share of the files, each
+    opened, read into its new buffer and closed with nothing in between (no range splitting,
+    which only helps remote reads). Whatever does not go that way (an error, an open op-log) is
+    read by :func:`ops.get`, with its retries, error mapping and logging.
+    """
+    width = max(1, min(max_in_flight, (os.cpu_count() or 2) // 2, len(indices)))
+    runs = [indices[k::width] for k in range(width)] if width > 1 else [indices]
+    logged = oplog.is_op_log_active()
+
+    def read_run(run: list[int]) -> None:
+        for i in run:
+            uri = parsed[i]
+            try:
+                if logged:
+                    raise _Slow
+                with backend.open_read(uri) as stream:
+                    data = BytesView.allocate(stream.length)
+                    fill_from_stream(stream, memoryview(data))
+                outcomes[i] = data
+            except Exception:  # noqa: BLE001 - the general path retries, maps and logs it
+                try:
+                    outcomes[i] = ops.get(uri, client)
+                except Exception as exc:  # noqa: BLE001 - reported per object
+                    outcomes[i] = exc
+
+    for _, done in bounded_map(read_run, runs, width):
+        exc = done.exception()
+        if exc is not None:
+            raise exc
+
+
+class _Slow(Exception):
+    """Take the general path for this object."""
 
 
 def put_many(
