@@ -1,9 +1,9 @@
 """S3 over loopback: GET throughput from nginx, PUT throughput into moto (under gunicorn).
 
 GET cases read every object once per round: 64 MiB objects (GB/s) and 64 KiB objects
-(objects/s), against boto3 threads, s3transfer, s3torchconnector and the original s3dlio, with
-the wire limit of the same endpoint measured by ``wrk`` (and ``curl --parallel`` for large
-objects). PUT cases write objects into moto, which bounds every client there.
+(objects/s), against boto3 threads, s3transfer, s3torchconnector, obstore and the original
+s3dlio, with the wire limit of the same endpoint measured by ``wrk`` (and ``curl --parallel``
+for large objects); :func:`get_cases` runs them over ``https`` too (``suite_s3_https``). PUT cases write objects into moto, which bounds every client there.
 """
 
 from __future__ import annotations
@@ -144,11 +144,17 @@ def get_cases(ctx: Context, *, tls: bool) -> Iterator[Case]:
         ]
         small_targets[:0] = [Target("ours get_many", "s3torchconnector 8 threads", 1.0)]
     tls_note = (
-        " TLS: nginx encrypts in user space (no sendfile) with a self-signed ECDSA P-256 "
-        "certificate every client trusts through its usual CA setting; TLS 1.3, the cipher "
-        "each client's library prefers (AES-256-GCM for OpenSSL's and rustls' defaults)."
+        " TLS 1.3: nginx reads each file and encrypts it in user space (no sendfile), with an "
+        "ECDSA P-256 certificate from a CA generated for the run, which every client trusts "
+        "through its usual CA setting; each client's library picks the cipher (AES-256-GCM "
+        "first for OpenSSL's and rustls' defaults)."
         if tls
         else ""
+    )
+    served = (
+        "nginx (keep-alive, no access log) serves files from the page cache"
+        if tls
+        else "nginx (sendfile, keep-alive, no access log) serves files from the page cache"
     )
 
     keys = _keys_file(ctx, "large", large)
@@ -175,9 +181,8 @@ def get_cases(ctx: Context, *, tls: bool) -> Iterator[Case]:
         bytes=len(large) * 64 * MiB,
         objects=len(large),
         targets=large_targets,
-        note="nginx (sendfile, keep-alive, no access log) serves files from the page cache; "
-        "it shares the 2 CPUs with the client, so the wire limit is what one client process "
-        "can pull while nginx sends." + tls_note,
+        note=served + "; it shares the 2 CPUs with the client, so the wire limit is what one "
+        "client process can pull while nginx sends." + tls_note,
     )
 
     keys = _keys_file(ctx, "small", small)
