@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import InvalidArgumentError, NotFoundError, S3DlioError
 from ..formats.blocks import FetchStats
+from ..formats.registry import format_names, format_spec
 from ..io import ops
 from ..io.config import MiB, parse_size
 from ..io.executor import bounded_map
@@ -40,7 +41,7 @@ from ..io.store import HasStores
 from ..io.uri import ObjectURI, parse_uri
 from .cache import ShardCache
 from .sampling import EpochSampler, Resumable, WorldLayout
-from .shardformats import FORMATS, ReadFailure, decode_record, parquet_available, shard_records
+from .shardformats import ReadFailure, decode_record, parquet_available
 from .shardio import PartStream, Shard
 from .streamstate import (
     INFINITE,
@@ -440,8 +441,13 @@ class StreamingDataset(Resumable, _Base):
         client: HasStores | None = None,
         on_error: str = "raise",
     ) -> None:
-        if format not in FORMATS:
-            raise InvalidArgumentError(f"format must be one of {FORMATS}, got {format!r}")
+        spec = format_spec(format)  # aliases too: "tfrecords", "wds", "tar", ...
+        if spec.stream is None:
+            raise InvalidArgumentError(
+                f"format must be one of {format_names('stream')}, got {format!r}", op="LIST"
+            )
+        format = spec.name
+        self._shard_records = spec.load("stream")
         if format == "parquet" and not parquet_available():
             raise InvalidArgumentError(
                 "format='parquet' needs s3dlio.formats.parquet, which this installation lacks"
@@ -528,7 +534,7 @@ class StreamingDataset(Resumable, _Base):
                 position = positions[shard_pass.position]
                 shard = shard_pass.shard
                 skipped = [0]
-                records = shard_records(
+                records = self._shard_records(
                     self.format,
                     shard_pass.windows(),
                     uri=shard.uri,
