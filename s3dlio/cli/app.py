@@ -45,6 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--endpoint-url", metavar="URL", default=sup, help="S3 endpoint URL")
     g.add_argument("--region", default=sup, help="S3 region")
     g.add_argument(
+        "--endpoints",
+        metavar="URI,URI,...",
+        default=sup,
+        help="balance requests over these endpoints holding the same data, with failover "
+        "(e.g. s3://10.0.0.1:9000/bucket/,s3://10.0.0.2:9000/bucket/)",
+    )
+    g.add_argument(
+        "--strategy",
+        choices=("round_robin", "least_connections"),
+        default=sup,
+        help="how --endpoints are balanced (default round_robin)",
+    )
+    g.add_argument(
         "--op-log", metavar="FILE", default=sup, help="log every storage request to FILE (zstd TSV)"
     )
     g.add_argument(
@@ -96,6 +109,13 @@ def main(argv: Sequence[str] | None = None, *, client: s3dlio.Client | None = No
     try:
         if client is None:
             _configure_s3(getattr(args, "endpoint_url", None), getattr(args, "region", None))
+        endpoints = getattr(args, "endpoints", None)
+        if endpoints:
+            from s3dlio.io.multi import create_multi_endpoint_store
+
+            uris = [u.strip() for u in endpoints.split(",") if u.strip()]
+            strategy = getattr(args, "strategy", None)
+            client = create_multi_endpoint_store(uris, strategy, client=client).client
     except S3DlioError as exc:
         _error(str(exc))
         return 2

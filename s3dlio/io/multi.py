@@ -190,9 +190,12 @@ class _Endpoint:
     strikes: int = 0
     last_failure: BaseException | None = None
     prefix: str = field(init=False)
+    bare: str | None = field(init=False)  # the base without its host (``s3://bucket/...``)
 
     def __post_init__(self) -> None:
         self.prefix = str(self.base)
+        b = self.base
+        self.bare = str(ObjectURI(b.scheme, b.bucket, b.key, b.account)) if b.endpoint else None
 
     def target(self, rel: str) -> ObjectURI:
         """This endpoint's URI for a key relative to the endpoints' bases."""
@@ -261,6 +264,9 @@ class MultiBackend(ObjectStore):
         for ep in self._by_prefix:
             if text.startswith(ep.prefix):
                 return text[len(ep.prefix) :]
+        for ep in self._by_prefix:  # the same data named without a host
+            if ep.bare is not None and text.startswith(ep.bare):
+                return text[len(ep.bare) :]
         return None
 
     def _order(self, exclude: Iterable[_Endpoint] = ()) -> builtins.list[_Endpoint]:
@@ -278,6 +284,29 @@ class MultiBackend(ObjectStore):
             healthy.sort(key=lambda e: e.active_requests)  # stable: rotation breaks ties
         waiting = sorted((e for e in rotated if e.down_until > now), key=lambda e: e.down_until)
         return healthy + waiting
+
+    def _pick(self) -> _Endpoint:
+        """The strategy's endpoint for one request (the fast path of :meth:`_order`)."""
+        eps = self.endpoints
+        n = len(eps)
+        start = next(self._turn) % n
+        now = time.monotonic()
+        if self.strategy == "round_robin":
+            for step in range(n):
+                ep = eps[(start + step) % n]
+                if ep.down_until <= now:
+                    return ep
+        else:
+            best: _Endpoint | None = None
+            for step in range(n):
+                ep = eps[(start + step) % n]
+                if ep.down_until <= now and (
+                    best is None or ep.active_requests < best.active_requests
+                ):
+                    best = ep
+            if best is not None:
+                return best
+        return min(eps, key=lambda e: e.down_until)  # all backing off: the soonest back
 
     def _begin(self, ep: _Endpoint) -> None:
         with self._lock:
@@ -407,7 +436,7 @@ class MultiBackend(ObjectStore):
                     ep = self.endpoints[0]
                     origin[id(part)] = (part.uri, ep, [ep])
                 else:
-                    ep = self._order()[0]
+                    ep = self._pick()
                     origin[id(part)] = (part.uri, ep, [ep])
                     part.uri = ep.target(rel)
                 self._begin(ep)

@@ -358,3 +358,32 @@ def test_env_and_file_errors(tmp_path: Path) -> None:
     empty.write_text("# nothing\n\n")
     with pytest.raises(InvalidArgumentError, match="empty.txt"):
         create_multi_endpoint_store_from_file(empty)
+
+
+def test_cli_endpoints_on_put_ls_get(
+    three: tuple[list[str], list[Extra]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from s3dlio.cli import main
+
+    uris, _ = three
+    eps = ",".join(uris)
+    assert main(["--endpoints", eps, "put", uris[0] + "cli/", "-n", "3", "-s", "1KiB", "-q"]) == 0
+    store = create_multi_endpoint_store(uris, **_fast())
+    counts = []
+    for i in range(3):
+        counts.append(len(asyncio.run(store.list_all_endpoints(uris[i] + "cli/"))))
+    assert counts == [3, 3, 3]  # the union holds all three ...
+    assert sorted(
+        len(store.backend.endpoints[i].client.list(store.backend.endpoints[i].target("cli/")))
+        for i in range(3)
+    ) == [1, 1, 1]  # ... one on each endpoint: the puts were balanced
+    store.put_all_endpoints_sync("cli/shared.bin", b"shared" * 100)
+    capsys.readouterr()
+    assert (
+        main(["--endpoints", eps, "--strategy", "least_connections", "ls", uris[2] + "cli/"]) == 0
+    )
+    assert "shared.bin" in capsys.readouterr().out
+    out = tmp_path / "got.bin"
+    assert main(["--endpoints", eps, "get", uris[1] + "cli/shared.bin", "-o", str(out), "-q"]) == 0
+    assert out.read_bytes() == b"shared" * 100
+    assert main(["--endpoints", "file:///a/,s3://b/", "ls", "s3://b/"]) == 2
