@@ -16,6 +16,7 @@ from ..formats.generate import DATA_GEN_MODES, object_types
 from ..io.transfer import run_batch
 from .common import Context, UsageError, is_many, log, print_lines, to_uri, totals
 from .progress import human_bytes
+from .ray_cli import add_ray_option, run_put_ray
 from .streams import object_to_stream
 
 __all__ = ["register"]
@@ -75,6 +76,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("-x", "--compress", type=int, default=1, help="compression factor")
     p.add_argument("--data-gen-mode", choices=DATA_GEN_MODES, default="streaming")
     p.add_argument("--create-bucket", action="store_true", help="create the bucket first")
+    add_ray_option(p)
     p.set_defaults(func=run_put)
 
     p = sub.add_parser(
@@ -241,6 +243,8 @@ def run_put(args: argparse.Namespace, ctx: Context) -> int:
     size = s3dlio.parse_size(args.size)
     if args.num < 0:
         raise UsageError("-n must be >= 0")
+    if getattr(args, "ray", None):
+        return run_put_ray(args, ctx, prefix, size)
     with ctx.transfer("put", "put", total_bytes=size * args.num, total_objects=args.num) as p:
         s3dlio.put(
             prefix,

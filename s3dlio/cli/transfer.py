@@ -11,6 +11,7 @@ import s3dlio
 
 from ..io.transfer import expand_local_sources
 from .common import Context, UsageError, is_many, log, to_uri, totals
+from .ray_cli import add_ray_option, run_cp_ray
 from .streams import object_to_stream, stream_to_object
 
 __all__ = ["register"]
@@ -62,6 +63,7 @@ def register(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DST")
     p.add_argument("-r", "--recursive", action="store_true", help="copy everything below SRC")
+    add_ray_option(p)
     p.set_defaults(func=run_cp)
 
 
@@ -112,6 +114,8 @@ def run_cp(args: argparse.Namespace, ctx: Context) -> int:
     """``cp``: any to any; ``-`` is stdin (as SRC) or stdout (as DST)."""
     if args.src == "-" and args.dst == "-":
         raise UsageError("cp - - copies nothing")
+    if getattr(args, "ray", None):
+        return run_cp_ray(args, ctx)
     if args.src == "-":
         dst = to_uri(args.dst)
         if is_many(dst):
