@@ -33,7 +33,6 @@ from typing import Any
 
 try:
     import fsspec
-    from fsspec.spec import AbstractFileSystem
     from fsspec.utils import stringify_path
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -41,13 +40,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         name="fsspec",
     ) from exc
 
-try:  # fsspec >= 2025.10: "s3dlio::s3://b/k" hands the inner path to a ChainedFileSystem
-    from fsspec.implementations.chained import ChainedFileSystem as _Base
-except ImportError:  # pragma: no cover - older fsspec
-    _Base = AbstractFileSystem
-
 from ._fsspec_files import S3dlioReadFile, S3dlioWriteFile
 from ._fsspec_options import split_storage_options
+from ._fsspec_paths import PROTOCOL, PathsFileSystem, normalize
 from .client import Client, default_client
 from .errors import (
     ArgumentTypeError,
@@ -58,7 +53,7 @@ from .errors import (
 )
 from .io import transfer
 from .io.executor import bounded_map
-from .io.uri import LOCAL_SCHEMES, ObjectURI, parse_uri
+from .io.uri import ObjectURI, parse_uri
 
 __all__ = [
     "DEFAULT_PROTOCOLS",
@@ -70,16 +65,13 @@ __all__ = [
     "registered_protocols",
 ]
 
-#: The fsspec protocol of :class:`S3dlioFileSystem` (paths are full URIs of any scheme).
-PROTOCOL = "s3dlio"
 #: Protocols :func:`register` takes over when called without arguments.
 DEFAULT_PROTOCOLS = ("s3", "gs", "gcs", "az")
 #: Protocols :func:`register` accepts (the schemes s3dlio serves).
 SUPPORTED_PROTOCOLS = frozenset({"s3", "gs", "gcs", "az", "azure", "file", "direct"})
-_PREFIXES = (PROTOCOL + "::", PROTOCOL + "://")
 
 
-class S3dlioFileSystem(_Base):
+class S3dlioFileSystem(PathsFileSystem):
     """An fsspec filesystem over every s3dlio scheme; paths are full URIs.
 
     Directories follow s3fs on object stores (a prefix with objects below it is a directory;
@@ -102,11 +94,6 @@ class S3dlioFileSystem(_Base):
     Raises:
         InvalidArgumentError: an unknown or unsupported storage option (named).
     """
-
-    protocol: str | tuple[str, ...] = PROTOCOL
-    root_marker = ""
-    #: The scheme of bare paths (``"bucket/key"``) for the classes :func:`register` makes.
-    default_scheme: str | None = None
 
     def __init__(self, *args: Any, client: Client | None = None, **storage_options: Any) -> None:
         opts = split_storage_options(storage_options)
@@ -152,75 +139,6 @@ class S3dlioFileSystem(_Base):
     def __del__(self) -> None:
         self.close()
 
-    # -- paths ------------------------------------------------------------------------------
-    @classmethod
-    def _strip_protocol(cls, path: Any) -> Any:
-        """The path as a full URI without a trailing ``/`` (``s3dlio::`` removed, bare paths
-        given this class's scheme when it has one)."""
-        if isinstance(path, (list, tuple)):
-            return [cls._strip_protocol(p) for p in path]
-        text = stringify_path(path)
-        for prefix in _PREFIXES:
-            if text.startswith(prefix):
-                text = text[len(prefix) :]
-        if "://" not in text:
-            scheme = cls.default_scheme
-            if scheme is None:
-                return text.rstrip("/")
-            if scheme in LOCAL_SCHEMES:
-                text = f"{scheme}://{os.path.abspath(os.path.expanduser(text or '.'))}"
-            else:
-                text = f"{scheme}://{text.lstrip('/')}"
-        return _normalize(text)
-
-    def unstrip_protocol(self, name: str) -> str:
-        """Paths are already full URIs."""
-        return name if "://" in name else super().unstrip_protocol(name)
-
-    @classmethod
-    def _parent(cls, path: Any) -> str:
-        text = cls._strip_protocol(path)
-        scheme, sep, rest = text.partition("://")
-        if not sep:
-            return text.rsplit("/", 1)[0] if "/" in text else ""
-        if scheme in LOCAL_SCHEMES:
-            return f"{scheme}://{os.path.dirname(rest) or '/'}"
-        return f"{scheme}://{rest.rsplit('/', 1)[0]}" if "/" in rest else f"{scheme}://"
-
-    def _uri(self, path: Any) -> ObjectURI:
-        """The parsed URI of ``path`` (bare paths: the chained protocol's, else local)."""
-        text = self._strip_protocol(path)
-        if text == "" and self._chained_path:
-            text = self._strip_protocol(self._chained_path)
-        if "://" not in text:
-            target = self.target_protocol
-            if target and target not in (PROTOCOL, "file", "local"):
-                text = f"{target}://{text.lstrip('/')}"
-            else:
-                text = "file://" + os.path.abspath(os.path.expanduser(text or "."))
-        return parse_uri(text)
-
-    @staticmethod
-    def _dir(uri: ObjectURI) -> ObjectURI:
-        return uri if uri.key == "" or uri.key.endswith("/") else uri.with_key(uri.key + "/")
-
-    def _entry(self, meta: dict[str, Any]) -> dict[str, Any]:
-        """fsspec's info dictionary from an s3dlio stat/listing dictionary."""
-        uri = meta["uri"]
-        is_dir = bool(meta.get("is_dir")) or uri.endswith("/")
-        entry: dict[str, Any] = {
-            "name": _normalize(uri),
-            "size": 0 if is_dir else meta["size"],
-            "type": "directory" if is_dir else "file",
-        }
-        if meta.get("etag"):
-            entry["etag"] = meta["etag"]
-        if meta.get("mtime") is not None:
-            entry["mtime"] = meta["mtime"]
-        if meta.get("content_type"):
-            entry["content_type"] = meta["content_type"]
-        return entry
-
     # -- metadata ---------------------------------------------------------------------------
     def info(self, path: Any, **kwargs: Any) -> dict[str, Any]:
         """``name``, ``size``, ``type`` (``"file"``/``"directory"``), ``etag``, ``mtime``.
@@ -229,7 +147,7 @@ class S3dlioFileSystem(_Base):
             NotFoundError: nothing at ``path`` (neither an object nor a prefix with objects).
         """
         uri = self._uri(path)
-        name = _normalize(str(uri))
+        name = normalize(str(uri))
         cached = self._cached_info(uri, name)
         if cached is not None:
             return cached
@@ -255,7 +173,7 @@ class S3dlioFileSystem(_Base):
     def ls(self, path: Any, detail: bool = True, **kwargs: Any) -> list[Any]:
         """The entries directly below ``path`` (a file lists as itself)."""
         uri = self._uri(path)
-        base = _normalize(str(uri))
+        base = normalize(str(uri))
         if not uri.is_local and base in self.dircache:
             listing = self.dircache[base]
             return list(listing) if detail else [e["name"] for e in listing]
@@ -287,7 +205,7 @@ class S3dlioFileSystem(_Base):
         uri = self._uri(path)
         if uri.is_local or maxdepth is not None:
             return super().find(path, maxdepth=maxdepth, withdirs=withdirs, detail=detail)
-        base = _normalize(str(uri))
+        base = normalize(str(uri))
         out: dict[str, dict[str, Any]] = {}
         for meta in self.client.list_iter(self._dir(uri), recursive=True, detail=True):
             entry = self._entry(meta)
@@ -312,50 +230,6 @@ class S3dlioFileSystem(_Base):
             out = {n: e for n, e in out.items() if e["type"] == "file"}
         names = sorted(out)
         return {n: out[n] for n in names} if detail else names
-
-    # -- the listings cache (object stores; s3fs's behaviour) -------------------------------
-    def _cached_info(self, uri: ObjectURI, name: str) -> dict[str, Any] | None:
-        """``info`` from cached listings: ``None`` when they do not tell.
-
-        Raises:
-            NotFoundError: the parent's complete listing is cached and lacks ``name``.
-        """
-        if uri.is_local or not self.dircache.use_listings_cache:
-            return None
-        if name in self.dircache:
-            return {"name": name, "size": 0, "type": "directory"}
-        parent = self._parent(name)
-        if parent == name or parent not in self.dircache:
-            return None
-        for entry in self.dircache[parent]:
-            if entry["name"] == name:
-                return dict(entry)
-        raise NotFoundError("no such file or directory (cached listing)", uri=name, op="INFO")
-
-    def _cache_tree(self, base: str, found: dict[str, dict[str, Any]]) -> None:
-        """Cache the listing of every directory of a complete recursive listing of ``base``."""
-        if not self.dircache.use_listings_cache:
-            return
-        children: dict[str, list[dict[str, Any]]] = {}
-        for name, entry in found.items():
-            if name != base:
-                children.setdefault(self._parent(name), []).append(entry)
-        for directory, entries in children.items():
-            self.dircache[directory] = sorted(entries, key=lambda e: e["name"])
-
-    def invalidate_cache(self, path: Any = None) -> None:
-        """Forget cached listings: all of them, or those of ``path`` and its parents."""
-        if path is None:
-            self.dircache.clear()
-        else:
-            name = self._strip_protocol(path)
-            while name:
-                self.dircache._cache.pop(name, None)
-                parent = self._parent(name)
-                if parent == name:
-                    break
-                name = parent
-        super().invalidate_cache(path)
 
     def modified(self, path: Any) -> datetime:
         """The last modification time (UTC)."""
@@ -498,7 +372,7 @@ class S3dlioFileSystem(_Base):
         **kwargs: Any,
     ) -> S3dlioReadFile | S3dlioWriteFile:
         uri = self._uri(path)
-        name = _normalize(str(uri))
+        name = normalize(str(uri))
         if mode == "rb":
             details = kwargs.get("details") or self.info(name)
             if details["type"] != "file":
@@ -528,7 +402,7 @@ class S3dlioFileSystem(_Base):
         """
         uri = self._uri(path)
         if mode == "create" and self.exists(path):
-            raise FileExistsError(_normalize(str(uri)))
+            raise FileExistsError(normalize(str(uri)))
         self.client.put_bytes(uri, value)
         self.invalidate_cache(str(uri))
 
@@ -612,18 +486,6 @@ class S3dlioFileSystem(_Base):
             self.invalidate_cache(name)
             if uri.is_local and os.path.isdir(uri.key):
                 self.client.delete(self._dir(uri), recursive=True)
-
-
-def _normalize(uri: str) -> str:
-    """A full URI without the trailing ``/`` (local paths absolute; ``file:///`` kept)."""
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        return uri.rstrip("/")
-    if scheme in LOCAL_SCHEMES:
-        if not rest.startswith("/"):
-            rest = os.path.abspath(os.path.expanduser(rest or "."))
-        return f"{scheme}://{rest.rstrip('/') or '/'}"
-    return f"{scheme}://{rest.rstrip('/')}"
 
 
 # -- register(): plain URLs of a protocol through s3dlio ------------------------------------------
