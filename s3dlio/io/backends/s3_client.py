@@ -26,6 +26,7 @@ from ..http import (
     canonical_query,
     quote_path,
 )
+from ..http import proxy as http_proxy
 from ..uri import ObjectURI
 
 __all__ = ["Service", "State"]
@@ -68,6 +69,7 @@ class Service:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             user_agent_extra="s3dlio",
+            proxies=http_proxy.botocore_proxies(endpoint_url, state.config.proxy),
         )
         self.client = state.session.client(
             "s3", endpoint_url=endpoint_url, config=options, verify=state.ca_bundle
@@ -92,12 +94,14 @@ class Service:
             pool = self._pools.get(host)
             if pool is None:
                 cfg = self._state.network
+                endpoint = Endpoint(self.endpoint.scheme, host, self.endpoint.port)
                 pool = ConnectionPool(
-                    Endpoint(self.endpoint.scheme, host, self.endpoint.port),
+                    endpoint,
                     maxsize=cfg.connections,
                     connect_timeout=cfg.connect_timeout,
                     read_timeout=cfg.operation_timeout,
                     ssl_context=self._state.ssl_context,
+                    proxy=http_proxy.proxy_for(endpoint, self._state.config.proxy),
                 )
                 self._pools[host] = pool
             route = (pool, "/" if virtual else f"/{bucket}/")

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from .pool import ConnectionPool
+    from .proxy import Proxy
 
 __all__ = ["Connection", "Endpoint", "IncompleteBody", "ProtocolError", "Response", "WouldBlock"]
 
@@ -95,6 +96,7 @@ class Connection:
         connect_timeout: Seconds to establish the TCP (and TLS) connection.
         read_timeout: Seconds any single socket operation may wait afterwards.
         ssl_context: Used for ``https`` endpoints.
+        proxy: Connect through this proxy (a ``CONNECT`` tunnel for ``https``).
     """
 
     __slots__ = (
@@ -118,9 +120,13 @@ class Connection:
         connect_timeout: float,
         read_timeout: float,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         self.endpoint = endpoint
-        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=connect_timeout)
+        if proxy is None:
+            sock = socket.create_connection((endpoint.host, endpoint.port), timeout=connect_timeout)
+        else:  # proxy.py: to the proxy, tunnelled to the endpoint for https
+            sock = proxy.connect(endpoint, connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if endpoint.scheme == "https":
@@ -420,6 +426,9 @@ class Response:
         self.status = status
         self.reason = reason
         self.headers = headers
+        if status in (403, 407) and pool is not None and pool.proxy_check is not None:
+            # proxy.py: a plain-http proxy's own refusal raises
+            pool.proxy_check(conn, status, reason, headers, pool.endpoint)
         connection = headers.get("connection", "").lower()
         if version == "HTTP/1.0":
             self._keep_alive = "keep-alive" in connection

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .connection import Connection, Endpoint, ProtocolError, Response
+from .proxy import Proxy
 
 __all__ = ["STALE_AFTER", "ConnectionPool"]
 
@@ -34,6 +35,7 @@ class ConnectionPool:
         connect_timeout: Seconds to connect.
         read_timeout: Seconds a socket read or write may wait.
         ssl_context: TLS settings for ``https`` endpoints.
+        proxy: Reach the endpoint through this proxy (:mod:`.proxy`; resolved by the caller).
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class ConnectionPool:
         connect_timeout: float,
         read_timeout: float,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.maxsize = max(1, maxsize)
@@ -52,6 +55,14 @@ class ConnectionPool:
         self.ssl_context = ssl_context
         self._idle: list[Connection] = []
         self._host_line = f"Host: {endpoint.host_header}\r\n"
+        # Through a proxy (proxy.py): https tunnels per connection; plain http sends
+        # absolute-form targets and the proxy's credentials, and checks answers for refusals.
+        self.proxy = proxy
+        plain = proxy is not None and endpoint.scheme == "http"
+        self.proxy_check = proxy.check_answer if proxy is not None and plain else None
+        self._target_prefix = endpoint.url if self.proxy_check is not None else ""
+        if proxy is not None and self.proxy_check is not None:
+            self._host_line += proxy.header_lines()
         self._closed = False
         self._lock = threading.Lock()
         #: Connections opened so far.
@@ -105,7 +116,7 @@ class ConnectionPool:
 
     def format_head(self, method: str, target: str, headers: Iterable[tuple[str, Any]]) -> bytes:
         """The request head :meth:`request` sends (``Host`` added), ready for :meth:`Connection.send`."""
-        parts = [f"{method} {target} HTTP/1.1\r\n", self._host_line]
+        parts = [f"{method} {self._target_prefix}{target} HTTP/1.1\r\n", self._host_line]
         parts += [f"{name}: {value}\r\n" for name, value in headers]
         parts.append("\r\n")
         return "".join(parts).encode("latin-1")
@@ -133,6 +144,7 @@ class ConnectionPool:
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
             ssl_context=self.ssl_context,
+            proxy=self.proxy,
         )
         self.opened += 1
         return conn
