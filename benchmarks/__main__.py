@@ -23,6 +23,7 @@ SUITES = {
     "tfrecord": "benchmarks.suite_tfrecord",
     "formats": "benchmarks.suite_formats",
     "parquet": "benchmarks.suite_parquet",
+    "arrow-fs": "benchmarks.suite_arrow_fs",
     "loader": "benchmarks.suite_loader",
     "checkpoint": "benchmarks.suite_checkpoint",
     "dcp": "benchmarks.suite_dcp",

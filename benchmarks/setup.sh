@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENV=benchmarks/.venv-peers
-STAMP="$VENV/.installed-v5"
+STAMP="$VENV/.installed-v6"
 PEERS=(
   "s3dlio==0.10.0"
   "s3torchconnector[dcp]"
@@ -24,6 +24,7 @@ PEERS=(
   "webdataset"
   "litdata"
   "obstore"
+  "s3fs>=2025.1"
 )
 
 if [ ! -f "$STAMP" ]; then
