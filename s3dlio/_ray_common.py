@@ -13,6 +13,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 try:
     import ray  # noqa: F401 - imported here so that every _ray_* module fails the same way
     import ray.data  # noqa: F401
@@ -134,19 +136,31 @@ def list_objects(
 def group_by_bytes(sizes: Sequence[int], budget: int, max_items: int | None = None) -> list[range]:
     """Split items ``0..len(sizes)-1`` into contiguous groups of about ``budget`` bytes.
 
-    A group closes when the next item would take it over ``budget`` (an item larger than the
-    budget gets a group of its own) or when it holds ``max_items`` items.
+    There are ``ceil(total / budget)`` groups (at least one per ``max_items`` items, at most one
+    per item), cut where the running total is nearest to an equal share, so items of uneven
+    sizes still give that many groups. A group over ``max_items`` items is split further.
     """
-    groups: list[range] = []
-    start, used = 0, 0
-    for i, size in enumerate(sizes):
-        full = max_items is not None and i - start >= max_items
-        if i > start and (used + size > budget or full):
-            groups.append(range(start, i))
-            start, used = i, 0
-        used += size
-    if start < len(sizes):
-        groups.append(range(start, len(sizes)))
+    n = len(sizes)
+    if n == 0:
+        return []
+    cum = np.cumsum(np.asarray(sizes, dtype=np.int64))
+    total = int(cum[-1])
+    parts = math.ceil(total / max(1, budget)) if total else 1
+    if max_items:
+        parts = max(parts, math.ceil(n / max_items))
+    parts = max(1, min(parts, n))
+    cuts = [0]
+    for k in range(1, parts):
+        target = total * k / parts
+        j = int(np.searchsorted(cum, target))  # first item whose running total reaches target
+        before = int(cum[j - 1]) if j else 0
+        cut = j if target - before <= int(cum[j]) - target else j + 1
+        cuts.append(min(max(cut, cuts[-1] + 1), n - (parts - k)))
+    cuts.append(n)
+    groups = []
+    for start, stop in zip(cuts, cuts[1:], strict=False):
+        step = max_items or stop - start
+        groups += [range(a, min(a + step, stop)) for a in range(start, stop, step)]
     return groups
 
 

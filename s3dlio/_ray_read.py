@@ -203,7 +203,9 @@ class ObjectsDatasource(Datasource):
             if entries is None:
                 units.append(Unit(obj.uri, obj.size))
                 continue
-            for part in group_by_bytes(entries[:, 1].tolist(), budget):
+            pieces = max(1, round(obj.size / budget))
+            share = math.ceil(int(entries[:, 1].sum()) / pieces)
+            for part in group_by_bytes(entries[:, 1].tolist(), share):
                 nbytes = int(entries[part.start : part.stop, 1].sum())
                 units.append(Unit(obj.uri, nbytes, len(part), part.start, part.stop))
         return units

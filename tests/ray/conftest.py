@@ -151,3 +151,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.filterwarnings(r"ignore::DeprecationWarning:ray\."))
+
+
+@pytest.fixture(autouse=True)
+def _functions_by_value(request: pytest.FixtureRequest) -> None:
+    """Ship the test module's functions to the workers by value: the workers cannot import a
+    test module (it is not a package on their path)."""
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(request.module)
