@@ -166,3 +166,17 @@ def test_cli_put_and_cp_with_ray(
         name = f"s{i}.npz"
         assert (shared_dir / "out" / name).read_bytes() == (shared_dir / "gen" / name).read_bytes()
     assert "16 objects" in done.stderr and "2 Ray nodes" in done.stderr
+
+
+def test_scale_out_example_runs_on_the_cluster(ray_cluster: RayCluster) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "scale_out_ray.py"
+    done = subprocess.run(
+        [sys.executable, str(example), "--address", ray_cluster.address, "--objects", "16"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "on 2 node(s)" in done.stdout and "converted to" in done.stdout
+    assert "1024 rows" in done.stdout and "trained 20 steps" in done.stdout
