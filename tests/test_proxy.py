@@ -213,6 +213,24 @@ def test_http_keep_alive_through_proxy(proxy: ForwardProxy, s3_root: str) -> Non
     assert proxy.accepted == connections  # every GET reused a connection to the proxy
 
 
+def test_proxy_that_closes_after_each_answer_unannounced(s3_root: str) -> None:
+    """tinyproxy closes plain-http client connections after each answer without a
+    ``Connection: close``: every reuse is checked, so no request goes out on a connection the
+    proxy closed (with one attempt allowed, any such request would fail the test)."""
+    uris = [f"{s3_root}c{i}" for i in range(8)]
+    with (
+        ForwardProxy(close_after_answer=True) as proxy,
+        s3dlio.Client(proxy=proxy.url, retry=ONE_TRY) as client,
+    ):
+        for i, uri in enumerate(uris):
+            client.put_bytes(uri, bytes([i]) * 5000)
+            proxy.wait_closed(i + 1)  # the proxy's close has reached our socket
+        for i, uri in enumerate(uris):
+            assert bytes(client.get(uri)) == bytes([i]) * 5000
+            proxy.wait_closed(len(uris) + i + 1)
+        assert proxy.accepted == 2 * len(uris)
+
+
 def test_environment_proxy_and_no_proxy_bypass(
     proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch, s3_root: str
 ) -> None:

@@ -15,6 +15,8 @@ What a corporate proxy does, in threads over plain sockets::
 * ``auth=(user, password)``: requests without the matching ``Proxy-Authorization: Basic``
   get ``407`` with ``Proxy-Authenticate``; ``refuse=403`` (or any status) answers everything
   with that status. Only loopback upstreams are allowed (anything else gets ``403``).
+* ``close_after_answer=True``: close the client connection after each forwarded answer
+  without announcing it (no ``Connection: close``), as tinyproxy does.
 
 Counters: :attr:`accepted` (client connections), :attr:`requests` (absolute-form requests
 forwarded), :attr:`tunnels` (tunnels opened), :attr:`refused` (answers 403/407 sent);
@@ -47,6 +49,7 @@ class ForwardProxy:
     Args:
         auth: ``(user, password)`` the proxy demands (``None``: open proxy).
         refuse: Answer every request and ``CONNECT`` with this status (``403``, ``407``...).
+        close_after_answer: Close client connections after each answer, unannounced.
         timeout: Seconds any socket may wait.
 
     Attributes:
@@ -63,12 +66,16 @@ class ForwardProxy:
         *,
         auth: tuple[str, str] | None = None,
         refuse: int | None = None,
+        close_after_answer: bool = False,
         timeout: float = 30.0,
     ) -> None:
         self.auth = auth
         self.refuse = refuse
+        self.close_after_answer = close_after_answer
         self.timeout = timeout
         self.accepted = self.requests = self.tunnels = self.refused = 0
+        self.closed_after_answer = 0
+        self._closes = threading.Condition()
         self.seen: list[tuple[str, str, dict[str, str]]] = []
         self._expected = (
             "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode() if auth else None
@@ -232,6 +239,8 @@ class ForwardProxy:
         upstream.sendall("".join(lines).encode("latin-1"))
         _copy_body(client, buf, upstream, headers)
         ubuf = bytearray()
+        # closing after the answer: the whole answer in one send, the close right after it
+        out: socket.socket | _Collect = _Collect() if self.close_after_answer else client
         while True:
             answer = _read_head(upstream, ubuf, status_line=True)
             if answer is None:
@@ -255,7 +264,7 @@ class ForwardProxy:
             }
             if not framed:
                 forwarded["connection"] = "close"
-            client.sendall(_format(f"HTTP/1.1 {code} {reason}", forwarded))
+            out.sendall(_format(f"HTTP/1.1 {code} {reason}", forwarded))
             if code >= 200:
                 break
         if method == "HEAD" or code in (204, 304):
@@ -263,16 +272,33 @@ class ForwardProxy:
         elif "chunked" in answer_headers.get("transfer-encoding", "").lower() or (
             "content-length" in answer_headers
         ):
-            _copy_body(upstream, ubuf, client, answer_headers)
+            _copy_body(upstream, ubuf, out, answer_headers)
             keep = True
         else:  # the body ends with the upstream connection
-            client.sendall(ubuf)
+            out.sendall(ubuf)
             while data := upstream.recv(_SLICE):
-                client.sendall(data)
+                out.sendall(data)
             keep = False
         if ubuf or upstream_close or not keep:
             self._forget(upstreams.pop(key))
+        if isinstance(out, _Collect):
+            client.sendall(out.data)
+            client.shutdown(socket.SHUT_RDWR)  # at once, as tinyproxy does
+            with self._closes:
+                self.closed_after_answer += 1
+                self._closes.notify_all()
+            return False
         return keep and "close" not in headers.get("connection", "").lower()
+
+    def wait_closed(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until ``count`` client connections were closed after their answer.
+
+        Raises:
+            TimeoutError: not within ``timeout`` seconds.
+        """
+        with self._closes:
+            if not self._closes.wait_for(lambda: self.closed_after_answer >= count, timeout):
+                raise TimeoutError(f"{self.closed_after_answer} of {count} closes")
 
     # -- stopping ---------------------------------------------------------------------------
     def _forget(self, sock: socket.socket) -> None:
@@ -308,6 +334,16 @@ class ForwardProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Collect:
+    """Collects what would be sent (an answer sent whole, then the connection closed)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def sendall(self, data: bytes | bytearray | memoryview) -> None:
+        self.data += data
 
 
 def _read_head(
@@ -350,7 +386,7 @@ def _body_follows(headers: dict[str, str]) -> bool:
 
 
 def _copy_body(
-    src: socket.socket, buf: bytearray, dst: socket.socket, headers: dict[str, str]
+    src: socket.socket, buf: bytearray, dst: socket.socket | _Collect, headers: dict[str, str]
 ) -> None:
     """Pass one body (``Content-Length`` or chunked) from ``src`` (``buf`` first) to ``dst``."""
     if "chunked" in headers.get("transfer-encoding", "").lower():
@@ -381,7 +417,9 @@ def _read_line(src: socket.socket, buf: bytearray) -> bytes:
         buf += data
 
 
-def _copy_exact(src: socket.socket, buf: bytearray, dst: socket.socket, count: int) -> None:
+def _copy_exact(
+    src: socket.socket, buf: bytearray, dst: socket.socket | _Collect, count: int
+) -> None:
     if buf:
         take = min(count, len(buf))
         dst.sendall(buf[:take])

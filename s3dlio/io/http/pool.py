@@ -61,6 +61,9 @@ class ConnectionPool:
         plain = proxy is not None and endpoint.scheme == "http"
         self.proxy_check = proxy.check_answer if proxy is not None and plain else None
         self._target_prefix = endpoint.url if self.proxy_check is not None else ""
+        # Some proxies (tinyproxy) close a plain-http client connection after each answer
+        # without saying so: check every reuse, not only after STALE_AFTER idle seconds.
+        self._stale_after = 0.0 if self.proxy_check is not None else STALE_AFTER
         if proxy is not None and self.proxy_check is not None:
             self._host_line += proxy.header_lines()
         self._closed = False
@@ -134,7 +137,7 @@ class ConnectionPool:
                 conn = self._idle.pop()
             except IndexError:
                 break
-            if time.monotonic() - conn.idle_since < STALE_AFTER or not _readable(conn):
+            if time.monotonic() - conn.idle_since < self._stale_after or not _readable(conn):
                 return conn
             conn.close()  # closed by the server (or unexpected bytes): drop it
         if self._closed:
