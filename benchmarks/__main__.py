@@ -20,6 +20,7 @@ SUITES = {
     "datagen": "benchmarks.suite_datagen",
     "s3": "benchmarks.suite_s3",
     "s3-https": "benchmarks.suite_s3_https",
+    "s3-proxy": "benchmarks.suite_s3_proxy",
     "tfrecord": "benchmarks.suite_tfrecord",
     "formats": "benchmarks.suite_formats",
     "parquet": "benchmarks.suite_parquet",

@@ -3,7 +3,8 @@
 #   benchmarks/.venv-peers : the contenders we compare against, in their own venv so the
 #                            original s3dlio (module name "s3dlio") never shadows ours, plus the
 #                            moto S3 server under gunicorn for the PUT suites.
-#   nginx, wrk             : Debian packages (the GET endpoint and the wire-limit probe).
+#   nginx, wrk, tinyproxy  : Debian packages (the GET endpoint, the wire-limit probe, the
+#                            forward proxy of the s3-proxy suite).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,7 @@ missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v tinyproxy >/dev/null 2>&1 || [ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

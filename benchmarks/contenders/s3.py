@@ -163,6 +163,8 @@ def _obstore_store(params: dict):
     if ca and params["endpoint"].startswith("https:"):
         with open(ca) as f:
             options["root_certificate"] = f.read()
+    if params.get("proxy"):  # suite_s3_proxy: through this forward proxy
+        options["proxy_url"] = params["proxy"]
     return S3Store(
         params["bucket"],
         endpoint=params["endpoint"],
