@@ -32,7 +32,10 @@ from pathlib import Path
 
 import pytest
 
-if importlib.util.find_spec("ray") is None:  # the main venv: these run under `make test-ray`
+# In the main venv these run under `make test-ray` instead. (A spec without an origin is this
+# very directory, seen as a namespace package "ray" because tests/ is on sys.path.)
+_RAY = importlib.util.find_spec("ray")
+if _RAY is None or _RAY.origin is None:
     collect_ignore_glob = ["test_*.py"]
 
 # Token authentication with a token of this session (not ~/.ray/auth_token, which a local
@@ -43,7 +46,8 @@ AUTH = {
     "RAY_AUTH_TOKEN": secrets.token_hex(32),
     "RAY_USAGE_STATS_ENABLED": "0",
 }
-os.environ.update(AUTH)
+if "collect_ignore_glob" not in globals():
+    os.environ.update(AUTH)
 
 from ray_cluster import (  # noqa: E402 - after the collection guard
     HEAD_IP,
