@@ -120,6 +120,9 @@ class ForwardProxy:
         buf = bytearray()
         try:
             client.settimeout(self.timeout)
+            # as squid does (tinyproxy does not: Nagle there holds each answer's last segment
+            # until the client's delayed ACK, 40 ms per small answer; docs/performance.md)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while not self._stopped:
                 head = _read_head(client, buf)
                 if head is None:
