@@ -350,8 +350,10 @@ def test_streamed_generation_uses_a_few_row_groups_of_memory(tmp_path: Path) -> 
     code = f"""
 import tracemalloc, pyarrow as pa, s3dlio
 from s3dlio.io.writer import WriterOptions
+generate = s3dlio.generate_and_write_parquet_streaming
+generate("file://{tmp_path}/warm.parquet", 4, 16, 2, seed=1)  # lazy imports before tracing
 tracemalloc.start()
-size = s3dlio.generate_and_write_parquet_streaming(
+size = generate(
     "file://{tmp_path}/big.parquet", 4, 65536, 48, seed=1,
     options=WriterOptions(part_size="5MiB", max_in_flight=2))
 print(size, pa.default_memory_pool().max_memory(), tracemalloc.get_traced_memory()[1])
