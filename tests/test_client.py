@@ -81,13 +81,17 @@ def restore_default() -> Iterator[None]:
 def _bucket(url: str, name: str) -> None:
     import boto3
 
-    boto3.client(
+    client = boto3.client(
         "s3",
         endpoint_url=url,
         region_name="us-east-1",
         aws_access_key_id="other",
         aws_secret_access_key="other-secret",
-    ).create_bucket(Bucket=name)
+    )
+    try:
+        client.create_bucket(Bucket=name)
+    finally:
+        client.close()
 
 
 # -- two S3 services ---------------------------------------------------------------------------

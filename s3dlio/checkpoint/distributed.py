@@ -193,7 +193,6 @@ class CheckpointWriter:
             log.warning("could not delete uncommitted shard %s: %s", meta["key"], exc)
 
 
-
 def save_distributed_shard(
     uri: str | ObjectURI,
     step: int,

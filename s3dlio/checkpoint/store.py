@@ -554,7 +554,6 @@ class CheckpointStore:
         return CheckpointReader(self)
 
 
-
 class CheckpointReader:
     """Manifest-level reading, as the original's ``PyCheckpointReader``.
 
