@@ -60,7 +60,7 @@ def make_tf_dataset(
         import tensorflow as tf
     except ImportError as exc:
         raise ImportError(
-            "make_tf_dataset needs TensorFlow, which is not installed: pip install tensorflow"
+            "make_tf_dataset needs TensorFlow, which is not installed: pip install 's3dlio[tensorflow]'"
         ) from exc
     import numpy as np
 

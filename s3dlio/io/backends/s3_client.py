@@ -148,9 +148,10 @@ class Service:
         return pool.request(method, target, fields, body)
 
     def close(self) -> None:
-        """Close the idle connections of every pool."""
+        """Close the idle connections of every pool, and the control-plane client's."""
         for pool in list(self._pools.values()):
             pool.close()
+        self.client.close()
 
 
 class State:
