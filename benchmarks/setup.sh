@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
 VENV=benchmarks/.venv-peers
-STAMP="$VENV/.installed-v6"
+STAMP="$VENV/.installed-v7"
 PEERS=(
   "s3dlio==0.10.0"
   "s3torchconnector[dcp]"
@@ -26,6 +26,11 @@ PEERS=(
   "litdata"
   "obstore"
   "s3fs>=2025.1"
+  # aiobotocore (s3fs) pins botocore to a few patch releases; without these three pins pip
+  # backtracks through every moto release (tens of minutes) instead of picking boto3's match.
+  "aiobotocore==3.10.0"
+  "boto3==1.43.117"
+  "botocore==1.43.117"
 )
 
 if [ ! -f "$STAMP" ]; then
