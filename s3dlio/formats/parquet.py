@@ -42,9 +42,9 @@ from ..errors import IntegrityError, InvalidArgumentError, NotFoundError
 from ..io import ops
 from ..io.buffers import BytesView
 from ..io.config import KiB, MiB, parse_size
-from ..io.executor import bounded_map, run_claimed
+from ..io.executor import bounded_map
 from ..io.listing import has_glob, select
-from ..io.range_engine import fetch
+from ..io.range_engine import fetch, fetch_ranges
 from ..io.store import HasStores, ObjectStore, backend_for
 from ..io.uri import ObjectURI, parse_uri
 from .blocks import FetchStats
@@ -95,6 +95,9 @@ _HOLE = 8 * KiB
 _HOLE_SHARE = 0.05
 #: Ranges of one read in flight at once.
 _CONCURRENCY = 16
+#: A row group whose selected chunks decode to at least this many bytes is decoded on
+#: pyarrow's thread pool (``use_threads=None``).
+_THREADS_FROM = 8 * MiB
 _MAGIC = b"PAR1"
 _TAIL = struct.Struct("<I4s")  # footer length, magic
 #: Suffixes a prefix or glob selects.
@@ -216,14 +219,19 @@ class ParquetObject:
             self.backend, self.uri, offset, length, into=view, if_match=etag, op="GET_RANGE"
         )
         self.stats.add(result.requests, result.nbytes)
-        if result.size != size or result.nbytes != length:
+        self._check(result.size, result.nbytes, size, length, offset)
+        return view
+
+    def _check(self, size: int, nbytes: int, want_size: int, length: int, offset: int) -> None:
+        """An :class:`IntegrityError` unless a read of ``length`` bytes at ``offset`` got them
+        all from an object of the expected size (else it is another version)."""
+        if size != want_size or nbytes != length:
             raise IntegrityError(
-                f"object changed during the read: {result.size} bytes, expected {size}",
+                f"object changed during the read: {size} bytes, expected {want_size}",
                 uri=str(self.uri),
                 op="GET_RANGE",
                 byte_range=(offset, length),
             )
-        return view
 
     def _retrying(self, work: Callable[[ParquetFooter], T]) -> T:
         """Run ``work(footer)``; when a cached footer turns out stale (a data read finds
@@ -245,26 +253,39 @@ class ParquetObject:
     def fetch_ranges(self, footer: ParquetFooter, ranges: Sequence[tuple[int, int]]) -> _Source:
         """Fetch ``ranges`` (sorted; coalesced here), concurrently; a source pyarrow reads."""
         spans = coalesce(ranges)
-        views: list[memoryview | None] = [None] * len(spans)
-
-        def one(i: int) -> None:
-            off, n = spans[i]
-            views[i] = self._get(off, n, footer.etag, footer.size)
-
-        run_claimed(len(spans), one, min(_CONCURRENCY, len(spans)))
-        return _Source(self, footer, [off for off, _ in spans], views)  # type: ignore[arg-type]
+        views = [memoryview(self.backend.allocate(n)) for _, n in spans]
+        results = fetch_ranges(
+            self.backend, self.uri, spans, views, if_match=footer.etag, width=_CONCURRENCY
+        )
+        for (off, n), result in zip(spans, results, strict=True):
+            self.stats.add(result.requests, result.nbytes)
+            self._check(result.size, result.nbytes, footer.size, n, off)
+        return _Source(self, footer, [off for off, _ in spans], views)
 
     def read_row_group(
-        self, index: int, columns: Sequence[int | str] | None = None, *, use_threads: bool = True
+        self,
+        index: int,
+        columns: Sequence[int | str] | None = None,
+        *,
+        use_threads: bool | None = None,
     ) -> Any:
-        """Row group ``index`` (only ``columns``: names or indices) as a ``pyarrow.Table``."""
+        """Row group ``index`` (only ``columns``: names or indices) as a ``pyarrow.Table``.
+
+        ``use_threads``: decode the columns on pyarrow's thread pool. ``None`` (default) does
+        so only when the selected chunks hold at least 8 MiB once decompressed: below that,
+        the hand-offs to pyarrow's threads cost more than they save (measured in
+        ``docs/performance.md``, "Parquet").
+        """
 
         def work(footer: ParquetFooter) -> Any:
             footer.check_row_group(index)
             roots = footer.resolve_columns(columns)
             source = self.fetch_ranges(footer, footer.ranges([index], roots))
+            threads = use_threads
+            if threads is None:
+                threads = footer.decoded_size(index, roots) >= _THREADS_FROM
             return source.parquet_file().read_row_group(
-                index, columns=_names(footer, roots, columns), use_threads=use_threads
+                index, columns=_names(footer, roots, columns), use_threads=threads
             )
 
         return self._retrying(work)
@@ -382,7 +403,14 @@ class _Source:
         self.misses = 0
 
     def parquet_file(self) -> Any:
-        return pq.ParquetFile(pa.PythonFile(self, mode="r"), metadata=self._footer.metadata)
+        # Fetched ranges are in memory already: pyarrow's pre-buffering would only move each
+        # read to one of its I/O threads and back into Python. Without fetched ranges (every
+        # read a request of its own), it coalesces and overlaps those requests.
+        return pq.ParquetFile(
+            pa.PythonFile(self, mode="r"),
+            metadata=self._footer.metadata,
+            pre_buffer=not self._starts,
+        )
 
     def readable(self) -> bool:
         return True

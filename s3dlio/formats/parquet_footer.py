@@ -78,6 +78,7 @@ class ParquetFooter:
         self._leaves = _leaf_groups(metadata, self.schema)
         self._offsets: list[int] | None = None
         self._chunks: dict[int, list[tuple[int, int]]] = {}
+        self._decoded: dict[int, list[int]] = {}
         self._lock = threading.Lock()
         self._pad = _needs_parquet_816_pad(metadata.created_by or "")
 
@@ -190,6 +191,18 @@ class ParquetFooter:
             out.extend(chunks[leaf] for leaf in leaves)
         out.sort()
         return out
+
+    def decoded_size(self, rg: int, roots: Sequence[int]) -> int:
+        """Bytes the chunks of ``roots`` in row group ``rg`` hold once decompressed."""
+        sizes = self._decoded.get(rg)
+        if sizes is None:
+            row_group = self.metadata.row_group(rg)
+            sizes = [
+                row_group.column(j).total_uncompressed_size for j in range(row_group.num_columns)
+            ]
+            with self._lock:
+                self._decoded[rg] = sizes
+        return sum(sizes[leaf] for leaf in self.leaves(roots))
 
     def span(self, rg: int, roots: Sequence[int]) -> tuple[int, int]:
         """``(offset, length)`` from the first to the end of the last chunk of ``roots`` in

@@ -32,7 +32,14 @@ from .executor import get_executor, run_claimed
 from .store import ObjectStore, PartRead, ReadStream
 from .uri import ObjectURI
 
-__all__ = ["FetchResult", "fetch", "fetch_many", "fill_from_stream", "plan_ranges"]
+__all__ = [
+    "FetchResult",
+    "fetch",
+    "fetch_many",
+    "fetch_ranges",
+    "fill_from_stream",
+    "plan_ranges",
+]
 
 
 @dataclass(frozen=True)
@@ -292,6 +299,127 @@ def fetch_many(
         yield from run.followed(key, outcome)
 
 
+def fetch_ranges(
+    backend: ObjectStore,
+    uri: ObjectURI,
+    ranges: Sequence[tuple[int, int]],
+    intos: Sequence[memoryview],
+    *,
+    if_match: str | None = None,
+    width: int = 16,
+    op: str = "GET_RANGE",
+    config: RangeEngineConfig | None = None,
+) -> list[FetchResult]:
+    """Read several ``(offset, length)`` ranges of one object, each into its buffer in
+    ``intos`` (at least ``length`` bytes long), up to ``width`` requests at a time.
+
+    A :attr:`~ObjectStore.multiplexed` backend runs them all from the calling thread through
+    :meth:`ObjectStore.read_parts` (no thread, no hand-off per range; ranges over the split
+    threshold are cut as :func:`fetch` cuts them); a request that fails transiently is then
+    retried by :func:`fetch`, the failed request counting as its first attempt. Other
+    backends run one :func:`fetch` per range on the shared pool, the calling thread taking
+    part. Every request carries ``if_match`` and is op-logged.
+
+    Returns:
+        One :class:`FetchResult` per range, in order (``nbytes`` may be short only where the
+        object ends before the range does: the caller checks).
+    """
+    cfg = config or backend.range_config
+    if len(ranges) != len(intos):
+        raise InvalidArgumentError("one buffer per range is needed", uri=str(uri), op=op)
+    if len(ranges) < 2 or not backend.multiplexed:
+
+        def one(i: int) -> None:
+            off, n = ranges[i]
+            results[i] = fetch(
+                backend, uri, off, n, into=intos[i][:n], if_match=if_match, config=cfg, op=op
+            )
+
+        results: list[Any] = [None] * len(ranges)
+        run_claimed(len(ranges), one, max(1, min(width, len(ranges))))
+        return results
+    parts: list[PartRead] = []
+    for i, (off, n) in enumerate(ranges):
+        view = intos[i][:n]
+        pieces = [(off, n)]
+        if cfg.enabled and n > cfg.threshold_for(backend.local):
+            pieces = plan_ranges(off, off + n, cfg.chunk_for(n, backend.local))
+        parts.extend(
+            PartRead(i, uri, p_off, p_n, if_match, view[p_off - off : p_off - off + p_n], op)
+            for p_off, p_n in pieces
+        )
+    got = [0] * len(ranges)
+    size = [0] * len(ranges)
+    etag: list[str | None] = [None] * len(ranges)
+    requests = [0] * len(ranges)
+    retries: list[tuple[PartRead, TransientError]] = []
+    logging = oplog.is_op_log_active()
+    finished = backend.read_parts(iter(parts), max(1, width))
+    try:
+        for part in finished:
+            if logging:
+                _record(backend, part)
+            error = part.error
+            if isinstance(error, TransientError):
+                retries.append((part, error))
+                continue
+            if error is not None:
+                error.attempts = error.attempts or 1
+                raise error.with_context(
+                    uri=str(uri), op=part.op, byte_range=(part.offset, part.length)
+                )
+            i = part.tag
+            got[i] += part.nbytes
+            size[i], etag[i] = part.size, part.etag
+            requests[i] += 1
+    finally:
+        close = getattr(finished, "close", None)
+        if close is not None:  # the connections of reads still in flight
+            close()
+
+    def again(k: int) -> None:
+        part, error = retries[k]
+        assert part.into is not None
+        redo = fetch(
+            backend,
+            uri,
+            part.offset,
+            part.length,
+            into=part.into,
+            if_match=part.if_match,
+            config=cfg,
+            op=part.op,
+            failed=error,
+        )
+        redone[k] = redo
+
+    redone: list[Any] = [None] * len(retries)
+    run_claimed(len(retries), again, max(1, min(width, len(retries))))
+    for (part, _), redo in zip(retries, redone, strict=True):
+        i = part.tag
+        got[i] += redo.nbytes
+        size[i], etag[i] = redo.size, redo.etag
+        requests[i] += redo.requests
+    return [
+        FetchResult(intos[i], got[i], size[i], etag[i], requests[i]) for i in range(len(ranges))
+    ]
+
+
+def _record(backend: ObjectStore, part: PartRead) -> None:
+    """Op-log one finished :meth:`ObjectStore.read_parts` read."""
+    error = part.error
+    oplog.record(
+        part.op,
+        part.uri.key,
+        endpoint=backend.endpoint(part.uri),
+        nbytes=part.nbytes,
+        start_ns=part.start_ns,
+        first_byte_ns=part.first_byte_ns,
+        end_ns=part.end_ns,
+        error="" if error is None else str(error),
+    )
+
+
 class _ManyRun:
     """The state of one :func:`fetch_many`: objects started, ranges to send, follow-ups."""
 
@@ -329,16 +457,7 @@ class _ManyRun:
         """Account for one read that :meth:`ObjectStore.read_parts` finished."""
         index, uri, error = part.tag, part.uri, part.error
         if self.logging:
-            oplog.record(
-                part.op,
-                uri.key,
-                endpoint=self.backend.endpoint(uri),
-                nbytes=part.nbytes,
-                start_ns=part.start_ns,
-                first_byte_ns=part.first_byte_ns,
-                end_ns=part.end_ns,
-                error="" if error is None else str(error),
-            )
+            _record(self.backend, part)
         if isinstance(error, TransientError):  # again, on the pool, under the retry policy
             if part.into is None:
                 task = functools.partial(fetch, self.backend, uri, config=self.cfg, failed=error)
