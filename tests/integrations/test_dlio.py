@@ -125,29 +125,36 @@ def test_unet3d_generates_trains_two_epochs_and_checkpoints(
         assert any(f.endswith(name) for f in puts), f"{name} not written through s3dlio"
 
 
+#: DLIO's PyTorch loader with DataLoader workers started by ``spawn`` (DLIO's default: fork).
+SPAWN = "++workload.reader.multiprocessing_context=spawn"
+
+
 @pytest.fixture(scope="module")
 def formats(moto_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """npy and hdf5 (PyTorch), and tfrecord under TensorFlow, on s3://, run side by side."""
+    """npy and hdf5 (PyTorch), tfrecord under TensorFlow, and npz read by spawned DataLoader
+    workers (with the op-log on), on s3://, run side by side."""
     base = tmp_path_factory.mktemp("dlio-formats")
     root = f"s3://{moto_s3.bucket}/dlio-{uuid.uuid4().hex[:8]}"
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "npy": {"fmt": "npy", "checkpoint": False},
         "hdf5": {"fmt": "hdf5", "checkpoint": False},
         "tfrecord": {"fmt": "tfrecord", "framework": "tensorflow", "checkpoint": True},
+        "spawn": {"fmt": "npz", "checkpoint": False, "extra": [SPAWN]},
     }
     started = {}
     for name, kw in cases.items():
         out = base / f"out-{name}"
         args = workload(f"{root}/{name}", f"{root}/ckpt-{name}", out, epochs=1, files=4, **kw)
-        started[name] = start(args, out)
+        env = {"S3DLIO_DLIO_OP_LOG": str(base / f"ops-{name}.tsv.zst")}
+        started[name] = start(args, out, env=env)
     yield {
-        name: (finish(proc), f"{root}/{name}", f"{root}/ckpt-{name}")
+        name: (finish(proc), f"{root}/{name}", f"{root}/ckpt-{name}", base / f"ops-{name}.tsv.zst")
         for name, proc in started.items()
     }
 
 
 def test_npy_through_s3dlio(formats: dict[str, Any]) -> None:
-    run, data, _ = formats["npy"]
+    run, data, _, _ = formats["npy"]
     _succeeded(run)
     assert run.summary()["epochs"] == 1
     uris = sorted(s3dlio.list(f"{data}/train/"))
@@ -157,7 +164,7 @@ def test_npy_through_s3dlio(formats: dict[str, Any]) -> None:
 
 
 def test_hdf5_through_s3dlio(formats: dict[str, Any]) -> None:
-    run, data, _ = formats["hdf5"]
+    run, data, _, _ = formats["hdf5"]
     _succeeded(run)
     assert run.summary()["epochs"] == 1
     from s3dlio.formats.hdf5 import open_hdf5
@@ -168,7 +175,7 @@ def test_hdf5_through_s3dlio(formats: dict[str, Any]) -> None:
 
 
 def test_tfrecord_under_tensorflow_through_s3dlio(formats: dict[str, Any]) -> None:
-    run, data, ckpt = formats["tfrecord"]
+    run, data, ckpt, _ = formats["tfrecord"]
     _succeeded(run)
     assert run.summary()["epochs"] == 1
     from s3dlio.formats.example import decode_example
@@ -184,6 +191,21 @@ def test_tfrecord_under_tensorflow_through_s3dlio(formats: dict[str, Any]) -> No
 
     state = CheckpointStore(f"{ckpt}/model-1-2-0.pb/").load_latest()  # TF tensors as NumPy
     assert isinstance(state["a"], np.ndarray) and state["a"].size > 0
+
+
+def test_spawned_dataloader_workers_read_through_s3dlio(formats: dict[str, Any]) -> None:
+    """DataLoader workers started by ``spawn`` re-import DLIO without s3dlio; unpickling DLIO's
+    arguments installs it there again (each worker opens its own op-log then), and they read
+    the ``s3://`` files through it: DLIO's own reader cannot open an ``s3://`` name, so an
+    epoch without an error was read by s3dlio's. (The workers' logs are not read: DLIO ends
+    them with SIGTERM, on which they exit at once, before the log's writer has flushed.)"""
+    run, _, _, ops = formats["spawn"]
+    _succeeded(run)
+    assert "killed by signal" not in run.stderr
+    summary = run.summary()
+    assert summary["epochs"] == 1 and summary["num_files_train"] == 4
+    assert run.figures()["samples_per_s"] > 0
+    assert len(worker_log_paths(ops)) == 2, "s3dlio was not installed in each spawned worker"
 
 
 BAD = {

@@ -16,7 +16,18 @@ naming the error's type, the operation and the URI, written to DLIO's log and to
 status 2 (all ranks are aborted under MPI), instead of a traceback from inside DLIO.
 
 ``S3DLIO_DLIO_OP_LOG=<path>.tsv.zst`` records every storage request DLIO makes through s3dlio
-in the op-log (warp's format; DataLoader workers write ``<path>.worker-<pid>.tsv.zst`` beside it).
+in the op-log (warp's format; DataLoader workers, forked or spawned, write
+``<path>.worker-<pid>.tsv.zst`` beside it).
+
+DataLoader workers started with ``multiprocessing_context: spawn`` re-import DLIO without these
+replacements; an object in DLIO's pickled arguments installs them again when the worker
+unpickles them (in DLIO's ``worker_init``). The readers module is imported only at the first
+``get_reader`` call, as DLIO imports its own reader modules: in a spawned worker DLIO 2.0.0
+starts its tracer (dftracer) inside ``worker_init``, whose profiling wrapper then closes an
+event it never opened; DLIO's own reader module, imported after that start, opens one at import
+(its module-level ``Profile``) and so balances it. Importing the readers earlier (at install,
+before the tracer started) left the wrapper's close unbalanced, and dftracer's native code
+aborted the worker ("double free or corruption") on its next event: the first read.
 """
 
 from __future__ import annotations
@@ -46,7 +57,18 @@ class _Installer:
 
 def _reinstalled() -> _Installer:
     install()
+    _worker_op_log()
     return _Installer()
+
+
+def _worker_op_log() -> None:
+    """In a spawned worker of a run with ``S3DLIO_DLIO_OP_LOG``: log beside the parent's log,
+    as a forked worker does (a forked one, or the parent, already logs: nothing to do)."""
+    from ...io.oplog import init_op_log, is_op_log_active, worker_log_path
+
+    path = os.environ.get("S3DLIO_DLIO_OP_LOG")
+    if path and not is_op_log_active():
+        init_op_log(worker_log_path(path, os.getpid()), client_id="dlio")
 
 
 def install() -> None:
@@ -63,7 +85,6 @@ def install() -> None:
 
     from .checkpointing import checkpointing_class
     from .generators import generator_class
-    from .readers import reader_class
     from .storage import S3dlioStorage
 
     dlio_storage = StorageFactory.get_storage
@@ -78,6 +99,10 @@ def install() -> None:
         return S3dlioStorage(namespace, framework)
 
     def get_reader(type: Any, dataset_type: Any, thread_index: Any, epoch_number: Any) -> Any:  # noqa: A002
+        # Imported at the first call, as DLIO imports its readers (see the module's docstring:
+        # earlier, a spawned worker's tracer aborts it).
+        from .readers import reader_class
+
         args = dlio_config.ConfigArguments.get_instance()
         cls = None
         if getattr(args, "reader_class", None) is None:
