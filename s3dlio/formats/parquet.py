@@ -284,7 +284,8 @@ class ParquetObject:
             threads = use_threads
             if threads is None:
                 threads = footer.decoded_size(index, roots) >= _THREADS_FROM
-            return source.parquet_file().read_row_group(
+            # decoded in this thread: no pre-buffering (see _Source.parquet_file)
+            return source.parquet_file(pre_buffer=threads).read_row_group(
                 index, columns=_names(footer, roots, columns), use_threads=threads
             )
 
@@ -402,14 +403,19 @@ class _Source:
         self._pos = 0
         self.misses = 0
 
-    def parquet_file(self) -> Any:
-        # Fetched ranges are in memory already: pyarrow's pre-buffering would only move each
-        # read to one of its I/O threads and back into Python. Without fetched ranges (every
-        # read a request of its own), it coalesces and overlaps those requests.
+    def parquet_file(self, pre_buffer: bool = True) -> Any:
+        """A ``pyarrow.parquet.ParquetFile`` reading this source.
+
+        ``pre_buffer``: let pyarrow coalesce its reads and run them on its I/O threads. For
+        one row group whose chunks are fetched already, that only moves each read to an I/O
+        thread and back into Python (``False`` halves the decode time); for many row groups
+        it turns a read per chunk into a few large ones (``True`` is faster); without fetched
+        ranges it overlaps the requests.
+        """
         return pq.ParquetFile(
             pa.PythonFile(self, mode="r"),
             metadata=self._footer.metadata,
-            pre_buffer=not self._starts,
+            pre_buffer=pre_buffer,
         )
 
     def readable(self) -> bool:
