@@ -21,7 +21,8 @@ from __future__ import annotations
 import io
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -208,17 +209,37 @@ def test_spawned_dataloader_workers_read_through_s3dlio(formats: dict[str, Any])
     assert len(worker_log_paths(ops)) == 2, "s3dlio was not installed in each spawned worker"
 
 
+@dataclass(frozen=True)
+class Bad:
+    """A bad input: the error it must stop DLIO with, the data folder (from moto's bucket),
+    the environment changed, and whether DLIO generates the data or only trains on it."""
+
+    error: str
+    folder: Callable[[str], str]
+    env: Mapping[str, str | None] = field(default_factory=dict)
+    generate: bool = True
+    spawn: bool = False
+
+
+def _not_npz(data: str) -> None:
+    """Two training files that are not npz archives (DLIO lists them, a worker reads them)."""
+    for i in range(2):
+        s3dlio.put_bytes(f"{data}/train/img_{i}_of_2.npz", b"not an npz archive" * 64)
+
+
 BAD = {
-    "unknown scheme": ("InvalidURIError", lambda b: f"foo://{b}/unet3d", {}),
-    "missing credentials": (
+    "unknown scheme": Bad("InvalidURIError", lambda b: f"foo://{b}/unet3d"),
+    "missing credentials": Bad(
         "PermissionDeniedError",
         lambda b: f"s3://{b}/creds/unet3d",
         {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None},
     ),
-    "missing bucket": (
-        "NotFoundError",
-        lambda b: f"s3://no-such-{uuid.uuid4().hex[:8]}/unet3d",
-        {},
+    "missing bucket": Bad("NotFoundError", lambda b: f"s3://no-such-{uuid.uuid4().hex[:8]}/unet3d"),
+    "corrupt file in a spawned worker": Bad(
+        "IntegrityError",
+        lambda b: f"s3://{b}/corrupt-{uuid.uuid4().hex[:8]}/unet3d",
+        generate=False,
+        spawn=True,
     ),
 }
 
@@ -228,20 +249,37 @@ def bad_runs(moto_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     """DLIO started on each bad input, side by side."""
     base = tmp_path_factory.mktemp("dlio-bad")
     started = {}
-    for case, (_, folder, env) in BAD.items():
+    for case, bad in BAD.items():
         out = base / re.sub(r"\W", "-", case)
-        data = folder(moto_s3.bucket)
-        args = workload(data, f"{data}-ckpt", out, epochs=1, files=2, checkpoint=False)
-        started[case] = start(args, out, env=env)
+        data = bad.folder(moto_s3.bucket)
+        if not bad.generate:
+            _not_npz(data)
+        args = workload(
+            data,
+            f"{data}-ckpt",
+            out,
+            epochs=1,
+            files=2,
+            checkpoint=False,
+            generate=bad.generate,
+            extra=[SPAWN] if bad.spawn else [],
+        )
+        started[case] = start(args, out, env=bad.env)
     return {case: finish(proc, timeout=240) for case, proc in started.items()}
 
 
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_stops_dlio_with_the_typed_error(bad_runs: dict[str, Run], case: str) -> None:
     run = bad_runs[case]
-    error = BAD[case][0]
     assert run.returncode == 2, f"exit {run.returncode}\n{run.stderr[-4000:]}"
-    line = f"s3dlio: DLIO stopped: s3dlio.errors.{error}: "
+    line = f"s3dlio: DLIO stopped: s3dlio.errors.{BAD[case].error}: "
     assert line in run.stderr, run.stderr[-4000:]
     assert line in run.log  # DLIO's own log names it too
-    assert "Traceback" not in run.stderr
+    assert "Traceback" not in run.stderr, run.stderr[-4000:]
+    reported = next(x for x in run.stderr.splitlines() if x.startswith(line))
+    assert "s3://" in reported or "foo://" in reported  # the URI is named
+    if BAD[case].spawn:  # the worker's error comes back in one line, naming the worker
+        assert reported.endswith("(in DataLoader worker process 0)") or reported.endswith(
+            "(in DataLoader worker process 1)"
+        ), reported
+        assert "not a valid NPZ" in reported, reported

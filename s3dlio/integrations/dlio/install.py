@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import sys
 from typing import Any
 
@@ -222,8 +223,28 @@ def s3dlio_error(exc: BaseException | None) -> S3DlioError | None:
     return None
 
 
+#: What PyTorch's DataLoader makes of an error raised in a worker: the same type, with this
+#: message (the worker's whole traceback, ending in the original ``<type>: <message>`` line).
+_WORKER_ERROR = re.compile(
+    r"\ACaught (?P<type>\w+) in (?P<where>DataLoader worker process \d+)\.\n"
+    r".*^(?:[\w.]+\.)?(?P=type): (?P<message>.*)\Z",
+    re.DOTALL | re.MULTILINE,
+)
+
+
+def describe(error: S3DlioError) -> str:
+    """``<module>.<type>: <message>`` of ``error`` in one line; an error PyTorch brought back
+    from a DataLoader worker keeps its original message and names the worker, not its
+    traceback."""
+    message = str(error)
+    worker = _WORKER_ERROR.match(message)
+    if worker is not None:
+        message = f"{worker['message'].strip()} (in {worker['where']})"
+    return f"{type(error).__module__}.{type(error).__name__}: {message}"
+
+
 def _report(error: S3DlioError) -> str:
-    line = f"s3dlio: DLIO stopped: {type(error).__module__}.{type(error).__name__}: {error}"
+    line = f"s3dlio: DLIO stopped: {describe(error)}"
     root = logging.getLogger()
     logged = any(isinstance(h, logging.FileHandler) for h in root.handlers)
     root.error(line)  # the root logger: hydra's logging config disables the others
