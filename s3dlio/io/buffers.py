@@ -45,6 +45,7 @@ _MADV_HUGEPAGE = 14
 
 # glibc's mallopt parameters
 _M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
 
 _madvise: Any = None
@@ -74,9 +75,12 @@ def _tune_malloc() -> None:
     a small GET), and on virtual machines that hand free memory back to the host (free page
     reporting) a host fault too: fresh 64 MiB buffers filled at ~1 GB/s here, reused ones at
     ~6. With ``Settings.malloc_keep`` set, blocks up to that size come from the heap
-    (``M_MMAP_THRESHOLD``) and up to that much freed memory stays mapped for reuse
-    (``M_TRIM_THRESHOLD``). Values the user gave glibc (``MALLOC_TRIM_THRESHOLD_``,
-    ``MALLOC_MMAP_THRESHOLD_``, ``GLIBC_TUNABLES``) win.
+    (``M_MMAP_THRESHOLD``), and once more than that much of the heap's top is free glibc gives
+    back only the excess (``M_TRIM_THRESHOLD`` with ``M_TOP_PAD``: the threshold alone made it
+    give back *all* of it, so a batch larger than the limit was faulted in afresh every time).
+    At most ``malloc_keep`` bytes (and at most 2 GiB, the parameters' limit) of freed memory
+    stay with the process. Values the user gave glibc (``MALLOC_TRIM_THRESHOLD_``,
+    ``MALLOC_TOP_PAD_``, ``MALLOC_MMAP_THRESHOLD_``, ``GLIBC_TUNABLES``) win.
     """
     global _malloc_tuned
     _malloc_tuned = True
@@ -84,10 +88,13 @@ def _tune_malloc() -> None:
     if not keep or _mallopt is None:
         return
     tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ and "mmap_threshold" not in tunables:
-        _mallopt(_M_MMAP_THRESHOLD, keep)
-    if "MALLOC_TRIM_THRESHOLD_" not in os.environ and "trim_threshold" not in tunables:
-        _mallopt(_M_TRIM_THRESHOLD, keep)
+    for env, tunable, param in (
+        ("MALLOC_MMAP_THRESHOLD_", "mmap_threshold", _M_MMAP_THRESHOLD),
+        ("MALLOC_TRIM_THRESHOLD_", "trim_threshold", _M_TRIM_THRESHOLD),
+        ("MALLOC_TOP_PAD_", "top_pad", _M_TOP_PAD),
+    ):
+        if env not in os.environ and tunable not in tunables:
+            _mallopt(param, keep)
 
 
 _resize: Any

@@ -13,7 +13,7 @@
 | ``S3DLIO_MAX_RETRY_ATTEMPTS`` | attempts per request (first try included) | 5 |
 | ``S3DLIO_RETRY_MAX_SECS`` | total time a request may spend retrying | 60 |
 | ``S3DLIO_HUGE_PAGES`` | back new buffers from 32 MiB up with transparent huge pages | 1 |
-| ``S3DLIO_MALLOC_KEEP_MB`` | freed memory glibc keeps for new buffers (0: untouched) | RAM/16, at most 1024 |
+| ``S3DLIO_MALLOC_KEEP_MB`` | freed memory glibc keeps for new buffers (0: untouched) | RAM/8, at most 2048 |
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def _default_malloc_keep() -> int:
         ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
         ram = 16 * GiB
-    return min(GiB, ram // 16 // MiB * MiB)
+    return min(2 * GiB, ram // 8 // MiB * MiB)
 
 
 def _malloc_keep_from_env() -> int:
@@ -245,7 +245,8 @@ class Settings:
             (:meth:`~s3dlio.io.buffers.BytesView.allocate`; ``docs/performance.md``).
         malloc_keep: Bytes of freed memory glibc keeps for reuse instead of returning them to
             the system (its mmap and trim thresholds), set once, at the first buffer
-            allocation; 0 leaves ``malloc`` as it is. Default: 1/16 of the RAM, at most 1 GiB.
+            allocation; 0 leaves ``malloc`` as it is. Default: 1/8 of the RAM, at most 2 GiB
+            (a ``get_many`` batch up to that size is refilled without page faults).
         range: Range-engine configuration.
         retry: Retry policy.
     """

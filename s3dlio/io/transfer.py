@@ -17,11 +17,12 @@ from typing import Any, TypeVar
 
 from ..errors import BatchError, InvalidArgumentError, InvalidURIError, NotFoundError, S3DlioError
 from . import oplog, ops
+from .backends.file import FileStore
 from .buffers import BytesView, as_readonly_view
 from .config import MiB
 from .executor import bounded_map
 from .listing import Selection, has_glob, select
-from .range_engine import FetchResult, fetch, fetch_many, fill_from_stream
+from .range_engine import FetchResult, fetch, fetch_many
 from .store import HasStores, ObjectMeta, ObjectStore, backend_for
 from .uri import ObjectURI, parse_uri
 from .writer import ObjectWriter, WriterOptions
@@ -92,7 +93,7 @@ def get_many(
     outcomes: list[Any] = [None] * len(items)
     parsed: list[Any] = [None] * len(items)
     multiplexed: dict[ObjectStore, list[int]] = {}
-    paged: dict[ObjectStore, list[int]] = {}
+    paged: dict[FileStore, list[int]] = {}
     threaded: list[int] = []
     for index, item in enumerate(items):
         try:
@@ -103,7 +104,7 @@ def get_many(
             continue
         if backend.multiplexed:
             multiplexed.setdefault(backend, []).append(index)
-        elif backend.scheme == "file":
+        elif isinstance(backend, FileStore) and backend.scheme == "file":
             paged.setdefault(backend, []).append(index)
         else:
             threaded.append(index)
@@ -133,7 +134,7 @@ def get_many(
 
 
 def _get_local(
-    backend: ObjectStore,
+    backend: FileStore,
     indices: list[int],
     parsed: list[Any],
     outcomes: list[Any],
@@ -146,13 +147,15 @@ def _get_local(
     share it (8 threads on 2 cores took 4x the CPU time of one for the same bytes, 2 threads
     1.25-1.6x), and handing each file to a worker costs more than reading a small one. So one
     worker per two CPUs (the calling thread alone on 2) reads its share of the files, each
-    opened, read into its new buffer and closed with nothing in between (no range splitting,
-    which only helps remote reads). Whatever does not go that way (an error, an open op-log) is
-    read by :func:`ops.get`, with its retries, error mapping and logging.
+    opened, read into its new buffer and closed with nothing in between
+    (:meth:`FileStore.read_whole`: no range splitting, which only helps remote reads). Whatever
+    does not go that way (an error, an open op-log) is read by :func:`ops.get`, with its
+    retries, error mapping and logging.
     """
     width = max(1, min(max_in_flight, (os.cpu_count() or 2) // 2, len(indices)))
     runs = [indices[k::width] for k in range(width)] if width > 1 else [indices]
     logged = oplog.is_op_log_active()
+    read_whole = backend.read_whole
 
     def read_run(run: list[int]) -> None:
         for i in run:
@@ -160,10 +163,7 @@ def _get_local(
             try:
                 if logged:
                     raise _Slow
-                with backend.open_read(uri) as stream:
-                    data = BytesView.allocate(stream.length)
-                    fill_from_stream(stream, memoryview(data))
-                outcomes[i] = data
+                outcomes[i] = read_whole(uri.key)
             except Exception:  # noqa: BLE001 - the general path retries, maps and logs it
                 try:
                     outcomes[i] = ops.get(uri, client)

@@ -47,6 +47,20 @@ def test_failures_are_reported_per_object(tmp_path: Path) -> None:
     assert isinstance(failures[missing], NotFoundError)
     assert isinstance(failures[directory], IsDirectoryError)
     assert caught.value.succeeded == 2
+    assert {failures[u].uri for u in (missing, directory)} == {missing, directory}
+    assert {failures[u].op for u in (missing, directory)} == {"GET"}
+
+
+def test_buffers_outlive_the_batch_and_are_independent(tmp_path: Path) -> None:
+    """Each object gets its own buffer: valid after the call, writable, not shared."""
+    objects = _files(tmp_path, [128 * 1024] * 8)
+    got = s3dlio.get_many(list(objects))
+    for path in tmp_path.iterdir():
+        path.unlink()
+    got[0][1][:4] = b"XXXX"
+    assert bytes(got[0][1][:4]) == b"XXXX"
+    assert all(data == objects[u] for u, data in got[1:])
+    assert len({buffer_address(data) for _, data in got}) == len(got)
 
 
 def test_the_calling_thread_reads_on_two_cpus(

@@ -24,6 +24,7 @@ from ...errors import (
     S3DlioError,
     TransientError,
 )
+from ..buffers import BytesView
 from ..store import ObjectMeta, ObjectStore, ReadStream, Upload
 from ..uri import ObjectURI
 
@@ -183,6 +184,31 @@ class FileStore(ObjectStore):
         except BaseException:
             os.close(fd)
             raise
+
+    def read_whole(self, path: str) -> BytesView:
+        """The whole file at ``path`` in a new buffer: open, ``fstat``, read, close.
+
+        ``get_many``'s path for a batch of files, with nothing else per file (no stream object,
+        no version token). Anything unusual raises ``OSError`` unmapped: not a regular file,
+        a file that shrank during the read; the caller takes the general path for it
+        (:func:`s3dlio.io.ops.get`: retries, error mapping, op-log).
+        """
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            st = os.fstat(fd)
+            if not stat_mod.S_ISREG(st.st_mode):
+                raise OSError(errno.EISDIR if stat_mod.S_ISDIR(st.st_mode) else errno.EINVAL, path)
+            size = st.st_size
+            data = BytesView.allocate(size)
+            done = os.preadv(fd, [data], 0) if size else 0
+            while done < size:
+                got = os.preadv(fd, [memoryview(data)[done:]], done)
+                if not got:
+                    raise OSError(errno.EIO, f"file shrank while reading: {done} of {size}")
+                done += got
+            return data
+        finally:
+            os.close(fd)
 
     def make_stream(self, fd: int, size: int, etag: str, offset: int, length: int) -> ReadStream:
         """The stream class for this backend (``direct://`` aligns its reads)."""
