@@ -32,7 +32,7 @@ from ..errors import IntegrityError, InvalidArgumentError, S3DlioError
 from ..formats.blocks import Window
 from ..formats.example import decode_example
 from ..formats.framing import HEADER, OVERHEAD, scan_windows
-from ..formats.tar import WindowReader, group_samples, iter_members
+from ..formats.tar import WindowReader, iter_samples
 
 __all__ = ["FORMATS", "ReadFailure", "decode_record", "parquet_available", "shard_records"]
 
@@ -92,7 +92,7 @@ def shard_records(
         assert record_size is not None
         return _raw(source, uri, record_size, fail)
     if fmt == "webdataset":
-        return _webdataset(source, uri, fail)
+        return _webdataset(source, uri, fail, expect)
     if fmt in ("npy", "npz"):
         return _numpy(fmt, source, uri, size, fail)
     if fmt == "parquet":
@@ -155,10 +155,14 @@ def _raw(windows: Iterable[Window], uri: str, record_size: int, fail: Fail) -> I
         return
 
 
-def _webdataset(windows: Iterable[Window], uri: str, fail: Fail) -> Iterator[dict[str, Any]]:
+def _webdataset(
+    windows: Iterable[Window],
+    uri: str,
+    fail: Fail,
+    expect: Callable[[int, int], None] | None,
+) -> Iterator[dict[str, Any]]:
     try:
-        for sample, _ in group_samples(iter_members(windows, uri=uri), url=uri):
-            yield sample
+        yield from iter_samples(windows, uri=uri, expect=expect)
     except IntegrityError as exc:
         fail(exc)
 

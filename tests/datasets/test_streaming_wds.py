@@ -87,6 +87,66 @@ def test_samples_match_the_webdataset_package(tmp_path: Path):
     assert got[2]["__key__"] == "d" * 120 + "/img003"
 
 
+def format_tar(path: Path, fmt: int) -> None:
+    """A tar in one of tarfile's formats: ustar prefix fields, GNU long names or pax records,
+    non-ASCII names (GNU: raw UTF-8 in the header), a member larger than a part's headroom,
+    empty members, an old-style directory ("name/" with type NUL)."""
+    long_dir = "p" * 70 + "/" + "q" * 60  # ustar: split into prefix and name
+    with tarfile.open(path, "w", format=fmt) as tar:
+        info = tarfile.TarInfo("olddir/")
+        info.type = tarfile.AREGTYPE
+        tar.addfile(info)
+        for i in range(12):
+            stem = [f"s{i:03d}", f"{long_dir}/s{i:03d}", f"caf\u00e9{i}"][i % 3]
+            if fmt == tarfile.USTAR_FORMAT:
+                stem = stem.replace("\u00e9", "e")
+            for ext, size in (("jpg", [0, 511, 512, 70_000][i % 4]), ("cls", 1), ("Seg.PNG", 700)):
+                info = tarfile.TarInfo(f"{stem}.{ext}")
+                info.size = size
+                tar.addfile(info, io.BytesIO(bytes([i + 1]) * size))
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT],
+    ids=["ustar", "gnu", "pax"],
+)
+def test_every_tar_format_and_window_cut_match_the_webdataset_package(tmp_path: Path, fmt: int):
+    path = tmp_path / "t.tar"
+    format_tar(path, fmt)
+    expected = without_url(wds_samples([str(path)]))
+    assert len(expected) == 12 and "olddir/" not in str(expected)
+    for part_size in (512, 700, 5000, 1 << 20):  # headers and members cut anywhere
+        assert without_url(ours(f"file://{path}", part_size=part_size)) == expected, part_size
+    blob = path.read_bytes()
+    windows = [
+        (bytearray(blob[i : i + 999]), 0, len(blob[i : i + 999])) for i in range(0, len(blob), 999)
+    ]
+    with tarfile.open(path) as tar:  # no headroom at all: every cut member is joined
+        regular = [(m.name, tar.extractfile(m).read()) for m in tar if m.isreg()]  # type: ignore[union-attr]
+    assert [(m.name, m.data) for m in iter_members(windows, uri="mem")] == regular
+
+
+def test_a_tar_cut_anywhere_gives_whole_samples_then_an_integrity_error(file_root):
+    with ShardWriter(file_root + "cut-%d.tar") as sink:
+        for i in range(6):
+            sink.write({"__key__": f"k{i}", "bin": record(i, 100 + 37 * i), "cls": i})
+    path = Path(sink.shards[0][7:])
+    blob = path.read_bytes()
+    keys = [f"k{i}" for i in range(6)]
+    for cut in range(0, len(blob), 331):
+        path.write_bytes(blob[:cut])
+        ds = StreamingDataset(file_root, format="webdataset", on_error="skip", part_size=600)
+        got = [s["__key__"] for s in ds]
+        assert got == keys[: len(got)], cut
+        if ds.skipped:
+            with pytest.raises(IntegrityError, match="truncated tar") as caught:
+                ours(file_root, part_size=600)
+            assert caught.value.byte_range is not None and caught.value.byte_range[0] < cut
+        else:  # cut at a member's end: the archive simply ends there
+            assert ours(file_root, part_size=600) == list(ds)
+
+
 @pytest.mark.parametrize("scheme", ["file", "s3"])
 def test_shard_writer_tars_read_by_webdataset_and_by_us(request, scheme, tmp_path: Path):
     root = request.getfixturevalue(f"{scheme}_root")
