@@ -41,6 +41,9 @@ BENCH = ROOT / "benchmarks"
 CONTENDERS = BENCH / "contenders"
 WORKER = BENCH / "worker.py"
 PEERS_PYTHON = BENCH / ".venv-peers" / "bin" / "python"
+#: The Python of each reference venv ``setup.sh`` builds, by :attr:`Contender.venv`: the peers,
+#: and mosaicml-streaming's own (it needs a torch/torchvision pair that loads together).
+VENV_PYTHONS = {"peers": PEERS_PYTHON, "mosaic": BENCH / ".venv-mosaic" / "bin" / "python"}
 RESULTS = BENCH / "results"
 
 GB = 1e9
@@ -66,7 +69,8 @@ class Contender:
         name: Row label (``"ours file://"``, ``"cat"``, ``"original s3dlio get_many"``).
         role: ``"ours"``, ``"peer"`` (a library a user could pick instead) or ``"limit"``
             (what the machine does: ``cat``, ``wrk``, raw CRC32C).
-        venv: ``"ours"`` or ``"peers"`` for worker contenders; ``None`` for tools.
+        venv: ``"ours"``, ``"peers"`` or ``"mosaic"`` for worker contenders (see
+            :data:`VENV_PYTHONS`); ``None`` for tools.
         file: The contender file in ``benchmarks/contenders/`` (worker contenders).
         function: The factory in that file.
         params: JSON-able keyword arguments for the factory.
@@ -202,7 +206,8 @@ class Worker:
     """A contender process speaking the ``worker.py`` protocol."""
 
     def __init__(self, contender: Contender, case: Case) -> None:
-        python = sys.executable if contender.venv == "ours" else str(PEERS_PYTHON)
+        venv = contender.venv
+        python = sys.executable if venv == "ours" else str(VENV_PYTHONS[venv or "peers"])
         params = {"case_bytes": case.bytes, "case_objects": case.objects, **contender.params}
         env = {**os.environ, **contender.env}
         env.pop("PYTHONPATH", None)
@@ -303,17 +308,18 @@ def _tool_round(contender: Contender, case: Case) -> dict[str, Any]:
     return result
 
 
-_peer_modules: dict[str, bool] = {}
+_peer_modules: dict[tuple[Path, str], bool] = {}
 
 
 def missing_modules(contender: Contender) -> list[str]:
     """The contender's ``needs`` that do not import in its venv."""
     if contender.venv == "ours":
         return [m for m in contender.needs if not _importable(m)]
-    if contender.venv == "peers":
-        if not PEERS_PYTHON.exists():
-            return ["benchmarks/.venv-peers (run benchmarks/setup.sh)"]
-        unknown = [m for m in contender.needs if m not in _peer_modules]
+    python = VENV_PYTHONS.get(contender.venv or "")
+    if python is not None:
+        if not python.exists():
+            return [f"benchmarks/{python.parent.parent.name} (run benchmarks/setup.sh)"]
+        unknown = [m for m in contender.needs if (python, m) not in _peer_modules]
         if unknown:
             probe = (
                 "import importlib, sys\n"
@@ -324,7 +330,7 @@ def missing_modules(contender: Contender) -> list[str]:
                 "    print(m, int(ok))\n"
             )
             out = subprocess.run(
-                [str(PEERS_PYTHON), "-c", probe, *unknown],
+                [str(python), "-c", probe, *unknown],
                 capture_output=True,
                 text=True,
                 cwd=tempfile.gettempdir(),
@@ -333,8 +339,8 @@ def missing_modules(contender: Contender) -> list[str]:
             for line in out.split("\n"):
                 if line.strip():
                     name, ok = line.rsplit(" ", 1)
-                    _peer_modules[name] = ok == "1"
-        return [m for m in contender.needs if not _peer_modules.get(m, False)]
+                    _peer_modules[python, name] = ok == "1"
+        return [m for m in contender.needs if not _peer_modules.get((python, m), False)]
     if contender.command and shutil.which(contender.command[0]) is None:
         return [contender.command[0]]
     return []

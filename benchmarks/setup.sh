@@ -3,6 +3,12 @@
 #   benchmarks/.venv-peers : the contenders we compare against, in their own venv so the
 #                            original s3dlio (module name "s3dlio") never shadows ours, plus the
 #                            moto S3 server under gunicorn for the PUT suites.
+#   benchmarks/.venv-mosaic: mosaicml-streaming (the streaming suite's peer) in a venv of its
+#                            own: it imports torchvision, and PyPI's torchvision wheels only load
+#                            against PyPI's torch of the same release (against the peers' torch
+#                            2.13.0+cpu: "operator torchvision::nms does not exist"), so it gets
+#                            such a pair (CUDA builds, ~6 GB; they run on the CPU here). Its
+#                            failure is not fatal: that row then says "skipped".
 #   nginx, wrk, tinyproxy  : Debian packages (the GET endpoint, the wire-limit probe, the
 #                            forward proxy of the s3-proxy suite).
 set -euo pipefail
@@ -41,6 +47,20 @@ if [ ! -f "$STAMP" ]; then
     exit 1
   fi
   touch "$STAMP"
+fi
+
+MOSAIC=benchmarks/.venv-mosaic
+MOSAIC_STAMP="$MOSAIC/.installed-v1"
+MOSAIC_PEERS=("mosaicml-streaming==0.13.0" "torch==2.14.1" "torchvision==0.29.1")
+if [ ! -f "$MOSAIC_STAMP" ]; then
+  test -x "$MOSAIC/bin/python" || "$PYTHON" -m venv "$MOSAIC"
+  echo "benchmarks: installing mosaicml-streaming into $MOSAIC (log: $MOSAIC/pip.log)"
+  if "$MOSAIC/bin/python" -m pip install "${MOSAIC_PEERS[@]}" >"$MOSAIC/pip.log" 2>&1; then
+    touch "$MOSAIC_STAMP"
+  else
+    grep -v "is ignored" "$MOSAIC/pip.log" | tail -10 >&2
+    echo "benchmarks: mosaicml-streaming not installed (its benchmark rows will be skipped)" >&2
+  fi
 fi
 
 missing=()

@@ -7,9 +7,11 @@ of the same payloads. One round is one epoch in one process (no DataLoader worke
 peers' local shard caches fresh each round (ours has no cache on). The map-style
 ``TFRecordDataset`` (one range GET per record) is the request-count reference.
 
-mosaicml-streaming is not installed by ``setup.sh``: its package imports torchvision, and no
-torchvision wheel reachable here loads against torch 2.13.0+cpu ("operator torchvision::nms
-does not exist"); its row says "skipped" unless ``import streaming`` works in the peers' venv.
+mosaicml-streaming runs in a venv of its own, ``benchmarks/.venv-mosaic`` (``setup.sh``): its
+package imports torchvision, whose PyPI wheels load only against PyPI's torch of the same
+release, not against the peers' torch 2.13.0+cpu ("operator torchvision::nms does not exist");
+that venv has mosaicml-streaming 0.13.0 with torch 2.14.1 and torchvision 0.29.1. It writes its
+own MDS shards with its ``MDSWriter`` and reads them through its own S3 downloader (boto3).
 litdata is read through its boto3 path (see the contender).
 """
 
@@ -22,7 +24,7 @@ import numpy as np
 from .harness import Case, Context, Target, ours, peer
 from .servers import Nginx, nginx_binary, s3_env
 
-FILE = "streaming.py"
+FILE = "stream_datasets.py"  # not "streaming.py": that would shadow mosaic's package
 NEEDS = ("s3dlio.datasets.streaming", "s3dlio.io.backends.s3")
 SAMPLE = 4000
 SHARD = 32 << 20
@@ -115,6 +117,7 @@ def suite(ctx: Context) -> Iterator[Case]:
                 "mosaic_stream",
                 needs=("streaming",),
                 env=env,
+                venv="mosaic",
                 **common,
             ),
         ],
