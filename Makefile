@@ -45,7 +45,7 @@ $(DLIO_STAMP): pyproject.toml
 	$(DLIO_VENV)/bin/python -m pip install -q 'torch==2.13.0' 'tensorflow-cpu==2.21.0' \
 		'pydftracer==1.0.2' 'mpi4py>=3.1.4' mpich 'hydra-core>=1.3.2' 'omegaconf>=2.2.0' \
 		'h5py>=3.11.0' 'pandas>=1.5.1' 'psutil>=5.9.8' 'Pillow>=9.3.0' 'PyYAML>=6.0.0'
-	$(DLIO_VENV)/bin/python -m pip install -q -e '.[s3,hdf5]'
+	$(DLIO_VENV)/bin/python -m pip install -q -e '.[s3,azure,gcs,hdf5]'
 	touch $@
 
 dlio-venv: $(DLIO_STAMP)

@@ -40,6 +40,7 @@ from tests.integrations.dlio_workload import (
     start,
     workload,
 )
+from tests.servers.azurite import ACCOUNT as AZ_ACCOUNT
 
 pytestmark = [
     pytest.mark.skipif(not DLIO_PYTHON.is_file(), reason="no .venv-dlio (make dlio-venv)"),
@@ -124,6 +125,47 @@ def test_unet3d_generates_trains_two_epochs_and_checkpoints(
     puts = {r["file"] for r in ops if r["op"].startswith("PUT") and not r["error"]}
     for name in _train_names():
         assert any(f.endswith(name) for f in puts), f"{name} not written through s3dlio"
+
+
+@pytest.fixture(scope="module")
+def backends(
+    azurite: Any, fake_gcs: Any, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[Run, str]]:
+    """The workload (one epoch, a checkpoint) on az:// (Azurite), gs:// (fake-gcs-server) and
+    direct:// (O_DIRECT, in pytest's temporary directory), run side by side."""
+    base = tmp_path_factory.mktemp("dlio-backends")
+    tag = uuid.uuid4().hex[:8]
+    roots = {
+        "az": f"az://{AZ_ACCOUNT}/{azurite.container}/dlio-{tag}",
+        "gs": f"gs://{fake_gcs.bucket}/dlio-{tag}",
+        "direct": f"direct://{base}/direct",
+    }
+    started = {}
+    for name, root in roots.items():
+        out = base / f"out-{name}"
+        args = workload(f"{root}/unet3d", f"{root}/checkpoints", out, epochs=1, files=4)
+        started[name] = start(args, out)
+    return {name: (finish(proc), roots[name]) for name, proc in started.items()}
+
+
+@pytest.mark.parametrize("backend", ["az", "gs", "direct"])
+def test_unet3d_on_the_other_backends(backends: dict[str, tuple[Run, str]], backend: str) -> None:
+    run, root = backends[backend]
+    _succeeded(run)
+    assert run.summary()["epochs"] == 1
+    data = f"{root}/unet3d"
+    listed = sorted(s3dlio.list(f"{data}/train/"))
+    assert listed == sorted(f"{data}/{n}" for n in _train_names(4))
+    array = np.load(io.BytesIO(s3dlio.get(listed[0])))["x"]
+    assert array.shape == (SIDE, SIDE, 1) and array.dtype == np.uint8
+
+    import torch
+
+    from s3dlio.torch.dcp import load
+
+    state = {"a": torch.ones(65536, dtype=torch.int8)}
+    load(state, f"{root}/checkpoints/model-1-2-0.pt")  # 4 samples in batches of 2: step 2
+    assert not state["a"].any()  # DLIO saves zeros
 
 
 #: DLIO's PyTorch loader with DataLoader workers started by ``spawn`` (DLIO's default: fork).
