@@ -81,6 +81,11 @@ def _tune_malloc() -> None:
     At most ``malloc_keep`` bytes (and at most 2 GiB, the parameters' limit) of freed memory
     stay with the process. Values the user gave glibc (``MALLOC_TRIM_THRESHOLD_``,
     ``MALLOC_TOP_PAD_``, ``MALLOC_MMAP_THRESHOLD_``, ``GLIBC_TUNABLES``) win.
+
+    The top pad also makes each growth of the heap reserve that much address space beyond what
+    is allocated (not memory: ``VmData`` grows, the resident size does not; where a limit
+    refuses it, glibc grows the heap without it). With strict overcommit accounting
+    (``vm.overcommit_memory=2``), where reserved space counts as memory, it is not set.
     """
     global _malloc_tuned
     _malloc_tuned = True
@@ -88,13 +93,23 @@ def _tune_malloc() -> None:
     if not keep or _mallopt is None:
         return
     tunables = os.environ.get("GLIBC_TUNABLES", "")
-    for env, tunable, param in (
-        ("MALLOC_MMAP_THRESHOLD_", "mmap_threshold", _M_MMAP_THRESHOLD),
-        ("MALLOC_TRIM_THRESHOLD_", "trim_threshold", _M_TRIM_THRESHOLD),
-        ("MALLOC_TOP_PAD_", "top_pad", _M_TOP_PAD),
+    for env, tunable, param, value in (
+        ("MALLOC_MMAP_THRESHOLD_", "mmap_threshold", _M_MMAP_THRESHOLD, keep),
+        ("MALLOC_TRIM_THRESHOLD_", "trim_threshold", _M_TRIM_THRESHOLD, keep),
+        ("MALLOC_TOP_PAD_", "top_pad", _M_TOP_PAD, _top_pad(keep)),
     ):
-        if env not in os.environ and tunable not in tunables:
-            _mallopt(param, keep)
+        if value and env not in os.environ and tunable not in tunables:
+            _mallopt(param, value)
+
+
+def _top_pad(keep: int) -> int:
+    """``M_TOP_PAD`` for keeping ``keep`` bytes; 0 (glibc's default) under strict overcommit
+    accounting, where the address space it reserves would count as memory."""
+    try:
+        with open("/proc/sys/vm/overcommit_memory") as f:
+            return 0 if f.read().strip() == "2" else keep
+    except OSError:
+        return keep
 
 
 _resize: Any
