@@ -97,6 +97,14 @@ class TestAzCopy(abstract.AbstractCopyTests, AzFixtures):
     pass
 
 
+class TestAzGet(abstract.AbstractGetTests, AzFixtures):
+    pass
+
+
+class TestAzPut(abstract.AbstractPutTests, AzFixtures):
+    pass
+
+
 class TestAzOpen(abstract.AbstractOpenTests, AzFixtures):
     pass
 
@@ -106,6 +114,14 @@ class TestAzPipe(abstract.AbstractPipeTests, AzFixtures):
 
 
 class TestGsCopy(abstract.AbstractCopyTests, GsFixtures):
+    pass
+
+
+class TestGsGet(abstract.AbstractGetTests, GsFixtures):
+    pass
+
+
+class TestGsPut(abstract.AbstractPutTests, GsFixtures):
     pass
 
 
