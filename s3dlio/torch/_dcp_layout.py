@@ -37,6 +37,7 @@ __all__ = [
     "merge_spans",
     "needed_span",
     "parse_metadata",
+    "plan_objects",
     "split_items",
 ]
 
@@ -313,6 +314,24 @@ def size_of(item: WriteItem) -> int:
         torch.Size(item.tensor_data.size).numel()
         * torch._utils._element_size(item.tensor_data.properties.dtype)
     )
+
+
+def plan_objects(items: Sequence[WriteItem], bins: int, part_size: int) -> list[list[WriteItem]]:
+    """A rank's items over its shard objects.
+
+    Every tensor of at least ``part_size`` bytes is an object of its own (uploaded straight
+    from the tensor's memory, several at once); the smaller items are packed into at least
+    ``bins`` objects, and into enough objects of about ``part_size`` bytes each that no packed
+    object needs more than a part or two. Objects come largest first.
+    """
+    large = [i for i in items if i.type != WriteItemType.BYTE_IO and size_of(i) >= part_size]
+    small = [i for i in items if not (i.type != WriteItemType.BYTE_IO and size_of(i) >= part_size)]
+    objects = [[i] for i in sorted(large, key=size_of, reverse=True)]
+    if small or not objects:
+        packed = -(-sum(size_of(i) for i in small) // part_size)
+        count = max(1, min(len(small), max(bins, packed)))
+        objects += split_items(small, count)
+    return objects
 
 
 def split_items(items: Sequence[WriteItem], bins: int) -> list[list[WriteItem]]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import os
 import pickle
 import uuid
@@ -70,6 +71,7 @@ from ..io.store import HasStores, backend_for
 from ..io.uri import ObjectURI, parse_uri
 from ..io.writer import ObjectWriter, WriterOptions
 from ._dcp_layout import (
+    CRC_BLOCK,
     BinaryPrefixStrategy,
     DefaultPrefixStrategy,
     HexPrefixStrategy,
@@ -84,7 +86,7 @@ from ._dcp_layout import (
     merge_spans,
     needed_span,
     parse_metadata,
-    split_items,
+    plan_objects,
 )
 
 __all__ = [
@@ -143,6 +145,14 @@ def _dtype(name: str) -> torch.dtype:
     return dtype
 
 
+def _raw_writable(tensor: torch.Tensor) -> memoryview:
+    """The bytes of a contiguous CPU tensor, writable in place."""
+    if not tensor.numel():
+        return memoryview(bytearray())
+    raw: Any = tensor.reshape(-1).view(torch.uint8).numpy()
+    return memoryview(raw)
+
+
 def _raw(tensor: torch.Tensor) -> memoryview:
     flat = tensor.reshape(-1)
     if not flat.numel():
@@ -154,11 +164,16 @@ def _raw(tensor: torch.Tensor) -> memoryview:
 class StorageWriter(_DCPStorageWriter, BlockingAsyncStager):
     """DCP's ``StorageWriter`` over any URI (``dcp.save`` and ``dcp.async_save``).
 
-    Each rank writes its items into ``thread_count`` shard objects at once, each through a
-    streaming writer (multipart / staged blocks / temp file + rename: atomic, aborted on an
-    error). A tensor's bytes go from its own memory to the upload without a copy when it is a
-    contiguous CPU tensor; others are copied part by part, so memory stays bounded. The
-    coordinator writes ``.metadata`` last.
+    Each rank writes every tensor of at least ``part_size`` bytes as a shard object of its
+    own, and packs the smaller items into at least ``thread_count`` objects of about
+    ``part_size`` bytes; up to ``max_in_flight`` objects upload at once. A contiguous CPU
+    tensor of at most ``max_put_size`` bytes goes in one PUT straight from its memory; larger
+    objects stream through a writer (multipart / staged blocks / temp file + rename) whose
+    parts of contiguous CPU tensors are sent from the tensor's memory too, and whose other
+    bytes are copied part by part. So a save holds the ``state_dict`` plus at most
+    ``max_in_flight`` part buffers (and one CPU copy of a tensor that is not a contiguous CPU
+    tensor, per object in flight). Every object is atomic (a PUT, or an upload aborted on an
+    error); the coordinator writes ``.metadata`` last.
 
     Args:
         uri: The checkpoint "directory" (``s3://bucket/run/step-100``; a bare path is local).
@@ -170,9 +185,13 @@ class StorageWriter(_DCPStorageWriter, BlockingAsyncStager):
             :class:`PrefixStrategy`, or any object with ``generate_prefix(rank)``.
         prefixes: The prefixes of ``"round_robin"``.
         prefix_count: Distinct spread prefixes of ``"hex"``/``"binary"`` (default: world size).
-        thread_count: Shard objects each rank writes concurrently.
-        part_size: Upload part size (``"16MiB"`` accepted; default 16 MiB).
-        max_in_flight: Parts uploading at once per shard object (default 8).
+        thread_count: Objects the small items of a rank are packed into, at least (DCP's and
+            s3torchconnector's name; it does not limit concurrency, ``max_in_flight`` does).
+        part_size: Upload part size (``"16MiB"`` accepted; default 16 MiB); also the size
+            from which a tensor is an object of its own.
+        max_in_flight: Objects uploading at once per rank, and parts at once per streamed
+            object (default 8).
+        max_put_size: Largest tensor sent in one PUT (default 64 MiB); above, multipart.
         cache_staged_state_dict: ``dcp.async_save``: keep the CPU copy between saves.
 
     Raises:
@@ -190,6 +209,7 @@ class StorageWriter(_DCPStorageWriter, BlockingAsyncStager):
         thread_count: int = 2,
         part_size: int | str = 16 << 20,
         max_in_flight: int = 8,
+        max_put_size: int | str = 64 << 20,
         cache_staged_state_dict: bool = False,
     ) -> None:
         _DCPStorageWriter.__init__(self)
@@ -205,6 +225,8 @@ class StorageWriter(_DCPStorageWriter, BlockingAsyncStager):
         )
         self.thread_count = thread_count
         self.options = WriterOptions(part_size=part_size, max_in_flight=max_in_flight).validated()
+        self.max_in_flight = self.options.max_in_flight
+        self.max_put_size = parse_size(max_put_size)
         self.save_id = uuid.uuid4().hex
         self.rank: int | None = None
         self.use_collectives = True
@@ -238,20 +260,20 @@ class StorageWriter(_DCPStorageWriter, BlockingAsyncStager):
         ]
 
     def write_data(self, plan: SavePlan, planner: SavePlanner) -> Future[list[WriteResult]]:
-        """Write this rank's items into its shard objects, ``thread_count`` at once."""
+        """Write this rank's items into its shard objects, ``max_in_flight`` requests at once."""
         prefix = (
             plan.storage_data.prefix
             if isinstance(plan.storage_data, _Prefix)
             else (f"__{self.rank or 0}_")
         )
         tag = self.save_id[:12]
-        files = split_items(plan.items, self.thread_count)
+        files = plan_objects(plan.items, self.thread_count, parse_size(self.options.part_size))
         results: list[list[WriteResult]] = [[] for _ in files]
 
         def write_one(i: int) -> None:
             results[i] = self._write_file(f"{prefix}{i}_{tag}{SUFFIX}", files[i], planner)
 
-        run_claimed(len(files), write_one, len(files))
+        run_claimed(len(files), write_one, self.max_in_flight)
         fut: Future[list[WriteResult]] = Future()
         fut.set_result([r for rs in results for r in rs])
         return fut
@@ -271,9 +293,10 @@ class StorageWriter(_DCPStorageWriter, BlockingAsyncStager):
         ops.put(target, memoryview(pickle.dumps(metadata, protocol=5)), client=self.client)
         if previous:
             kept = {loc.relative_path for loc in metadata.storage_data.values()}
-            for rel in sorted(previous - kept):
-                try:
-                    ops.delete(_join(self.uri, rel), missing_ok=True, client=self.client)
+            stale = [_join(self.uri, rel) for rel in sorted(previous - kept)]
+            if stale:
+                try:  # failures are returned, not raised: leftovers are harmless garbage
+                    backend_for(target, self.client).delete_many(stale)
                 except S3DlioError:
                     pass  # garbage left behind is harmless: nothing refers to it
 
@@ -296,6 +319,19 @@ class StorageWriter(_DCPStorageWriter, BlockingAsyncStager):
         self, relative: str, items: list[WriteItem], planner: SavePlanner
     ) -> list[WriteResult]:
         uri = _join(self.uri, relative)
+        if len(items) == 1 and items[0].type != WriteItemType.BYTE_IO:
+            tensor = cast(torch.Tensor, planner.resolve_data(items[0])).detach()
+            if (
+                tensor.device.type == "cpu"
+                and tensor.is_contiguous()
+                and tensor.numel() * tensor.element_size() <= self.max_put_size
+            ):
+                # One tensor, one PUT straight from its memory: no staging copy, no multipart
+                # bookkeeping (the store assembles nothing), and atomic like every PUT.
+                view = _raw(tensor)
+                loc = self._location(relative, 0, view, tensor)
+                ops.put(uri, view, client=self.client)
+                return [WriteResult(items[0].index, loc.length, loc)]
         results: list[WriteResult] = []
         borrowed: list[Any] = []  # alive until the writer is finalized
         with ObjectWriter(uri, self.options, client=self.client) as writer:
@@ -316,14 +352,7 @@ class StorageWriter(_DCPStorageWriter, BlockingAsyncStager):
                     if not own:
                         tensor = tensor.to("cpu").contiguous()
                     view = _raw(tensor)
-                    loc = ItemLocation(
-                        relative,
-                        offset,
-                        len(view),
-                        block_crcs(view),
-                        dtype=str(tensor.dtype).removeprefix("torch."),
-                        shape=tuple(tensor.shape),
-                    )
+                    loc = self._location(relative, offset, view, tensor)
                     if own:
                         writer.write_borrowed(view)
                         borrowed.append(tensor)
@@ -332,6 +361,19 @@ class StorageWriter(_DCPStorageWriter, BlockingAsyncStager):
                 results.append(WriteResult(item.index, loc.length, loc))
         borrowed.clear()
         return results
+
+    @staticmethod
+    def _location(
+        relative: str, offset: int, view: memoryview, tensor: torch.Tensor
+    ) -> ItemLocation:
+        return ItemLocation(
+            relative,
+            offset,
+            len(view),
+            block_crcs(view),
+            dtype=str(tensor.dtype).removeprefix("torch."),
+            shape=tuple(tensor.shape),
+        )
 
 
 def _previous_files(metadata_uri: ObjectURI, client: HasStores | None) -> set[str]:
@@ -358,11 +400,20 @@ class StorageReader(_DCPStorageReader):
         max_in_flight: Range requests running at once per rank.
         range_size: Bytes per range request when a needed span of an object is large
             (``"8MiB"`` accepted; S3's recommended size, and s3torchconnector's part size).
+        atomic_limit: Loads of at most this many bytes per rank (default 256 MiB; ``None``:
+            any size) are all-or-nothing: everything is read and every CRC32C verified before
+            the first byte is copied into the state_dict, which costs the rank's bytes once
+            more in memory. Larger loads keep memory bounded: they read straight into the
+            state_dict's tensors (contiguous CPU tensors; a CRC32C checked per range as it
+            lands) and stage the rest ``max_in_flight * range_size`` bytes at a time.
 
     Errors (inside DCP's ``CheckpointException``, per rank): ``NotFoundError`` when the URI
     holds no checkpoint (no ``.metadata``) or a shard object is missing; ``IntegrityError``
     when ``.metadata`` is not a DCP checkpoint's, a shard is short, or a CRC32C differs.
-    Each names the URI, and nothing is loaded into the state_dict when one is raised.
+    Each names the URI. Nothing is loaded into the state_dict when one is raised, except
+    when a load larger than ``atomic_limit`` finds a CRC32C mismatch: missing and short
+    objects are still found before anything is loaded, but items read before the damaged
+    range may already be in place (the load still fails).
     """
 
     def __init__(
@@ -372,6 +423,7 @@ class StorageReader(_DCPStorageReader):
         client: HasStores | None = None,
         max_in_flight: int = 16,
         range_size: int | str = 8 << 20,
+        atomic_limit: int | str | None = 256 << 20,
     ) -> None:
         super().__init__()
         if not isinstance(max_in_flight, int) or max_in_flight < 1:
@@ -382,7 +434,10 @@ class StorageReader(_DCPStorageReader):
         self.client = client
         self.max_in_flight = max_in_flight
         size = parse_size(range_size)
+        size = -(-size // CRC_BLOCK) * CRC_BLOCK  # whole CRC blocks: each range checked alone
+        self._range_size = size
         self._ranges = RangeEngineConfig(threshold=size, chunk_size=size)
+        self.atomic_limit = None if atomic_limit is None else parse_size(atomic_limit)
         self.storage_data: dict[MetadataIndex, Any] = {}
         self.load_id = uuid.uuid4().hex
         #: The first s3dlio error this reader raised inside DCP (which wraps it), if any.
@@ -459,6 +514,121 @@ class StorageReader(_DCPStorageReader):
 
     def _read_data(self, plan: LoadPlan, planner: LoadPlanner) -> None:
         needs = [self._need(req) for req in plan.items]
+        total = sum(n.end - n.start for n in needs)
+        if self.atomic_limit is None or total <= self.atomic_limit:
+            self._read_staged(needs, planner)
+            return
+        self._check_objects(needs)  # missing or short objects: found before anything loads
+        direct: list[tuple[Need, torch.Tensor]] = []
+        staged: list[Need] = []
+        for need in needs:
+            target = self._direct_target(need, planner)
+            if target is None:
+                staged.append(need)
+            else:
+                direct.append((need, target))
+        self._read_direct(direct)
+        for req_target in direct:
+            planner.commit_tensor(req_target[0].req, req_target[1])
+        budget = self.max_in_flight * self._range_size
+        batch: list[Need] = []
+        held = 0
+        for need in staged:
+            if batch and held + need.end - need.start > budget:
+                self._read_staged(batch, planner)
+                batch, held = [], 0
+            batch.append(need)
+            held += need.end - need.start
+        if batch:
+            self._read_staged(batch, planner)
+
+    def _check_objects(self, needs: list[Need]) -> None:
+        """Every shard object ``needs`` reads exists and is long enough (``stat`` each)."""
+        ends: dict[str, int] = {}
+        for n in needs:
+            rel = n.loc.relative_path
+            ends[rel] = max(ends.get(rel, 0), n.loc.offset + n.end)
+        names = sorted(ends)
+
+        def check(i: int) -> None:
+            uri = _join(self.uri, names[i])
+            size = ops.stat(uri, self.client).size
+            if size < ends[names[i]]:
+                raise IntegrityError(
+                    f"shard object is {size} bytes, the checkpoint needs bytes up to "
+                    f"{ends[names[i]]}",
+                    uri=str(uri),
+                    op="DCP_LOAD",
+                )
+
+        run_claimed(len(names), check, min(self.max_in_flight, len(names)))
+
+    def _direct_target(self, need: Need, planner: LoadPlanner) -> torch.Tensor | None:
+        """The state_dict tensor ``need``'s bytes can be read into as they are, if any."""
+        req, loc = need.req, need.loc
+        if (
+            req.type == LoadItemType.BYTE_IO
+            or not isinstance(loc, ItemLocation)
+            or loc.shape is None
+            or loc.dtype is None
+        ):
+            return None
+        dtype = _dtype(loc.dtype)
+        lo, hi = needed_span(loc.shape, dtype.itemsize, req.storage_offsets, req.lengths)
+        count = math.prod(req.lengths)
+        if hi <= lo or (lo, hi) != (need.start, need.end) or hi - lo != count * dtype.itemsize:
+            return None  # a box that is not one run of stored bytes, or not block-aligned
+        target = planner.resolve_tensor(req).detach()
+        if (
+            target.device.type != "cpu"
+            or target.dtype != dtype
+            or not target.is_contiguous()
+            or tuple(target.size()) != tuple(req.lengths)
+        ):
+            return None
+        return target
+
+    def _read_direct(self, direct: list[tuple[Need, torch.Tensor]]) -> None:
+        """Read each need into its tensor, range by range, checking each range's CRC32Cs."""
+        chunk = self._range_size
+        pieces = [
+            (need, target, off)
+            for need, target in direct
+            for off in range(need.start, need.end, chunk)
+        ]
+        views = {id(target): _raw_writable(target) for _, target in direct}
+
+        def read_one(i: int) -> None:
+            need, target, off = pieces[i]
+            loc = cast(ItemLocation, need.loc)
+            uri = _join(self.uri, loc.relative_path)
+            length = min(chunk, need.end - off)
+            into = views[id(target)][off - need.start : off - need.start + length]
+            result = fetch(
+                backend_for(uri, self.client),
+                uri,
+                loc.offset + off,
+                length,
+                into=into,
+                config=self._ranges,
+                op="GET_RANGE",
+            )
+            if result.nbytes != length:
+                raise IntegrityError(
+                    f"shard object is {result.size} bytes, the checkpoint needs bytes up to "
+                    f"{loc.offset + off + length}",
+                    uri=str(uri),
+                    op="DCP_LOAD",
+                )
+            try:
+                loc.check(into, off, f"item {need.req.storage_index.fqn!r}")
+            except IntegrityError as exc:
+                raise exc.with_context(uri=str(uri), op="DCP_LOAD") from None
+
+        run_claimed(len(pieces), read_one, min(self.max_in_flight, len(pieces)))
+
+    def _read_staged(self, needs: list[Need], planner: LoadPlanner) -> None:
+        """Read ``needs`` into memory, verify them all, then copy them into place."""
         spans = merge_spans(needs)
 
         def read_one(i: int) -> None:

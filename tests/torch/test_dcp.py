@@ -169,8 +169,16 @@ def test_needed_span_reads_only_the_box() -> None:
 
 
 @SINGLE
-def test_a_slice_reads_only_its_bytes(s3_root: str, tmp_path: Path) -> None:
-    """A rank wanting rows 1024-1535 of a 16 MiB tensor fetches those 2 MiB (one CRC block)."""
+@pytest.mark.parametrize(
+    ("rows", "atomic_limit"),
+    [(512, 256 << 20), (512, 0), (1024, 0)],
+    ids=["staged-all-or-nothing", "staged-bounded", "in-place"],
+)
+def test_a_slice_reads_only_its_bytes(
+    s3_root: str, tmp_path: Path, rows: int, atomic_limit: int
+) -> None:
+    """A rank wanting rows 1024-1535 of a 16 MiB tensor fetches those 2 MiB (one CRC block);
+    rows 1024-2047 (one whole block) go straight into the destination when not all-or-nothing."""
     from torch.distributed.checkpoint import DefaultLoadPlanner
     from torch.distributed.checkpoint.metadata import MetadataIndex
     from torch.distributed.checkpoint.planner import LoadItemType, LoadPlan, ReadItem
@@ -178,10 +186,10 @@ def test_a_slice_reads_only_its_bytes(s3_root: str, tmp_path: Path) -> None:
     uri = s3_root + "slice"
     full = torch.arange(4096 * 1024, dtype=torch.int32).reshape(4096, 1024)
     dcp.save({"x": full}, storage_writer=sdcp.StorageWriter(uri), no_dist=True)
-    reader = sdcp.StorageReader(uri)
+    reader = sdcp.StorageReader(uri, atomic_limit=atomic_limit)
     meta = reader.read_metadata()
     reader.set_up_storage_reader(meta, True)
-    dest = {"x": torch.zeros(512, 1024, dtype=torch.int32)}
+    dest = {"x": torch.zeros(rows, 1024, dtype=torch.int32)}
     planner = DefaultLoadPlanner()
     planner.set_up_planner(dest, meta, True)
     item = ReadItem(
@@ -190,7 +198,7 @@ def test_a_slice_reads_only_its_bytes(s3_root: str, tmp_path: Path) -> None:
         dest_offsets=torch.Size([0, 0]),
         storage_index=MetadataIndex("x", torch.Size([0, 0])),
         storage_offsets=torch.Size([1024, 0]),
-        lengths=torch.Size([512, 1024]),
+        lengths=torch.Size([rows, 1024]),
     )
     s3dlio.init_op_log(str(tmp_path / "ops.tsv.zst"))
     try:
@@ -198,8 +206,98 @@ def test_a_slice_reads_only_its_bytes(s3_root: str, tmp_path: Path) -> None:
         stats = s3dlio.op_log_stats()
     finally:
         s3dlio.finalize_op_log()
-    assert torch.equal(dest["x"], full[1024:1536])
-    assert stats["bytes"] == 4 << 20  # the 4 MiB CRC block holding the 2 MiB asked for
+    assert torch.equal(dest["x"], full[1024 : 1024 + rows])
+    assert stats["bytes"] == 4 << 20  # the 4 MiB CRC block holding the rows asked for
+
+
+@SINGLE
+@pytest.mark.parametrize("backend", ["file", "s3"])
+def test_large_tensors_are_objects_of_their_own(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Tensors of at least part_size bytes: one object each (one PUT up to max_put_size,
+    streamed above); the rest packed into thread_count objects. Loads larger than
+    atomic_limit read into the tensors in place and give the same state."""
+    uri = request.getfixturevalue(f"{backend}_root") + "own"
+    sd = {
+        **sample(),
+        "put": torch.arange(3 << 18, dtype=torch.float32).reshape(768, 1024),  # 3 MiB
+        "streamed": torch.arange(6 << 20, dtype=torch.uint8).flip(0),  # 6 MiB
+    }
+    writer = sdcp.StorageWriter(uri, thread_count=1, part_size="2MiB", max_put_size="4MiB")
+    dcp.save(sd, storage_writer=writer, no_dist=True)
+    meta = sdcp.StorageReader(uri).read_metadata()
+    paths = {index.fqn: loc.relative_path for index, loc in meta.storage_data.items()}
+    shards = [k for k in keys(uri) if k.endswith(".distcp")]
+    # put, streamed and big (5 MiB) alone; every other item in the one packed object
+    assert len(shards) == 4 and len(set(paths.values())) == 4
+    assert len({paths["put"], paths["streamed"], paths["big"], paths["w"]}) == 4
+    for atomic_limit in (None, 0):
+        out = zeros_like(sd)
+        reader = sdcp.StorageReader(uri, atomic_limit=atomic_limit)
+        dcp.load(out, storage_reader=reader, no_dist=True)
+        assert_equal(out, sd)
+
+
+def test_plan_objects() -> None:
+    from torch.distributed.checkpoint.planner import WriteItem, WriteItemType
+
+    from s3dlio.torch._dcp_layout import plan_objects
+
+    def item(name: str, nbytes: int) -> WriteItem:
+        from torch.distributed.checkpoint.metadata import (
+            ChunkStorageMetadata,
+            MetadataIndex,
+            TensorProperties,
+        )
+        from torch.distributed.checkpoint.planner import TensorWriteData
+
+        return WriteItem(
+            MetadataIndex(name),
+            WriteItemType.TENSOR,
+            tensor_data=TensorWriteData(
+                ChunkStorageMetadata(torch.Size([0]), torch.Size([nbytes])),
+                TensorProperties(dtype=torch.uint8),
+                torch.Size([nbytes]),
+            ),
+        )
+
+    mib = 1 << 20
+    items = [item("a", 16 * mib), item("b", 40 * mib), item("c", mib), item("d", 3 * mib)]
+    objects = [[i.index.fqn for i in o] for o in plan_objects(items, 1, 16 * mib)]
+    assert objects == [["b"], ["a"], ["d", "c"]]
+    assert len(plan_objects(items, 2, 16 * mib)) == 4  # the small ones over two objects
+    small = [item(str(n), 3 * mib) for n in range(20)]  # 60 MiB: four packed objects
+    assert len(plan_objects(small, 1, 16 * mib)) == 4
+    assert plan_objects([], 2, 16 * mib) == [[]]
+
+
+@SINGLE
+def test_bounded_load_still_fails_typed(s3_root: str) -> None:
+    """Past atomic_limit: a missing object is found before anything loads; a flipped byte is
+    an IntegrityError."""
+    uri = s3_root + "bounded"
+    sd = {"x": torch.arange(1 << 20, dtype=torch.int32), "y": torch.arange(1 << 20)}
+    dcp.save(sd, storage_writer=sdcp.StorageWriter(uri, part_size="4MiB"), no_dist=True)
+    meta = sdcp.StorageReader(uri).read_metadata()
+    paths = {index.fqn: loc.relative_path for index, loc in meta.storage_data.items()}
+    assert paths["x"] != paths["y"]  # 4 MiB and 8 MiB: an object each
+
+    data = bytearray(s3dlio.get(f"{uri}/{paths['y']}"))
+    s3dlio.delete(f"{uri}/{paths['y']}")
+    out = {"x": torch.zeros(1 << 20, dtype=torch.int32), "y": torch.zeros(1 << 20).long()}
+    with pytest.raises(CheckpointException) as info:
+        dcp.load(out, storage_reader=sdcp.StorageReader(uri, atomic_limit=0), no_dist=True)
+    err = rank_failure(info.value)
+    assert isinstance(err, NotFoundError) and paths["y"] in str(err)
+    assert not out["x"].any() and not out["y"].any()
+
+    data[4 << 20] ^= 0x01
+    s3dlio.put_bytes(f"{uri}/{paths['y']}", data)
+    with pytest.raises(CheckpointException) as info:
+        dcp.load(out, storage_reader=sdcp.StorageReader(uri, atomic_limit=0), no_dist=True)
+    err = rank_failure(info.value)
+    assert isinstance(err, IntegrityError) and paths["y"] in str(err) and "CRC32C" in str(err)
 
 
 @SINGLE
