@@ -15,8 +15,9 @@ rest (lower-cased), consecutive files with the same key form one sample
 :func:`iter_samples` is the two in one pass per window, the path
 :class:`~s3dlio.datasets.streaming.StreamingDataset` takes: each member's header is read once
 (its fields with one ``struct`` unpack, its checksum summed in C by ``zlib.adler32``) and its
-data copied once into the ``bytes`` of its sample; about 2.5 µs of CPU per two-file sample,
-a third of parsing through ``tarfile`` (``docs/performance.md``, "Streaming shard datasets").
+data copied once into the ``bytes`` of its sample: about 5 µs of CPU per two-file sample on
+the benchmark machine, a ninth of the ``webdataset`` package's ``tarfile`` path
+(``benchmarks/tar_layers.py``; ``docs/performance.md``, "Streaming shard datasets").
 
 Writing: :func:`member_header` (ustar, with a pax header for long names or large sizes) and
 :func:`padding`; :class:`~s3dlio.formats.shards.ShardWriter` writes whole shards.
@@ -59,6 +60,7 @@ _IGNORED = frozenset(b"gK")  # global pax header, GNU long link name
 _GNU = frozenset(b"LKS")  # GNU entries, whose header has no ustar prefix field
 _ENDS = frozenset(b"\0 ")  # what ends a numeric field
 _ERRORS = "surrogateescape"
+_BATCH = 16  # members per batch: handed on while in the CPU cache, and no part's worth held
 #: name, size digits, what ends them, checksum digits, the two bytes after them, type flag
 _FIELDS = struct.Struct("100s24x11sB12x6sBBB")
 
@@ -229,7 +231,8 @@ def _scan(
     base: int = 0,
     expect: Callable[[int, int], None] | None = None,
 ) -> Iterator[list[tuple[str, bytes, int]]]:
-    """The regular files of a tar stream, as one list of ``(path, data, offset)`` per window.
+    """The regular files of a tar stream, as lists of ``(path, data, offset)`` (up to
+    ``_BATCH`` members each, and the members of a window never wait for its end).
 
     One pass over each window: a member whose header and data lie in the window is parsed
     where it is (its data copied out once, as ``bytes``); the header and checksum of the
@@ -317,6 +320,9 @@ def _scan(
                     long_name = pax = None
                     if kind or not name.endswith(b"/"):  # "name/" with flag NUL: a directory
                         out.append((path, bytes(view[end - size : end]), at))
+                        if len(out) >= _BATCH:  # handed on while their bytes are in the cache
+                            yield out
+                            out = []
                 elif kind in _PAX:
                     pax = _pax(view[end - size : end])
                 elif kind == 76:  # "L": the GNU long name of the next member
