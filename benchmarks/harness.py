@@ -173,6 +173,14 @@ class Case:
         note: One line under the table (what bounds it, how it was set up).
         round_timeout: Seconds a contender may take for one round before it is killed and
             reported as failed (a hang must not stall the run).
+        isolated: Run each round of each worker contender in a fresh process, alone: its
+            set-up, the round, then exit, before the next contender starts (cases whose
+            contenders each hold gigabytes; set-up stays untimed).
+        after_round: Called with the contender after each of its rounds (warm-up included),
+            untimed: e.g. delete what the round stored, so a server that keeps everything in
+            memory does not grow round after round.
+        epilogue: Called once the case is measured; its text is added to the note (e.g. a
+            server's memory after the rounds).
     """
 
     name: str
@@ -183,6 +191,9 @@ class Case:
     targets: list[Target] = field(default_factory=list)
     note: str = ""
     round_timeout: float = 180.0
+    isolated: bool = False
+    after_round: Callable[[Contender], None] | None = None
+    epilogue: Callable[[], str] | None = None
 
 
 @dataclass
@@ -385,6 +396,16 @@ class Row:
         return statistics.median(values) if values else None
 
 
+def _isolated_round(contender: Contender, case: Case) -> dict[str, Any]:
+    """Start a worker, set it up, run one round, and let it exit (``Case.isolated``)."""
+    worker = Worker(contender, case)
+    try:
+        worker.wait_ready()
+        return worker.round(case.round_timeout)
+    finally:
+        worker.close()
+
+
 def run_case(case: Case, rounds: int, log: Callable[[str], None]) -> list[Row]:
     """Measure every contender of ``case``: one warm-up round, then ``rounds`` interleaved."""
     rows = [Row(c) for c in case.contenders]
@@ -402,6 +423,9 @@ def run_case(case: Case, rounds: int, log: Callable[[str], None]) -> list[Row]:
                 continue
             if c.command is not None:
                 runners[i] = lambda c=c: _tool_round(c, case)
+                continue
+            if case.isolated:
+                runners[i] = lambda c=c: _isolated_round(c, case)
                 continue
             starting[i] = Worker(c, case)
             workers.append(starting[i])
@@ -425,6 +449,9 @@ def run_case(case: Case, rounds: int, log: Callable[[str], None]) -> list[Row]:
                     rows[i].status, rows[i].detail = f"failed: {exc}", exc.detail
                     log(f"    {rows[i].contender.name}: {rows[i].status}")
                     continue
+                finally:
+                    if case.after_round is not None:
+                        case.after_round(rows[i].contender)
                 if r >= 0:
                     rows[i].samples.append(sample)
             if r >= 0:
@@ -483,7 +510,7 @@ def case_summary(case: Case, rows: list[Row]) -> dict[str, Any]:
     return {
         "case": case.name,
         "unit": case.unit,
-        "note": case.note,
+        "note": " ".join(filter(None, [case.note, case.epilogue() if case.epilogue else ""])),
         "bytes_per_round": case.bytes,
         "objects_per_round": case.objects,
         "contenders": [
@@ -495,6 +522,8 @@ def case_summary(case: Case, rows: list[Row]) -> dict[str, Any]:
                 "median_rate_per_cpu_second": row.rate_per_cpu(case.unit),
                 "median_seconds": row.median("seconds"),
                 "median_cpu_seconds": row.median("cpu"),
+                "median_peak_rss": row.median("peak_rss"),
+                "median_rss_before": row.median("rss_before"),
                 "rounds": row.samples,
                 **({"detail": row.detail} if row.detail else {}),
             }
@@ -516,13 +545,24 @@ def case_markdown(summary: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     what, scale = UNITS[unit]
+    rss = any(c.get("median_peak_rss") for c in summary["contenders"])
+    if rss:  # peak RSS of the contender's process during a round, and RSS at its start
+        lines[2] = lines[2].replace("| status |", "| peak RSS MiB | RSS at start MiB | status |")
+        lines[3] = "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
     for c in summary["contenders"]:
         rates = [s[what] / s["seconds"] / scale for s in c["rounds"]]
         span = f"{_fmt(min(rates))}–{_fmt(max(rates))}" if rates else "-"
+        memory = ""
+        if rss:
+            peak, start = c.get("median_peak_rss"), c.get("median_rss_before")
+            memory = (
+                f"{_fmt(peak / 2**20, 4) if peak else '-'} | "
+                f"{_fmt(start / 2**20, 4) if start else '-'} | "
+            )
         lines.append(
             f"| {c['name']} | {c['role']} | {_fmt(c['median_rate'])} | {span} | "
             f"{_fmt(c['median_seconds'])} | {_fmt(c['median_cpu_seconds'])} | "
-            f"{_fmt(c['median_rate_per_cpu_second'])} | {c['status']} |"
+            f"{_fmt(c['median_rate_per_cpu_second'])} | {memory}{c['status']} |"
         )
     if summary["ratios"]:
         lines += ["", "| ours | ÷ reference | ratio |", "|---|---|---:|"]

@@ -14,7 +14,10 @@ Protocol, one JSON document per line:
 * stdout: ``{"ready": true}`` once set up (or ``{"error": "..."}`` and exit 1).
 * stdin ``run`` -> stdout ``{"seconds": wall, "cpu": seconds, "bytes": n, "objects": k, ...}``;
   ``cpu`` is this process's user+system time over the round, all threads, plus its child
-  processes' (DataLoader workers, persistent or not). stdin closed or ``quit`` -> exit 0.
+  processes' (DataLoader workers, persistent or not); ``rss_before`` and ``peak_rss`` are this
+  process's resident bytes when the round starts and at its highest during the round (the
+  kernel's high-water mark, reset before each round; absent where ``/proc`` cannot do that).
+  stdin closed or ``quit`` -> exit 0.
 
 A round that raises prints ``{"error": "..."}``; the harness reports that contender as failed.
 """
@@ -69,6 +72,28 @@ def _cpu() -> float:
     )
 
 
+def _status(field: str) -> int | None:
+    """A ``/proc/self/status`` size field (``VmRSS``, ``VmHWM``) in bytes."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (``VmHWM``) to its current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _load(path: str, function: str):
     directory = os.path.dirname(os.path.abspath(path))
     if directory not in sys.path:
@@ -98,6 +123,8 @@ def main() -> int:
         command = line.strip()
         if command in ("", "quit"):
             break
+        peak_known = _reset_peak_rss()
+        rss_before = _status("VmRSS")
         wall, cpu = time.perf_counter(), _cpu()
         try:
             result = dict(run())
@@ -106,6 +133,10 @@ def main() -> int:
             continue
         result["seconds"] = time.perf_counter() - wall
         result["cpu"] = _cpu() - cpu
+        peak = _status("VmHWM") if peak_known else None
+        if peak is not None and rss_before is not None:
+            result["rss_before"] = rss_before
+            result["peak_rss"] = peak
         _say(result)
     return 0
 

@@ -4,16 +4,25 @@ group): ours (``s3dlio.torch.dcp.StorageWriter`` / ``StorageReader``), s3torchco
 
 Params: ``uri`` (the checkpoint: ``s3://bucket/prefix`` or a local directory), ``tensors`` and
 ``tensor_bytes``; ``endpoint`` for s3torchconnector; ``thread_count`` for the writers.
-A save round writes the checkpoint again to the same URI (each library overwrites its own: no
-store grows round after round); a load round reads the checkpoint written at set-up into
-preallocated tensors and checks a few values.
+A save round writes the checkpoint to ``uri`` (the suite deletes it after each round, so the
+store never holds more than one); a load round reads the checkpoint at ``uri`` into
+preallocated tensors and checks a few values. The first load contender process writes that
+checkpoint at set-up; later processes of the same row (the suite runs each round in a fresh
+process) find it there. A load process keeps only the values it checks, not the whole source
+``state_dict``, so its memory is the destination ``state_dict`` plus what the reader needs.
+
+``raw_put`` and ``raw_multipart`` are bare upload loops (the machine's and the server's
+ceiling for the same bytes): single PUTs of ``tensor_bytes`` each, or one multipart upload of
+``part_bytes`` parts, ``in_flight`` requests at once, through s3dlio's own data path.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 from _common import result
 
@@ -44,11 +53,16 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", "Detected an existing checkpoint")
 
 
-def _checked(loaded: dict, state: dict) -> dict:
+def _samples(state: dict) -> dict:
+    """The values a load round checks: the first 1,024 of every fourth tensor."""
+    return {k: state[k][:1024].clone() for k in list(state)[:: max(1, len(state) // 4)]}
+
+
+def _checked(loaded: dict, samples: dict) -> dict:
     import torch
 
-    for k in list(state)[:: max(1, len(state) // 4)]:
-        if not torch.equal(loaded[k][:1024], state[k][:1024]):
+    for k, want in samples.items():
+        if not torch.equal(loaded[k][:1024], want):
             raise RuntimeError(f"{k} differs after load")
     return result(_size(loaded), len(loaded))
 
@@ -65,18 +79,39 @@ def _save(state: dict, make_writer) -> object:  # type: ignore[no-untyped-def]
     return run
 
 
-def _load(state: dict, make_writer, make_reader) -> object:  # type: ignore[no-untyped-def]
+def _load(state: dict, make_writer, make_reader, exists) -> object:  # type: ignore[no-untyped-def]
     import torch.distributed.checkpoint as dcp
 
     _quiet()
-    dcp.save(state, storage_writer=make_writer(), no_dist=True)
+    if not exists():
+        dcp.save(state, storage_writer=make_writer(), no_dist=True)
+    samples = _samples(state)
     target = _empty(state)
+    state.clear()
+    gc.collect()
 
     def run() -> dict:
         dcp.load(target, storage_reader=make_reader(), no_dist=True)
-        return _checked(target, state)
+        return _checked(target, samples)
 
     return run
+
+
+def _s3_exists(params: dict) -> bool:
+    """Whether the checkpoint at ``params["uri"]`` has its ``.metadata`` (boto3, both venvs)."""
+    import boto3
+
+    bucket, _, prefix = params["uri"][len("s3://") :].partition("/")
+    client = boto3.client("s3", region_name=REGION, endpoint_url=params.get("endpoint"))
+    answer = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/.metadata", MaxKeys=1)
+    return bool(answer.get("KeyCount"))
+
+
+def _exists(params: dict) -> bool:
+    uri = params["uri"]
+    if uri.startswith("s3://"):
+        return _s3_exists(params)
+    return os.path.exists(os.path.join(uri.removeprefix("file://"), ".metadata"))
 
 
 # -- ours -----------------------------------------------------------------------------------
@@ -99,6 +134,7 @@ def ours_load(params: dict) -> object:
         _state_dict(params),
         lambda: StorageWriter(params["uri"], thread_count=threads),
         lambda: StorageReader(params["uri"]),
+        lambda: _exists(params),
     )
 
 
@@ -138,7 +174,12 @@ def s3tc_save(params: dict) -> object:
 
 def s3tc_load(params: dict) -> object:
     """``dcp.load`` through s3torchconnector's ``S3StorageReader`` (its default DCP reader)."""
-    return _load(_state_dict(params), lambda: _s3tc_writer(params), lambda: _s3tc_reader(params))
+    return _load(
+        _state_dict(params),
+        lambda: _s3tc_writer(params),
+        lambda: _s3tc_reader(params),
+        lambda: _s3_exists(params),
+    )
 
 
 # -- DCP on local disk ----------------------------------------------------------------------
@@ -154,7 +195,7 @@ def fs_save(params: dict) -> object:
     """``dcp.save`` through DCP's ``FileSystemWriter`` (fsync off, as ours does not fsync)."""
     from torch.distributed.checkpoint import FileSystemWriter
 
-    path = _fresh(params["uri"])
+    path = params["uri"]  # an empty directory before each round (the suite sees to it)
     threads = params.get("thread_count", 1)
     return _save(
         _state_dict(params),
@@ -166,9 +207,66 @@ def fs_load(params: dict) -> object:
     """``dcp.load`` through DCP's ``FileSystemReader``."""
     from torch.distributed.checkpoint import FileSystemReader, FileSystemWriter
 
-    path = _fresh(params["uri"])
+    path = params["uri"]
     return _load(
         _state_dict(params),
-        lambda: FileSystemWriter(path, sync_files=False),
+        lambda: FileSystemWriter(_fresh(path), sync_files=False),  # at set-up, untimed
         lambda: FileSystemReader(path),
+        lambda: _exists(params),
     )
+
+
+# -- bare upload loops (limits) -------------------------------------------------------------
+
+
+def _raw(params: dict, send) -> object:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    total = params["tensors"] * params["tensor_bytes"]
+    data = memoryview(np.random.default_rng(0).integers(0, 255, total, dtype=np.uint8))
+
+    def run() -> dict:
+        send(data)
+        return result(total, params["tensors"])
+
+    return run
+
+
+def raw_put(params: dict) -> object:
+    """``tensors`` single PUTs of ``tensor_bytes`` each, ``in_flight`` at once."""
+    import s3dlio
+
+    size, uri = params["tensor_bytes"], params["uri"]
+
+    def send(data: memoryview) -> None:
+        def put(i: int) -> None:
+            s3dlio.put_bytes(f"{uri}/{i}", data[i * size : (i + 1) * size])
+
+        with ThreadPoolExecutor(params["in_flight"]) as pool:
+            list(pool.map(put, range(len(data) // size)))
+
+    return _raw(params, send)
+
+
+def raw_multipart(params: dict) -> object:
+    """One multipart upload of ``part_bytes`` parts, ``in_flight`` at once, then complete."""
+    from s3dlio.io.store import backend_for
+    from s3dlio.io.uri import parse_uri
+
+    target = parse_uri(params["uri"] + "/object")
+    backend = backend_for(target)
+    part = params["part_bytes"]
+
+    def send(data: memoryview) -> None:
+        upload = backend.begin_upload(target)
+        offsets = range(0, len(data), part)
+        with ThreadPoolExecutor(params["in_flight"]) as pool:
+            list(
+                pool.map(
+                    lambda n: upload.write_part(n, offsets[n], data[offsets[n] :][:part], False),
+                    range(len(offsets)),
+                )
+            )
+        upload.commit()
+
+    return _raw(params, send)
