@@ -12,9 +12,11 @@ import shutil
 from collections.abc import Iterator
 
 from .data import KiB, MiB, write_files
-from .harness import Case, Context, Target, ours, peer, tool
+from .harness import Case, Context, Target, limit, ours, peer, tool
 
 FILE = "local.py"
+#: The bare loop returning get_many's result objects (a kept buffer per file).
+BARE = "bare loop, a new buffer per file"
 
 
 def suite(ctx: Context) -> Iterator[Case]:
@@ -31,6 +33,7 @@ def suite(ctx: Context) -> Iterator[Case]:
             ours("ours get_many", FILE, "s3dlio_get_many", dir=d, scheme="file"),
             ours("ours get_into (reused buffer)", FILE, "ours_get_into", dir=d, scheme="file"),
             tool("cat", ["cat", *map(str, paths)]),
+            limit(BARE, FILE, "bare_read_each", dir=d),
             peer("python readinto", FILE, "python_readinto", dir=d),
             peer(
                 "original get_many",
@@ -47,10 +50,11 @@ def suite(ctx: Context) -> Iterator[Case]:
             Target("ours get_many", "cat", 0.7),
             Target("ours get_into (reused buffer)", "cat", 0.7),
         ],
-        note="`cat FILES > /dev/null` reads into one reused, page-aligned 128 KiB buffer. "
-        "get_many returns a fresh buffer per object (first-touch page faults), and a buffer "
-        "whose data starts 16 bytes into a page (glibc's large allocations, Python's "
-        "bytearray) makes the kernel's copy ~4x slower on this CPU (docs/performance.md).",
+        note="`cat FILES > /dev/null` reads into one reused, page-aligned 128 KiB buffer that "
+        "stays in cache; get_many returns a buffer per object, 2 GiB written to memory (glibc "
+        "keeps the freed batch for the next: S3DLIO_MALLOC_KEEP_MB). The bare loop is the "
+        "fastest Python loop returning the same objects (docs/performance.md, `file://` "
+        "batches).",
     )
     # direct:// reads come from the disk: half the files (hard links) keep the run short.
     direct = ctx.workdir / "direct"
@@ -102,6 +106,7 @@ def suite(ctx: Context) -> Iterator[Case]:
                 needs=("s3dlio:create_async_loader",),
             ),
             tool("cat", ["cat", *map(str, paths)]),
+            limit(BARE, FILE, "bare_read_each", dir=d),
             peer("python readinto", FILE, "python_readinto", dir=d),
             *(
                 [
