@@ -9,10 +9,10 @@ backend (``s3://``, ``az://``, ``gs://``, ``file://``, ``direct://``)::
     dcp.save(state_dict, storage_writer=StorageWriter("s3://bucket/run/step-100"))
     dcp.load(state_dict, storage_reader=StorageReader("s3://bucket/run/step-100"))
 
-Layout under the checkpoint URI: one or more shard objects per rank,
-``<prefix><n>_<tag>.distcp`` (``prefix`` from the prefix strategy, ``__<rank>_`` by
-default; ``tag`` is unique per save), holding each tensor's raw bytes (row-major, 64-byte
-aligned) and each non-tensor item's bytes; and ``.metadata``, DCP's pickled
+Layout under the checkpoint URI: shard objects ``<prefix><n>_<tag>.distcp`` (``prefix``
+from the prefix strategy, ``__<rank>_`` by default; ``tag`` is unique per save), one per
+tensor of at least the part size and a few packing the smaller items, holding each tensor's
+raw bytes (row-major, 64-byte aligned) and each non-tensor item's bytes; and ``.metadata``, DCP's pickled
 :class:`~torch.distributed.checkpoint.metadata.Metadata` whose ``storage_data`` maps every
 item to an :class:`~s3dlio.torch._dcp_layout.ItemLocation` (object, offset, length, dtype,
 shape and a CRC32C per 4 MiB). ``.metadata`` is written last, in one atomic PUT, after every
@@ -20,9 +20,10 @@ rank's shards are committed: a checkpoint is loadable only once complete, and sa
 the same URI keeps the previous one loadable until the new ``.metadata`` replaces it.
 
 Loads read only the byte ranges each rank needs (resharding reads sub-ranges of the stored
-chunks), many at once, verify their CRC32Cs, and only then copy into the caller's tensors:
-a missing object, a short object or a CRC mismatch fails the load before anything is
-loaded. Checkpoints written by DCP's ``FileSystemWriter`` and by s3torchconnector's
+chunks), many at once, and verify their CRC32Cs. Up to ``atomic_limit`` bytes per rank they
+are all verified before anything is copied into the caller's tensors (a missing object, a
+short object or a CRC mismatch fails the load before anything is loaded); larger loads read
+straight into the tensors, so memory stays bounded (see :class:`StorageReader`). Checkpoints written by DCP's ``FileSystemWriter`` and by s3torchconnector's
 ``S3StorageWriter`` (``torch.save`` per item) load too, without CRCs (they record none).
 """
 
@@ -787,14 +788,18 @@ def load(
     process_group: Any = None,
     planner: LoadPlanner | None = None,
     max_in_flight: int = 16,
+    atomic_limit: int | str | None = 256 << 20,
 ) -> None:
-    """``dcp.load(state_dict)`` in place from ``uri`` through a :class:`StorageReader`.
+    """``dcp.load(state_dict)`` in place from ``uri`` through a :class:`StorageReader`
+    (``max_in_flight`` and ``atomic_limit`` are its options).
 
     Raises:
         NotFoundError: no checkpoint at ``uri``, or a shard object is missing.
         IntegrityError: not a DCP checkpoint, a short shard, or a CRC32C mismatch.
     """
-    reader = StorageReader(uri, client=client, max_in_flight=max_in_flight)
+    reader = StorageReader(
+        uri, client=client, max_in_flight=max_in_flight, atomic_limit=atomic_limit
+    )
     reader._prefetched = reader.read_metadata()  # a missing checkpoint: raised here, typed
     _unwrapped(
         lambda no_dist: dcp.load(
