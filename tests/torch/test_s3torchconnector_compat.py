@@ -209,8 +209,12 @@ def test_dcp_round_robin_and_config(s3_root: str) -> None:
     assert torch.equal(out["x"], sd["x"]) and torch.equal(out["y"], sd["y"])
 
 
-def test_bad_config_is_refused() -> None:
-    with pytest.raises(InvalidArgumentError, match="part_size"):
-        S3ClientConfig(part_size=1024)
+def test_bad_config_is_refused_on_first_use(s3_root: str) -> None:
+    # as s3torchconnector: the config and the client build; the first request refuses
+    client = S3Client(REGION, s3client_config=S3ClientConfig(part_size=1024))
+    with pytest.raises(InvalidArgumentError, match="part size"):
+        client.put_object("s3dlio-test", "x")
     with pytest.raises(InvalidArgumentError, match="unsigned"):
-        S3ClientConfig(unsigned=True)
+        S3Client(REGION, s3client_config=S3ClientConfig(unsigned=True)).head_object("b", "k")
+    with pytest.raises(InvalidArgumentError, match="requester_pays"):
+        S3ClientConfig(unsigned=True, requester_pays=True)

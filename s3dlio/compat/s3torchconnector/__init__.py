@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._datasets import S3Checkpoint, S3IterableDataset, S3MapDataset
 from ._io import (
+    DCPOptimizedConstructor,
     ListObjectResult,
     ObjectInfo,
     RangedS3Reader,
@@ -25,6 +26,7 @@ from ._io import (
 )
 
 __all__ = [
+    "DCPOptimizedConstructor",
     "ListObjectResult",
     "ObjectInfo",
     "RangedS3Reader",

@@ -1,10 +1,12 @@
 """s3torchconnector's datasets and ``S3Checkpoint`` over s3dlio's datasets and writers.
 
-The object list is an :class:`~s3dlio.datasets.dataset.ObjectDataset` (a raw key prefix, as S3
-lists it, or exact objects). The iterable dataset with the default (sequential) reader streams
-whole objects through s3dlio's async loader (many GETs in flight, in key order) and hands each
-one over as a :class:`SequentialS3Reader`; with ``S3ReaderConstructor.range_based()`` items are
-lazy :class:`RangedS3Reader` s. The map-style dataset builds a reader per ``ds[i]``.
+The objects are a raw key prefix, as S3 lists it (``s3://b/img`` also matches ``img-2/x``),
+or exact objects; an empty selection is an empty dataset. The map-style dataset lists once
+and builds a reader per ``ds[i]``; the iterable one lists again on every pass (objects added
+meanwhile appear), as s3torchconnector's. With the default (sequential) reader the iterable
+dataset streams whole objects through s3dlio's async loader (many GETs in flight, in key
+order) and hands each one over as a :class:`SequentialS3Reader`; with
+``S3ReaderConstructor.range_based()`` items are lazy :class:`RangedS3Reader` s.
 """
 
 from __future__ import annotations
@@ -20,16 +22,17 @@ from ...datasets.dataset import ObjectDataset
 from ...datasets.options import LoaderOptions
 from ...datasets.torch import S3IterableDataset as _LoaderDataset
 from ...errors import InvalidArgumentError
+from ...io.listing import select
 from ...io.store import HasStores
 from ...io.uri import parse_uri
 from ...io.writer import ObjectWriter, WriterOptions
 from ._io import (
+    LazyClient,
     S3ClientConfig,
     S3Reader,
     S3ReaderConstructor,
     S3Writer,
     SequentialS3Reader,
-    client_for,
 )
 
 __all__ = ["S3Checkpoint", "S3IterableDataset", "S3MapDataset"]
@@ -40,19 +43,25 @@ def identity(obj: Any) -> Any:
     return obj
 
 
-def _list(source: tuple[str, Any], client: HasStores | None) -> ObjectDataset:
-    """``("prefix", uri)``: keys starting with ``uri``'s key (S3 prefix semantics, any scheme);
-    ``("objects", uris)``: exactly those."""
+#: One dataset object: its URI and its size (``None``: not listed, ``from_objects``).
+Entry = tuple[str, int | None]
+
+
+def _list(source: tuple[str, Any], client: HasStores | None) -> list[Entry]:
+    """``("prefix", uri)``: the objects whose key starts with ``uri``'s (S3 prefix semantics,
+    any scheme), in key order; ``("objects", uris)``: exactly those. Either may be empty."""
     kind, what = source
     if kind == "objects":
-        return ObjectDataset.from_uris(
-            [what] if isinstance(what, str) else list(what), client=client
-        )
+        return [(str(parse_uri(u, allow_bare=True)), None) for u in what]
     parsed = parse_uri(what, allow_bare=True)
     cut = parsed.key.rfind("/") + 1
     directory, tail = parsed.with_key(parsed.key[:cut]), parsed.key[cut:]
     pattern = f"^{re.escape(tail)}" if tail else None
-    return ObjectDataset(directory, recursive=True, pattern=pattern, client=client)
+    return [
+        (str(meta.uri), meta.size)
+        for meta in select(directory, recursive=True, pattern=pattern, client=client)
+        if not meta.is_prefix
+    ]
 
 
 class _Base:
@@ -68,9 +77,9 @@ class _Base:
         self._region = region
         self._endpoint = endpoint
         self._transform = transform
-        self._client = client_for(region, endpoint, s3client_config)
+        self._s3client_config = s3client_config
+        self._lazy = LazyClient(region, endpoint, s3client_config)
         self._source = source
-        self._dataset: ObjectDataset | None = None
         self._reader_constructor = reader_constructor or S3ReaderConstructor.default()
 
     @property
@@ -82,11 +91,12 @@ class _Base:
         return self._endpoint
 
     @property
-    def dataset(self) -> ObjectDataset:
-        """The objects (listed on first use)."""
-        if self._dataset is None:
-            self._dataset = _list(self._source, self._client)
-        return self._dataset
+    def _client(self) -> HasStores | None:
+        return self._lazy.get()
+
+    def _reader(self, entry: Entry) -> Any:
+        uri, size = entry
+        return self._transform(self._reader_constructor(uri, self._client, size=size))
 
     @classmethod
     def from_prefix(
@@ -126,7 +136,7 @@ class _Base:
         """Exactly these objects, in this order."""
         return cls._make(
             region,
-            ("objects", object_uris if isinstance(object_uris, str) else list(object_uris)),
+            ("objects", [object_uris] if isinstance(object_uris, str) else list(object_uris)),
             endpoint,
             transform,
             s3client_config,
@@ -152,8 +162,9 @@ class S3IterableDataset(_Base, torch.utils.data.IterableDataset):
     """Iterates over readers of the objects (or what ``transform`` makes of them).
 
     Create with :meth:`from_prefix` or :meth:`from_objects`. With ``enable_sharding=True``
-    each object goes to one rank and one ``DataLoader`` worker; otherwise every worker of
-    every rank sees every object (s3torchconnector's default).
+    each object goes to one rank and one ``DataLoader`` worker (objects dealt over ranks,
+    then each rank's over its workers); otherwise every worker of every rank sees every
+    object (s3torchconnector's default).
     """
 
     def __init__(
@@ -184,38 +195,63 @@ class S3IterableDataset(_Base, torch.utils.data.IterableDataset):
     ) -> Any:
         return cls(region, source, endpoint, transform, config, enable_sharding, reader_constructor)
 
-    def __iter__(self) -> Iterator[Any]:
-        ds = self.dataset
-        if S3ReaderConstructor.get_reader_type_string(self._reader_constructor) == "sequential":
-            loader = _LoaderDataset(
-                ds.uri,
-                dataset=ds,
-                enable_sharding=self._enable_sharding,
-                loader_opts=LoaderOptions(prefetch=8),
-            ).loader()
-            passage = loader.items()
-            try:
-                for item in passage:
-                    yield self._transform(
-                        SequentialS3Reader(item.uri, self._client, data=item.data)
-                    )
-            finally:
-                passage.close()
-            return
+    def _mine(self, entries: list[Entry]) -> list[Entry]:
+        """The entries of this rank and worker (all of them without sharding)."""
+        if not self._enable_sharding:
+            return entries
         rank, world, worker, workers = 0, 1, 0, 1
-        if self._enable_sharding:
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-            info = torch.utils.data.get_worker_info()
-            if info is not None:
-                worker, workers = info.id, info.num_workers
-        for n, i in enumerate(range(rank, len(ds), world)):
-            if n % workers == worker:
-                yield self._transform(self._reader_constructor(ds.uri_of(i), self._client))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            worker, workers = info.id, info.num_workers
+        return entries[rank::world][worker::workers]
+
+    def __iter__(self) -> Iterator[Any]:
+        entries = self._mine(_list(self._source, self._client))
+        if not entries:
+            return
+        kind = S3ReaderConstructor.get_reader_type_string(self._reader_constructor)
+        if kind != "sequential":
+            for entry in entries:
+                yield self._reader(entry)
+            return
+        client = self._client
+        ds = ObjectDataset.from_uris([uri for uri, _ in entries], client=client)
+        loader = _LoaderDataset(
+            ds.uri, dataset=ds, enable_sharding=False, loader_opts=LoaderOptions(prefetch=8)
+        ).loader()
+        passage = loader.items()
+        try:
+            for item in passage:
+                yield self._transform(SequentialS3Reader(item.uri, client, data=item.data))
+        finally:
+            passage.close()
 
 
 class S3MapDataset(_Base, torch.utils.data.Dataset):
     """``ds[i]``: a reader of the ``i``-th object in key order (or what ``transform`` makes)."""
+
+    def __init__(
+        self,
+        region: str | None,
+        source: tuple[str, Any],
+        endpoint: str | None = None,
+        transform: Callable[[S3Reader], Any] = identity,
+        s3client_config: S3ClientConfig | None = None,
+        reader_constructor: Any = None,
+    ) -> None:
+        _Base.__init__(
+            self, region, source, endpoint, transform, s3client_config, reader_constructor
+        )
+        self._entries: list[Entry] | None = None
+
+    @property
+    def _objects(self) -> list[Entry]:
+        """The objects (listed on first use, then kept)."""
+        if self._entries is None:
+            self._entries = _list(self._source, self._client)
+        return self._entries
 
     @classmethod
     def _make(
@@ -245,13 +281,10 @@ class S3MapDataset(_Base, torch.utils.data.Dataset):
         return super().from_objects(object_uris, **kwargs)
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self._objects)
 
     def __getitem__(self, i: int) -> Any:
-        ds = self.dataset
-        if not -len(ds) <= i < len(ds):
-            raise IndexError(i)
-        return self._transform(self._reader_constructor(ds.uri_of(i % len(ds)), self._client))
+        return self._reader(self._objects[i])
 
 
 class S3Checkpoint:
@@ -272,7 +305,11 @@ class S3Checkpoint:
         self.region = region
         self.endpoint = endpoint
         self._config = s3client_config or S3ClientConfig()
-        self._client = client_for(region, endpoint, s3client_config)
+        self._lazy = LazyClient(region, endpoint, s3client_config)
+
+    @property
+    def _client(self) -> HasStores | None:
+        return self._lazy.get()
 
     def reader(self, s3_uri: str) -> S3Reader:
         """A reader of the whole object (fetched on first read)."""
