@@ -139,11 +139,16 @@ class BytesView(bytearray):
         pages, sendfile'd socket data) 16 bytes ahead modulo 4 KiB stalls on 4K aliasing: a
         64 MiB read cost up to 2.5x more there (``docs/performance.md``, "S3 data path").
 
-        From :data:`HUGE_ABOVE` bytes up (on Linux, unless ``S3DLIO_HUGE_PAGES=0``) the buffer
-        starts on a :data:`HUGE_PAGE` boundary and its whole huge pages are advised
-        ``MADV_HUGEPAGE``: filling new memory for a 64 MiB buffer then takes 32 page faults
-        instead of 16,384 (3-4x less CPU for the read). Only the pages a read touches are
-        resident; the tail below one huge page keeps 4 KiB pages.
+        From :data:`HUGE_ABOVE` bytes up (on Linux, unless ``S3DLIO_HUGE_PAGES=0``) the whole
+        huge pages (:data:`HUGE_PAGE`) inside the buffer are advised ``MADV_HUGEPAGE``: filling
+        new memory for a 64 MiB buffer then takes ~31 huge page faults and at most 1,024 small
+        ones (the pieces before the first and after the last 2 MiB boundary) instead of 16,384
+        (3-4x less CPU for the read). Only the pages a read touches are resident. The buffer is
+        not over-allocated to start on a huge page: 2 MiB more per buffer made a batch of
+        64 x 32 MiB overflow the 2 GiB glibc keeps, and the excess was given back and faulted in
+        again every batch (~500 faults, up to 1.4x the CPU time of a batch), while buffers that
+        stay resident copy at the same rate either way (``docs/performance.md``, ``file://``
+        batches).
 
         The first call in a process tunes glibc's ``malloc`` to keep freed memory for the next
         buffers (``S3DLIO_MALLOC_KEEP_MB``, see :func:`_tune_malloc`), which avoids the page
@@ -152,8 +157,12 @@ class BytesView(bytearray):
         if not _malloc_tuned:
             _tune_malloc()
         if size >= HUGE_ABOVE and _madvise is not None and settings().huge_pages:
-            view = cls.allocate_aligned(size, HUGE_PAGE)
-            _madvise(buffer_address(view), size - size % HUGE_PAGE, _MADV_HUGEPAGE)
+            view = cls.allocate_aligned(size)
+            start = buffer_address(view)
+            first = -(-start // HUGE_PAGE) * HUGE_PAGE
+            end = (start + size) // HUGE_PAGE * HUGE_PAGE
+            if end > first:
+                _madvise(first, end - first, _MADV_HUGEPAGE)
             return view
         if size >= ALIGN_ABOVE:
             return cls.allocate_aligned(size)
