@@ -30,12 +30,6 @@ from tests.servers.gcs import FakeGCS
 from tests.servers.moto import MotoS3
 from tests.servers.proxy import FaultProxy
 
-# These tests allocate a lot and so trigger garbage collection of sockets that earlier test
-# modules' SDK sessions (Azure/Google requests sessions) left to the collector; pytest then
-# reports them here. Seen with a server port of another module; this module's clients close
-# theirs (close() is tested).
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
 SECOND_ACCOUNT = "s3dliotwo"
 SECOND_KEY = base64.b64encode(b"the second account's key, 32 by").decode()
 

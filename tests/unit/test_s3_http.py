@@ -4,9 +4,12 @@ bodies, bodies ended by close, interim answers, early closes, stalls)."""
 
 from __future__ import annotations
 
+import gc
 import select
 import socket
 import threading
+import time
+import warnings
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -374,3 +377,48 @@ def test_abandoned_exchange_closes_what_is_in_flight(scripted: type[ScriptedServ
     run.close()
     assert pool.opened == 3 and pool.idle == 1  # the stalled two were closed, not pooled
     assert all(isinstance(ex.error, ConnectionAbortedError) for ex in slow)
+
+
+def test_abandoned_exchange_closes_finished_answers_not_handed_out(
+    scripted: type[ScriptedServer],
+) -> None:
+    """Answers that finished in the same round as the one handed out, with their bodies left
+    for the caller, are closed when the caller stops there (as a failed ranged read does)."""
+    server = scripted(lambda head: b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found")
+    pool = _pool(server)
+    exchanges = _exchanges(pool, ["/a", "/b", "/c"])
+
+    def requests() -> Iterator[Exchange]:
+        yield from exchanges
+        deadline = time.monotonic() + 10
+        while len(server.requests) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # all three answers are waiting on their sockets: one round reads them
+
+    run = exchange(requests(), 4, _into_new_buffer)
+    first = next(run)
+    assert first.response is not None and first.response.status == 404
+    run.close()
+    rest = [ex for ex in exchanges if ex is not first]
+    assert all(ex.error is None and ex.response is not None for ex in rest)  # they had finished
+    assert all(ex.response.complete for ex in rest)  # type: ignore[union-attr]
+    assert _body(first.response) == b"not found"  # the one handed out is the caller's to read
+    assert pool.opened == 3 and pool.idle == 1
+
+
+def test_a_pool_dropped_without_close_closes_its_connections(
+    scripted: type[ScriptedServer],
+) -> None:
+    """A pool nobody closed (a dropped Client, an fsspec filesystem evicted from its cache)
+    closes its idle sockets as it goes, instead of leaving each to the garbage collector."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    server = scripted(lambda head: ok)
+    endpoint = Endpoint.from_url(f"http://127.0.0.1:{server.port}")
+    pool = ConnectionPool(endpoint, maxsize=4, connect_timeout=5, read_timeout=5)
+    list(exchange(_exchanges(pool, ["/a", "/b", "/c"]), 3, _into_new_buffer))
+    assert pool.idle == 3
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        del pool
+        gc.collect()
+    assert [w for w in seen if issubclass(w.category, ResourceWarning)] == []

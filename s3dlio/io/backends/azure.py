@@ -28,6 +28,7 @@ import functools
 import os
 import secrets
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -176,6 +177,11 @@ def _strip_query(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
+def _close_sessions(sessions: list[Session]) -> None:
+    for session in sessions:
+        session.close()
+
+
 class _Clients:
     """One client's service clients (each with its own HTTP session), one per account, for
     this process."""
@@ -192,6 +198,8 @@ class _Clients:
         }
         self.services: dict[str, BlobServiceClient] = {}
         self.sessions: list[Session] = []
+        # Sessions of a client dropped without close() are closed when it is collected.
+        weakref.finalize(self, _close_sessions, self.sessions)
         self.containers: dict[tuple[str, str], ContainerClient] = {}
         self.lock = threading.Lock()
         # Building a BlobClient costs ~0.2 ms; a GET split into ranges asks for one many times.
@@ -228,8 +236,7 @@ class _Clients:
 
     def close(self) -> None:
         """Close every pooled connection."""
-        for session in self.sessions:
-            session.close()
+        _close_sessions(self.sessions)
 
     def _build(self, account: str, session: Session) -> BlobServiceClient:
         opts = {**self.options, "transport": self._transport(session)}

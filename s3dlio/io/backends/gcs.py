@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any, NoReturn
@@ -149,6 +150,8 @@ class _Session:
         self.project = client.project
         self.base = client._connection.API_BASE_URL.rstrip("/")
         self.http: requests.Session = tune_session(client._http, self.base, cfg.connections)
+        # A session dropped without close() closes its pooled sockets when it is collected.
+        weakref.finalize(self, self.http.close)
         self.timeout = (cfg.connect_timeout, cfg.operation_timeout)
         if config.ca_bundle:
             self.http.verify = config.ca_bundle

@@ -14,6 +14,7 @@ import os
 import re
 import ssl
 import threading
+import weakref
 
 from ..client_config import ClientConfig, Network
 from ..http import (
@@ -82,6 +83,9 @@ class Service:
         self._pools: dict[str, ConnectionPool] = {}
         self._routes: dict[str, tuple[ConnectionPool, str]] = {}
         self._lock = threading.Lock()
+        # A service dropped without close() closes boto3's sockets when it is collected (the
+        # data-path pools close their own).
+        weakref.finalize(self, self.client.close)
 
     def pool_for(self, bucket: str) -> tuple[ConnectionPool, str]:
         """The pool serving ``bucket`` and the path prefix of its objects."""

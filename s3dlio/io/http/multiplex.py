@@ -15,6 +15,7 @@ here: a failed exchange comes back with :attr:`Exchange.error` set and its conne
 
 from __future__ import annotations
 
+import collections
 import select
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -181,16 +182,16 @@ def exchange(
 
     Each request may wait ``pool.read_timeout`` seconds for the server to send anything (else
     it fails with ``TimeoutError``). Closing the generator early closes the connections of the
-    requests still in flight.
+    requests still in flight and of finished ones not yet handed out with their body unread.
     """
     source = iter(requests)
     poller = _Poller()
     flying: dict[int, Exchange] = {}
     sweep_at = time.monotonic() + _SWEEP
     more = True
+    finished: collections.deque[Exchange] = collections.deque()
     try:
         while True:
-            finished: list[Exchange] = []
             while more and len(flying) < width:
                 ex = next(source, _END)
                 if ex is None:
@@ -236,10 +237,14 @@ def exchange(
                 if now >= sweep_at:
                     sweep_at = now + _SWEEP
                     finished += _expire(flying, poller, now)
-            yield from finished
+            while finished:
+                yield finished.popleft()
     finally:
         for ex in flying.values():
             ex._fail(ConnectionAbortedError("exchange abandoned"))
+        for ex in finished:  # finished, never handed out: close the answers left open
+            if ex.response is not None:
+                ex.response.close()
         poller.close()
 
 

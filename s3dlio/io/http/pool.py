@@ -14,6 +14,7 @@ import select
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -68,6 +69,10 @@ class ConnectionPool:
             self._host_line += proxy.header_lines()
         self._closed = False
         self._lock = threading.Lock()
+        # A pool dropped without close() (a Client nobody closed, an fsspec filesystem from
+        # the instance cache) closes its idle sockets when it is collected, instead of leaving
+        # each to the garbage collector and its ResourceWarning.
+        self._finalizer = weakref.finalize(self, _close_all, self._idle)
         #: Connections opened so far.
         self.opened = 0
 
@@ -170,9 +175,15 @@ class ConnectionPool:
         """Close idle connections; connections returned later are closed too."""
         with self._lock:
             self._closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self._finalizer()
+
+
+def _close_all(idle: list[Connection]) -> None:
+    """Close and forget the connections of ``idle`` (the pool's own list, emptied in place)."""
+    conns = idle[:]
+    idle.clear()
+    for conn in conns:
+        conn.close()
 
 
 def _readable(conn: Connection) -> bool:
