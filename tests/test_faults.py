@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,6 @@ from s3dlio import (
     IntegrityError,
     PermissionDeniedError,
     RangeEngineConfig,
-    RetryConfig,
     ThrottledError,
 )
 from s3dlio.io.config import Settings, reset_settings, settings
@@ -28,10 +26,11 @@ from s3dlio.io.store import backend_for
 from s3dlio.io.uri import parse_uri
 from tests.helpers import random_payload
 from tests.servers.moto import MotoS3
-from tests.servers.proxy import FaultProxy
+from tests.servers.proxy import FAST_RETRIES, FaultProxy
+
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 MiB = 1 << 20
-FAST_RETRIES = RetryConfig(max_attempts=4, base_delay=0.01, max_delay=0.05)
 
 
 def _s3_error(code: str, message: str) -> bytes:
@@ -44,35 +43,14 @@ def _s3_error(code: str, message: str) -> bytes:
 SLOWDOWN = {"status": 503, "body": _s3_error("SlowDown", "Please reduce your request rate.")}
 
 
-@pytest.fixture(autouse=True)
-def fast_retries() -> Iterator[None]:
-    """Short backoffs so that retried faults cost milliseconds."""
-    old = settings()
-    reset_settings(Settings(retry=FAST_RETRIES))
-    yield
-    reset_settings(old)
-
-
-@pytest.fixture
-def proxy(moto_s3: MotoS3, fault_proxy: Callable[..., FaultProxy]) -> FaultProxy:
-    """A proxy in front of moto."""
-    return fault_proxy(moto_s3.port)
-
-
-@pytest.fixture
-def root(proxy: FaultProxy, moto_s3: MotoS3) -> str:
-    """A fresh prefix of the session bucket, reached through the proxy."""
-    return f"s3://{proxy.endpoint}/{moto_s3.bucket}/{uuid.uuid4().hex[:12]}/"
-
-
 def _path(uri: str) -> str:
     parsed = parse_uri(uri)
     return f"/{parsed.bucket}/{parsed.key}"
 
 
-def _redirect_to_eu_west_1(proxy: FaultProxy, uri: str) -> None:
+def _redirect_to_eu_west_1(moto_proxy: FaultProxy, uri: str) -> None:
     """The next GET of ``uri`` answers as S3 does for a bucket in another region."""
-    proxy.add_fault(
+    moto_proxy.add_fault(
         "status",
         match=f"GET {_path(uri)}",
         status=400,
@@ -93,53 +71,57 @@ def _delta(before: dict[str, int]) -> dict[str, int]:
 # -- reads -------------------------------------------------------------------------------------
 
 
-def test_slowdown_then_success(proxy: FaultProxy, root: str) -> None:
-    uri = root + "slow.bin"
+def test_slowdown_then_success(moto_proxy: FaultProxy, moto_proxy_root: str) -> None:
+    uri = moto_proxy_root + "slow.bin"
     payload = random_payload(300_000, 1)
     s3dlio.put_bytes(uri, payload)
-    proxy.add_fault("status", count=3, match=f"GET {_path(uri)}", **SLOWDOWN)
+    moto_proxy.add_fault("status", count=3, match=f"GET {_path(uri)}", **SLOWDOWN)
     before = _retries()
     assert s3dlio.get(uri) == payload
-    assert len(proxy.requests_matching(f"GET {_path(uri)}")) == 4
+    assert len(moto_proxy.requests_matching(f"GET {_path(uri)}")) == 4
     counted = _delta(before)
     assert counted["retries"] == 3 and counted["throttled"] == 3
 
 
-def test_persistent_slowdown_says_how_many_attempts(proxy: FaultProxy, root: str) -> None:
-    uri = root + "always-slow.bin"
+def test_persistent_slowdown_says_how_many_attempts(
+    moto_proxy: FaultProxy, moto_proxy_root: str
+) -> None:
+    uri = moto_proxy_root + "always-slow.bin"
     s3dlio.put_bytes(uri, b"x")
-    proxy.add_fault("status", count=None, match=f"GET {_path(uri)}", **SLOWDOWN)
+    moto_proxy.add_fault("status", count=None, match=f"GET {_path(uri)}", **SLOWDOWN)
     with pytest.raises(ThrottledError) as info:
         s3dlio.get(uri)
     assert info.value.attempts == 4
     assert "after 4 attempts" in str(info.value) and "SlowDown" in str(info.value)
     assert str(info.value).startswith(f"GET {uri}")
-    assert len(proxy.requests_matching(f"GET {_path(uri)}")) == 4
+    assert len(moto_proxy.requests_matching(f"GET {_path(uri)}")) == 4
 
 
-def test_connection_reset_is_retried(proxy: FaultProxy, root: str) -> None:
-    uri = root + "reset.bin"
+def test_connection_reset_is_retried(moto_proxy: FaultProxy, moto_proxy_root: str) -> None:
+    uri = moto_proxy_root + "reset.bin"
     payload = random_payload(200_000, 2)
     s3dlio.put_bytes(uri, payload)
-    proxy.add_fault("reset", count=2, match=f"GET {_path(uri)}")
+    moto_proxy.add_fault("reset", count=2, match=f"GET {_path(uri)}")
     before = _retries()
     assert s3dlio.get(uri) == payload
-    assert len(proxy.requests_matching(f"GET {_path(uri)}")) == 3
+    assert len(moto_proxy.requests_matching(f"GET {_path(uri)}")) == 3
     assert _delta(before)["retries"] == 2
 
 
-def test_truncated_body_is_retried_never_returned(proxy: FaultProxy, root: str) -> None:
-    uri = root + "cut.bin"
+def test_truncated_body_is_retried_never_returned(
+    moto_proxy: FaultProxy, moto_proxy_root: str
+) -> None:
+    uri = moto_proxy_root + "cut.bin"
     payload = random_payload(2 * MiB, 3)
     s3dlio.put_bytes(uri, payload)
-    proxy.add_fault("truncate", count=2, match=f"GET {_path(uri)}", after=MiB + 17)
+    moto_proxy.add_fault("truncate", count=2, match=f"GET {_path(uri)}", after=MiB + 17)
     data = s3dlio.get(uri)
     assert len(data) == len(payload) and data == payload
-    assert len(proxy.requests_matching(f"GET {_path(uri)}")) == 3
+    assert len(moto_proxy.requests_matching(f"GET {_path(uri)}")) == 3
 
 
-def test_truncated_range_of_a_split_read(proxy: FaultProxy, root: str) -> None:
-    uri = root + "split.bin"
+def test_truncated_range_of_a_split_read(moto_proxy: FaultProxy, moto_proxy_root: str) -> None:
+    uri = moto_proxy_root + "split.bin"
     payload = random_payload(6 * MiB, 4)
     s3dlio.put_bytes(uri, payload)
     old = settings()
@@ -147,40 +129,42 @@ def test_truncated_range_of_a_split_read(proxy: FaultProxy, root: str) -> None:
         Settings(retry=FAST_RETRIES, range=RangeEngineConfig(threshold="2MiB", chunk_size="1MiB"))
     )
     try:
-        proxy.add_fault(
+        moto_proxy.add_fault(
             "truncate", match=lambda m, p, h: m == "GET" and "if-match" in h, after=1000
         )
         data = s3dlio.get(uri)
     finally:
         reset_settings(old)
     assert hashlib.sha256(data).digest() == hashlib.sha256(payload).digest()
-    gets = proxy.requests_matching(f"GET {_path(uri)}")
+    gets = moto_proxy.requests_matching(f"GET {_path(uri)}")
     assert len(gets) == 1 + 4 + 1  # head request, four ranges, one range again
 
 
-def test_stalled_first_byte_times_out_and_is_retried(proxy: FaultProxy, root: str) -> None:
-    uri = root + "stall.bin"
+def test_stalled_first_byte_times_out_and_is_retried(
+    moto_proxy: FaultProxy, moto_proxy_root: str
+) -> None:
+    uri = moto_proxy_root + "stall.bin"
     payload = random_payload(100_000, 5)
     s3dlio.put_bytes(uri, payload)
     old = settings()
     reset_settings(Settings(retry=FAST_RETRIES, operation_timeout=0.5))
     try:
-        proxy.add_fault("stall_first_byte", match=f"GET {_path(uri)}", seconds=10)
+        moto_proxy.add_fault("stall_first_byte", match=f"GET {_path(uri)}", seconds=10)
         before = _retries()
         assert s3dlio.get(uri) == payload
         assert _delta(before)["retries"] == 1
     finally:
         reset_settings(old)
-    assert len(proxy.requests_matching(f"GET {_path(uri)}")) == 2
+    assert len(moto_proxy.requests_matching(f"GET {_path(uri)}")) == 2
 
 
 def test_server_ignoring_if_match_still_fails_a_changed_object(
-    proxy: FaultProxy, root: str
+    moto_proxy: FaultProxy, moto_proxy_root: str
 ) -> None:
-    uri = parse_uri(root + "versioned.bin")
+    uri = parse_uri(moto_proxy_root + "versioned.bin")
     s3dlio.put_bytes(uri, b"0123456789")
     etag = s3dlio.stat(uri)["etag"]
-    proxy.add_fault(  # a 206 from another version, as a server that ignores If-Match sends
+    moto_proxy.add_fault(  # a 206 from another version, as a server that ignores If-Match sends
         "status",
         match=f"GET {_path(str(uri))}",
         status=206,
@@ -193,23 +177,25 @@ def test_server_ignoring_if_match_still_fails_a_changed_object(
         assert (stream.size, stream.length, stream.etag) == (10, 1, etag)
 
 
-def test_listing_page_retried_after_internal_error(proxy: FaultProxy, root: str) -> None:
-    s3dlio.put_many([(f"{root}k{i}", b"") for i in range(3)])
-    proxy.add_fault(
+def test_listing_page_retried_after_internal_error(
+    moto_proxy: FaultProxy, moto_proxy_root: str
+) -> None:
+    s3dlio.put_many([(f"{moto_proxy_root}k{i}", b"") for i in range(3)])
+    moto_proxy.add_fault(
         "status",
         count=2,
         match="list-type=2",
         status=500,
         body=_s3_error("InternalError", "We encountered an internal error."),
     )
-    assert s3dlio.list(root) == [f"{root}k{i}" for i in range(3)]
-    assert len(proxy.requests_matching("list-type=2")) == 3
+    assert s3dlio.list(moto_proxy_root) == [f"{moto_proxy_root}k{i}" for i in range(3)]
+    assert len(moto_proxy.requests_matching("list-type=2")) == 3
 
 
-def test_access_denied_is_not_retried(proxy: FaultProxy, root: str) -> None:
-    uri = root + "denied.bin"
+def test_access_denied_is_not_retried(moto_proxy: FaultProxy, moto_proxy_root: str) -> None:
+    uri = moto_proxy_root + "denied.bin"
     s3dlio.put_bytes(uri, b"x")
-    proxy.add_fault(
+    moto_proxy.add_fault(
         "status",
         count=None,
         match=f"GET {_path(uri)}",
@@ -218,24 +204,26 @@ def test_access_denied_is_not_retried(proxy: FaultProxy, root: str) -> None:
     )
     with pytest.raises(PermissionDeniedError, match="AccessDenied"):
         s3dlio.get(uri)
-    assert len(proxy.requests_matching(f"GET {_path(uri)}")) == 1
+    assert len(moto_proxy.requests_matching(f"GET {_path(uri)}")) == 1
 
 
-def test_bucket_region_redirect_is_followed_once(proxy: FaultProxy, root: str) -> None:
-    uri = root + "elsewhere.bin"
+def test_bucket_region_redirect_is_followed_once(
+    moto_proxy: FaultProxy, moto_proxy_root: str
+) -> None:
+    uri = moto_proxy_root + "elsewhere.bin"
     s3dlio.put_bytes(uri, b"eu data")
-    _redirect_to_eu_west_1(proxy, uri)
+    _redirect_to_eu_west_1(moto_proxy, uri)
     try:
         assert s3dlio.get(uri) == b"eu data"
-        first, second = proxy.requests_matching(f"GET {_path(uri)}")
+        first, second = moto_proxy.requests_matching(f"GET {_path(uri)}")
         assert "/us-east-1/s3/aws4_request" in first.headers["authorization"]
         assert "/eu-west-1/s3/aws4_request" in second.headers["authorization"]
     finally:
         s3dlio.configure_s3()  # forget the learned region
 
 
-def test_keep_alive_through_the_proxy(proxy: FaultProxy, root: str) -> None:
-    uri = root + "ka.bin"
+def test_keep_alive_through_the_proxy(moto_proxy: FaultProxy, moto_proxy_root: str) -> None:
+    uri = moto_proxy_root + "ka.bin"
     s3dlio.put_bytes(uri, b"kept alive")
     parsed = parse_uri(uri)
     pool = backend_for(parsed)._state().service(parsed).pool_for(parsed.bucket)[0]  # type: ignore[attr-defined]
@@ -248,44 +236,50 @@ def test_keep_alive_through_the_proxy(proxy: FaultProxy, root: str) -> None:
 # -- get_many: many requests from one thread -------------------------------------------------
 
 
-def _objects(root: str, count: int, size: int = 50_000) -> dict[str, bytes]:
-    items = {f"{root}many/{i}.bin": random_payload(size + i, 100 + i) for i in range(count)}
+def _objects(moto_proxy_root: str, count: int, size: int = 50_000) -> dict[str, bytes]:
+    items = {
+        f"{moto_proxy_root}many/{i}.bin": random_payload(size + i, 100 + i) for i in range(count)
+    }
     s3dlio.put_many(items.items())
     return items
 
 
-def test_get_many_retries_each_failed_object(proxy: FaultProxy, root: str) -> None:
-    items = _objects(root, 12)
+def test_get_many_retries_each_failed_object(moto_proxy: FaultProxy, moto_proxy_root: str) -> None:
+    items = _objects(moto_proxy_root, 12)
     uris = list(items)
-    proxy.add_fault("reset", match=f"GET {_path(uris[1])}")
-    proxy.add_fault("status", count=2, match=f"GET {_path(uris[4])}", **SLOWDOWN)
-    proxy.add_fault("truncate", match=f"GET {_path(uris[7])}", after=1000)
+    moto_proxy.add_fault("reset", match=f"GET {_path(uris[1])}")
+    moto_proxy.add_fault("status", count=2, match=f"GET {_path(uris[4])}", **SLOWDOWN)
+    moto_proxy.add_fault("truncate", match=f"GET {_path(uris[7])}", after=1000)
     before = _retries()
     got = s3dlio.get_many(uris, max_in_flight=4)
     assert [u for u, _ in got] == uris and all(data == items[u] for u, data in got)
-    sent = {u: len(proxy.requests_matching(f"GET {_path(u)}")) for u in uris}
+    sent = {u: len(moto_proxy.requests_matching(f"GET {_path(u)}")) for u in uris}
     assert sent == {u: {1: 2, 4: 3, 7: 2}.get(i, 1) for i, u in enumerate(uris)}
     counted = _delta(before)
     assert counted["retries"] == 4 and counted["throttled"] == 2
 
 
-def test_get_many_counts_the_attempts_of_a_persistent_fault(proxy: FaultProxy, root: str) -> None:
-    items = _objects(root, 5)
+def test_get_many_counts_the_attempts_of_a_persistent_fault(
+    moto_proxy: FaultProxy, moto_proxy_root: str
+) -> None:
+    items = _objects(moto_proxy_root, 5)
     uris = list(items)
-    proxy.add_fault("status", count=None, match=f"GET {_path(uris[2])}", **SLOWDOWN)
+    moto_proxy.add_fault("status", count=None, match=f"GET {_path(uris[2])}", **SLOWDOWN)
     with pytest.raises(BatchError) as info:
         s3dlio.get_many(uris)
     assert info.value.succeeded == 4
     ((failed, error),) = info.value.failures
     assert failed == uris[2] and isinstance(error, ThrottledError)
     assert error.attempts == 4 and "after 4 attempts" in str(error)
-    assert len(proxy.requests_matching(f"GET {_path(uris[2])}")) == 4
+    assert len(moto_proxy.requests_matching(f"GET {_path(uris[2])}")) == 4
 
 
-def test_get_many_does_not_retry_access_denied(proxy: FaultProxy, root: str) -> None:
-    items = _objects(root, 3)
+def test_get_many_does_not_retry_access_denied(
+    moto_proxy: FaultProxy, moto_proxy_root: str
+) -> None:
+    items = _objects(moto_proxy_root, 3)
     uris = list(items)
-    proxy.add_fault(
+    moto_proxy.add_fault(
         "status",
         count=None,
         match=f"GET {_path(uris[0])}",
@@ -296,25 +290,27 @@ def test_get_many_does_not_retry_access_denied(proxy: FaultProxy, root: str) -> 
         s3dlio.get_many(uris)
     ((failed, error),) = info.value.failures
     assert failed == uris[0] and isinstance(error, PermissionDeniedError)
-    assert len(proxy.requests_matching(f"GET {_path(uris[0])}")) == 1
+    assert len(moto_proxy.requests_matching(f"GET {_path(uris[0])}")) == 1
 
 
-def test_get_many_times_out_a_stalled_object(proxy: FaultProxy, root: str) -> None:
-    items = _objects(root, 4)
+def test_get_many_times_out_a_stalled_object(moto_proxy: FaultProxy, moto_proxy_root: str) -> None:
+    items = _objects(moto_proxy_root, 4)
     uris = list(items)
     old = settings()
     reset_settings(Settings(retry=FAST_RETRIES, operation_timeout=0.3))
     try:
-        proxy.add_fault("stall_first_byte", match=f"GET {_path(uris[3])}", seconds=10)
+        moto_proxy.add_fault("stall_first_byte", match=f"GET {_path(uris[3])}", seconds=10)
         got = s3dlio.get_many(uris)
     finally:
         reset_settings(old)
     assert all(data == items[u] for u, data in got)
-    assert len(proxy.requests_matching(f"GET {_path(uris[3])}")) == 2
+    assert len(moto_proxy.requests_matching(f"GET {_path(uris[3])}")) == 2
 
 
-def test_get_many_reads_the_rest_of_large_objects_pinned(proxy: FaultProxy, root: str) -> None:
-    items = _objects(root, 3, size=5 * MiB)
+def test_get_many_reads_the_rest_of_large_objects_pinned(
+    moto_proxy: FaultProxy, moto_proxy_root: str
+) -> None:
+    items = _objects(moto_proxy_root, 3, size=5 * MiB)
     uris = list(items)
     old = settings()
     reset_settings(
@@ -326,7 +322,7 @@ def test_get_many_reads_the_rest_of_large_objects_pinned(proxy: FaultProxy, root
         reset_settings(old)
     assert all(data == items[u] for u, data in got)
     for uri in uris:
-        first, *rest = proxy.requests_matching(f"GET {_path(uri)}")
+        first, *rest = moto_proxy.requests_matching(f"GET {_path(uri)}")
         assert first.headers["range"] == f"bytes=0-{2 * MiB - 1}"
         assert "if-match" not in first.headers
         etag = s3dlio.stat(uri)["etag"]
@@ -336,15 +332,15 @@ def test_get_many_reads_the_rest_of_large_objects_pinned(proxy: FaultProxy, root
         assert all(a[1] + 1 == b[0] for a, b in zip(spans, spans[1:], strict=False))
 
 
-def test_get_many_retries_a_failed_range(proxy: FaultProxy, root: str) -> None:
-    items = _objects(root, 2, size=6 * MiB)
+def test_get_many_retries_a_failed_range(moto_proxy: FaultProxy, moto_proxy_root: str) -> None:
+    items = _objects(moto_proxy_root, 2, size=6 * MiB)
     uri = list(items)[0]
     old = settings()
     reset_settings(
         Settings(retry=FAST_RETRIES, range=RangeEngineConfig(threshold="2MiB", chunk_size="1MiB"))
     )
     try:
-        proxy.add_fault(
+        moto_proxy.add_fault(
             "truncate",
             match=lambda m, p, h: p.endswith(_path(uri)) and "if-match" in h,
             after=1000,
@@ -353,16 +349,18 @@ def test_get_many_retries_a_failed_range(proxy: FaultProxy, root: str) -> None:
     finally:
         reset_settings(old)
     assert all(data == items[u] for u, data in got)
-    assert len(proxy.requests_matching(f"GET {_path(uri)}")) == 1 + 4 + 1  # one range again
+    assert len(moto_proxy.requests_matching(f"GET {_path(uri)}")) == 1 + 4 + 1  # one range again
 
 
-def test_get_many_fails_an_object_replaced_mid_read(proxy: FaultProxy, root: str) -> None:
-    items = _objects(root, 3, size=3 * MiB)
+def test_get_many_fails_an_object_replaced_mid_read(
+    moto_proxy: FaultProxy, moto_proxy_root: str
+) -> None:
+    items = _objects(moto_proxy_root, 3, size=3 * MiB)
     changed = list(items)[1]
     old = settings()
     reset_settings(Settings(retry=FAST_RETRIES, range=RangeEngineConfig(threshold="1MiB")))
     try:
-        proxy.add_fault(  # what S3 answers a range pinned to a version that is gone
+        moto_proxy.add_fault(  # what S3 answers a range pinned to a version that is gone
             "status",
             count=None,
             status=412,
@@ -378,22 +376,22 @@ def test_get_many_fails_an_object_replaced_mid_read(proxy: FaultProxy, root: str
     assert failed == changed and isinstance(error, IntegrityError)
 
 
-def test_get_many_follows_a_region_redirect(proxy: FaultProxy, root: str) -> None:
-    items = _objects(root, 3)
+def test_get_many_follows_a_region_redirect(moto_proxy: FaultProxy, moto_proxy_root: str) -> None:
+    items = _objects(moto_proxy_root, 3)
     uris = list(items)
-    _redirect_to_eu_west_1(proxy, uris[1])
+    _redirect_to_eu_west_1(moto_proxy, uris[1])
     try:
         got = s3dlio.get_many(uris)
         assert all(data == items[u] for u, data in got)
-        first, second = proxy.requests_matching(f"GET {_path(uris[1])}")
+        first, second = moto_proxy.requests_matching(f"GET {_path(uris[1])}")
         assert "/eu-west-1/s3/aws4_request" in second.headers["authorization"]
     finally:
         s3dlio.configure_s3()  # forget the learned region
 
 
-def test_get_many_keeps_its_connections(proxy: FaultProxy, root: str) -> None:
-    items = _objects(root, 16, size=1000)
-    parsed = parse_uri(root)
+def test_get_many_keeps_its_connections(moto_proxy: FaultProxy, moto_proxy_root: str) -> None:
+    items = _objects(moto_proxy_root, 16, size=1000)
+    parsed = parse_uri(moto_proxy_root)
     pool = backend_for(parsed)._state().service(parsed).pool_for(parsed.bucket)[0]  # type: ignore[attr-defined]
     s3dlio.get_many(items, max_in_flight=4)
     opened = pool.opened
@@ -421,25 +419,25 @@ def _versions(moto_s3: MotoS3, bucket: str, key: str) -> list[dict[str, Any]]:
 
 
 def test_put_reset_before_the_server_is_written_once(
-    proxy: FaultProxy, moto_s3: MotoS3, versioned: str
+    moto_proxy: FaultProxy, moto_s3: MotoS3, versioned: str
 ) -> None:
     key = f"once-{uuid.uuid4().hex[:8]}.bin"
-    uri = f"s3://{proxy.endpoint}/{versioned}/{key}"
+    uri = f"s3://{moto_proxy.endpoint}/{versioned}/{key}"
     payload = random_payload(500_000, 6)
-    proxy.add_fault("reset", match=f"PUT /{versioned}/{key}")
+    moto_proxy.add_fault("reset", match=f"PUT /{versioned}/{key}")
     s3dlio.put_bytes(uri, payload)
-    assert len(proxy.requests_matching(f"PUT /{versioned}/{key}")) == 2
+    assert len(moto_proxy.requests_matching(f"PUT /{versioned}/{key}")) == 2
     assert len(_versions(moto_s3, versioned, key)) == 1
     assert s3dlio.get(uri) == payload
 
 
 def test_put_reset_after_the_server_wrote_keeps_the_content(
-    proxy: FaultProxy, moto_s3: MotoS3, versioned: str
+    moto_proxy: FaultProxy, moto_s3: MotoS3, versioned: str
 ) -> None:
     key = f"twice-{uuid.uuid4().hex[:8]}.bin"
-    uri = f"s3://{proxy.endpoint}/{versioned}/{key}"
+    uri = f"s3://{moto_proxy.endpoint}/{versioned}/{key}"
     payload = random_payload(500_000, 7)
-    proxy.add_fault("reset", match=f"PUT /{versioned}/{key}", forward=True)
+    moto_proxy.add_fault("reset", match=f"PUT /{versioned}/{key}", forward=True)
     s3dlio.put_bytes(uri, payload)
     versions = _versions(moto_s3, versioned, key)
     assert len(versions) == 2  # the answer was lost, so the same bytes were sent again
@@ -447,14 +445,14 @@ def test_put_reset_after_the_server_wrote_keeps_the_content(
     assert s3dlio.get(uri) == payload
 
 
-def test_multipart_part_retried_after_reset(proxy: FaultProxy, root: str) -> None:
-    uri = root + "parts.bin"
+def test_multipart_part_retried_after_reset(moto_proxy: FaultProxy, moto_proxy_root: str) -> None:
+    uri = moto_proxy_root + "parts.bin"
     payload = random_payload(11 * MiB, 8)
-    proxy.add_fault("reset", match="partNumber=2&")
-    proxy.add_fault("status", match="partNumber=3&", **SLOWDOWN)
+    moto_proxy.add_fault("reset", match="partNumber=2&")
+    moto_proxy.add_fault("status", match="partNumber=3&", **SLOWDOWN)
     with s3dlio.open_writer(uri, s3dlio.WriterOptions(part_size="5MiB")) as writer:
         writer.write(payload)
-    parts = proxy.requests_matching("partNumber=")
+    parts = moto_proxy.requests_matching("partNumber=")
     assert sorted(r.path.split("partNumber=")[1].split("&")[0] for r in parts) == [
         "1",
         "2",

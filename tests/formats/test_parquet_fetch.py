@@ -6,8 +6,6 @@ on every backend; pyarrow decoding without its threads for a small row group."""
 from __future__ import annotations
 
 import io
-import uuid
-from collections.abc import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -15,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import s3dlio
-from s3dlio import IntegrityError, NotFoundError, RangeEngineConfig, RetryConfig
+from s3dlio import IntegrityError, NotFoundError, RangeEngineConfig
 from s3dlio.formats import parquet as P
 from s3dlio.io.config import Settings, reset_settings, settings
 from s3dlio.io.oplog import read_op_log
@@ -23,29 +21,12 @@ from s3dlio.io.range_engine import fetch_ranges
 from s3dlio.io.store import backend_for
 from s3dlio.io.uri import parse_uri
 from tests.helpers import random_payload
-from tests.servers.moto import MotoS3
 from tests.servers.proxy import FaultProxy
+
+pytestmark = pytest.mark.usefixtures("fast_retries")
 
 MiB = 1 << 20
 RANGES = [(100, 5000), (300_000, 200_000), (900_000, 99_000)]
-
-
-@pytest.fixture(autouse=True)
-def fast_retries() -> Iterator[None]:
-    old = settings()
-    reset_settings(Settings(retry=RetryConfig(max_attempts=4, base_delay=0.01, max_delay=0.05)))
-    yield
-    reset_settings(old)
-
-
-@pytest.fixture
-def proxy(moto_s3: MotoS3, fault_proxy: Callable[..., FaultProxy]) -> FaultProxy:
-    return fault_proxy(moto_s3.port)
-
-
-@pytest.fixture
-def root(proxy: FaultProxy, moto_s3: MotoS3) -> str:
-    return f"s3://{proxy.endpoint}/{moto_s3.bucket}/{uuid.uuid4().hex[:12]}/"
 
 
 def _read(uri: str, ranges: list[tuple[int, int]], etag: str | None = None) -> list[bytes]:
@@ -57,9 +38,9 @@ def _read(uri: str, ranges: list[tuple[int, int]], etag: str | None = None) -> l
     return [bytes(v) for v in views]
 
 
-def _get_ranges(proxy: FaultProxy, uri: str) -> list[object]:
+def _get_ranges(moto_proxy: FaultProxy, uri: str) -> list[object]:
     parsed = parse_uri(uri)
-    return proxy.requests_matching(f"GET /{parsed.bucket}/{parsed.key}")
+    return moto_proxy.requests_matching(f"GET /{parsed.bucket}/{parsed.key}")
 
 
 def test_ranges_on_every_backend(store_root: str) -> None:
@@ -75,9 +56,11 @@ def test_ranges_on_every_backend(store_root: str) -> None:
     assert [r.nbytes for r in results] == [10, 40] and [r.size for r in results] == [MiB] * 2
 
 
-def test_s3_ranges_run_from_one_thread(root: str, proxy: FaultProxy, tmp_path: object) -> None:
+def test_s3_ranges_run_from_one_thread(
+    moto_proxy_root: str, moto_proxy: FaultProxy, tmp_path: object
+) -> None:
     payload = random_payload(MiB, 8)
-    uri = root + "one-thread.bin"
+    uri = moto_proxy_root + "one-thread.bin"
     s3dlio.put_bytes(uri, payload)
     backend = backend_for(parse_uri(uri))
     assert backend.multiplexed
@@ -90,23 +73,25 @@ def test_s3_ranges_run_from_one_thread(root: str, proxy: FaultProxy, tmp_path: o
     key = parse_uri(uri).key
     got = [r for r in read_op_log(log) if r["file"] == key]
     assert sorted(int(r["bytes"]) for r in got) == sorted(n for _, n in RANGES)
-    assert len(_get_ranges(proxy, uri)) == len(RANGES)
+    assert len(_get_ranges(moto_proxy, uri)) == len(RANGES)
 
 
-def test_a_truncated_range_is_retried(root: str, proxy: FaultProxy) -> None:
+def test_a_truncated_range_is_retried(moto_proxy_root: str, moto_proxy: FaultProxy) -> None:
     payload = random_payload(MiB, 9)
-    uri = root + "cut.bin"
+    uri = moto_proxy_root + "cut.bin"
     s3dlio.put_bytes(uri, payload)
-    proxy.add_fault(
+    moto_proxy.add_fault(
         "truncate", match=lambda m, p, h: "bytes=300000-" in h.get("range", ""), after=99
     )
     assert _read(uri, RANGES) == [payload[o : o + n] for o, n in RANGES]
-    assert len(_get_ranges(proxy, uri)) == len(RANGES) + 1
+    assert len(_get_ranges(moto_proxy, uri)) == len(RANGES) + 1
 
 
-def test_a_range_over_the_split_threshold_is_split(root: str, proxy: FaultProxy) -> None:
+def test_a_range_over_the_split_threshold_is_split(
+    moto_proxy_root: str, moto_proxy: FaultProxy
+) -> None:
     payload = random_payload(4 * MiB, 10)
-    uri = root + "split.bin"
+    uri = moto_proxy_root + "split.bin"
     s3dlio.put_bytes(uri, payload)
     old = settings()
     reset_settings(Settings(range=RangeEngineConfig(threshold="1MiB", chunk_size="1MiB")))
@@ -115,13 +100,13 @@ def test_a_range_over_the_split_threshold_is_split(root: str, proxy: FaultProxy)
     finally:
         reset_settings(old)
     assert got == [payload[:100], payload[MiB // 2 : MiB // 2 + 3 * MiB]]
-    assert len(_get_ranges(proxy, uri)) == 1 + 3
+    assert len(_get_ranges(moto_proxy, uri)) == 1 + 3
 
 
 def test_another_version_fails_and_a_missing_object_is_not_found(
-    root: str, proxy: FaultProxy
+    moto_proxy_root: str, moto_proxy: FaultProxy
 ) -> None:
-    uri = root + "versioned.bin"
+    uri = moto_proxy_root + "versioned.bin"
     s3dlio.put_bytes(uri, random_payload(MiB, 11))
     etag = backend_for(parse_uri(uri)).stat(parse_uri(uri)).etag
     assert etag
@@ -129,14 +114,16 @@ def test_another_version_fails_and_a_missing_object_is_not_found(
     with pytest.raises(IntegrityError, match="versioned.bin"):
         _read(uri, RANGES, etag=etag)
     with pytest.raises(NotFoundError, match="missing.bin"):
-        _read(root + "missing.bin", RANGES)
+        _read(moto_proxy_root + "missing.bin", RANGES)
 
 
-def test_small_row_group_decodes_without_threads(root: str, proxy: FaultProxy) -> None:
+def test_small_row_group_decodes_without_threads(
+    moto_proxy_root: str, moto_proxy: FaultProxy
+) -> None:
     table = pa.table({f"c{i}": pa.array(np.arange(50_000, dtype=np.float32) + i) for i in range(4)})
     sink = io.BytesIO()
     pq.write_table(table, sink, row_group_size=25_000, compression="none")
-    uri = root + "small.parquet"
+    uri = moto_proxy_root + "small.parquet"
     s3dlio.put_bytes(uri, sink.getvalue())
     obj = P.ParquetObject(uri)
     footer = obj.footer
@@ -147,6 +134,6 @@ def test_small_row_group_decodes_without_threads(root: str, proxy: FaultProxy) -
     for threads in (None, True, False):
         got = obj.read_row_group(1, ["c1", "c3"], use_threads=threads)
         assert got.equals(table.slice(25_000).select(["c1", "c3"]))
-    before = len(_get_ranges(proxy, uri))
+    before = len(_get_ranges(moto_proxy, uri))
     obj.read_row_group(0, ["c1", "c3"])
-    assert len(_get_ranges(proxy, uri)) == before + 2  # the two chunks, nothing else
+    assert len(_get_ranges(moto_proxy, uri)) == before + 2  # the two chunks, nothing else

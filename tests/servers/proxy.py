@@ -38,13 +38,30 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import pytest
 
-__all__ = ["KINDS", "FaultProxy", "SeenRequest", "fault_proxy"]
+from s3dlio.io.config import RetryConfig, Settings, reset_settings, settings
+
+from .moto import MotoS3
+
+__all__ = [
+    "FAST_RETRIES",
+    "KINDS",
+    "FaultProxy",
+    "SeenRequest",
+    "fast_retries",
+    "fault_proxy",
+    "moto_proxy",
+    "moto_proxy_root",
+]
+
+#: Retries for fault tests: 4 attempts, 10-50 ms apart.
+FAST_RETRIES = RetryConfig(max_attempts=4, base_delay=0.01, max_delay=0.05)
 
 KINDS = ("status", "reset", "truncate", "stall_first_byte", "latency")
 _HEAD_LIMIT = 1 << 16
@@ -418,3 +435,24 @@ def fault_proxy() -> Iterator[Callable[..., FaultProxy]]:
     yield make
     for proxy in made:
         proxy.stop()
+
+
+@pytest.fixture
+def moto_proxy(moto_s3: MotoS3, fault_proxy: Callable[..., FaultProxy]) -> FaultProxy:
+    """A fault proxy in front of the session's moto server."""
+    return fault_proxy(moto_s3.port)
+
+
+@pytest.fixture
+def moto_proxy_root(moto_proxy: FaultProxy, moto_s3: MotoS3) -> str:
+    """A fresh prefix of the session bucket, reached through :func:`moto_proxy`."""
+    return f"s3://{moto_proxy.endpoint}/{moto_s3.bucket}/{uuid.uuid4().hex[:12]}/"
+
+
+@pytest.fixture
+def fast_retries() -> Iterator[None]:
+    """Short backoffs (4 attempts, 10-50 ms) so that retried faults cost milliseconds."""
+    old = settings()
+    reset_settings(Settings(retry=FAST_RETRIES))
+    yield
+    reset_settings(old)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from datetime import timedelta
 from typing import Any
 
 import torch
@@ -31,11 +30,7 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_tensor
 
 from s3dlio.torch.dcp import StorageReader, StorageWriter
-
-
-def say(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+from tests.torch.gloo_rank import join_group, say
 
 
 def full_state(seed: int) -> dict[str, Any]:
@@ -90,17 +85,7 @@ class BlockingPlanner(DefaultSavePlanner):
 
 def main() -> None:
     rank, world = int(sys.argv[1]), int(sys.argv[2])
-    if rank == 0:
-        store = dist.TCPStore(
-            "127.0.0.1", 0, world, True, timedelta(seconds=30), wait_for_workers=False
-        )
-        say({"port": store.port})
-    else:
-        port = int(sys.stdin.readline())
-        store = dist.TCPStore("127.0.0.1", port, world, False, timedelta(seconds=30))
-    dist.init_process_group(
-        "gloo", store=store, rank=rank, world_size=world, timeout=timedelta(seconds=30)
-    )
+    join_group(rank, world)
     subsets = [(0, 1), (0, 1, 2)] if world == 3 else [(0, 1)]
     groups = {s: dist.new_group(list(s)) for s in subsets}
     meshes: dict[tuple[int, ...], DeviceMesh] = {}

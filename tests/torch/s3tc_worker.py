@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from datetime import timedelta
 from typing import Any
 
 import torch
@@ -32,14 +31,10 @@ from s3dlio.compat.s3torchconnector.dcp import (
     RoundRobinPrefixStrategy,
     S3StorageWriter,
 )
+from tests.torch.gloo_rank import join_group, say
 
 REGION = "us-east-1"
 ROUND_ROBIN = ["prefix1", "prefix2", "prefix3"]
-
-
-def say(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
 
 
 def state(seed: int) -> dict[str, torch.Tensor]:
@@ -66,17 +61,7 @@ def strategy(name: str) -> Any:
 
 def main() -> None:
     rank, world = int(sys.argv[1]), int(sys.argv[2])
-    if rank == 0:
-        store = dist.TCPStore(
-            "127.0.0.1", 0, world, True, timedelta(seconds=30), wait_for_workers=False
-        )
-        say({"port": store.port})
-    else:
-        port = int(sys.stdin.readline())
-        store = dist.TCPStore("127.0.0.1", port, world, False, timedelta(seconds=30))
-    dist.init_process_group(
-        "gloo", store=store, rank=rank, world_size=world, timeout=timedelta(seconds=30)
-    )
+    join_group(rank, world)
     say({"ready": True})
     for line in sys.stdin:
         cmd = json.loads(line)

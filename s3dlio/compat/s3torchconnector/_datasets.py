@@ -232,19 +232,8 @@ class S3IterableDataset(_Base, torch.utils.data.IterableDataset):
 class S3MapDataset(_Base, torch.utils.data.Dataset):
     """``ds[i]``: a reader of the ``i``-th object in key order (or what ``transform`` makes)."""
 
-    def __init__(
-        self,
-        region: str | None,
-        source: tuple[str, Any],
-        endpoint: str | None = None,
-        transform: Callable[[S3Reader], Any] = identity,
-        s3client_config: S3ClientConfig | None = None,
-        reader_constructor: Any = None,
-    ) -> None:
-        _Base.__init__(
-            self, region, source, endpoint, transform, s3client_config, reader_constructor
-        )
-        self._entries: list[Entry] | None = None
+    #: The listing, made on first use (see :attr:`_objects`).
+    _entries: list[Entry] | None = None
 
     @property
     def _objects(self) -> list[Entry]:
