@@ -107,6 +107,10 @@ def parse_uri(uri: str | ObjectURI | os.PathLike[str], *, allow_bare: bool = Fal
     Raises:
         InvalidURIError: Unknown scheme, missing bucket, or a bare path where one is not allowed.
     """
+    if type(uri) is str and uri.startswith("file:///"):
+        # the common local case, parsed as below without the scheme match and type checks:
+        # 1.5 -> 1.1 us, where get_many spends ~30 us per 128 KiB page-cached file
+        return _local("file", None, uri[7:])
     if isinstance(uri, ObjectURI):
         return uri
     if isinstance(uri, os.PathLike):
