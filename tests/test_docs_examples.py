@@ -22,6 +22,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,7 @@ def blocks_of(page: str, text: str) -> list[Block]:
         end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == "```"), None)
         if end is None:
             raise ValueError(f"{page}:{i + 1}: a ```python fence that is never closed")
-        code = "\n".join(lines[i + 1 : end]) + "\n"
+        code = textwrap.dedent("\n".join(lines[i + 1 : end]) + "\n")  # fences in list items
         blocks.append(Block(page, i + 2, code, marker.group("reason") if marker else None))
         i = end + 1
     return blocks
@@ -222,6 +223,95 @@ _parquet("s3://bucket/dir/a.parquet")
 _parquet("s3://bucket/dir/b.parquet")
 model, _ = _torch_model()
 step, epoch = 100, 1
+""",
+    "docs/configuration.md": """
+import shutil as _shutil
+
+import certifi as _certifi
+
+_shutil.copy(_certifi.where(), "/etc/lab-ca.pem")
+_s3dlio.put_bytes("s3://train-data/shard-0001.tar", bytes(4096))
+""",
+    "docs/storage.md": """
+import pathlib as _pathlib
+
+uri, data = "s3://b/data/file.txt", b"hello"
+other_uri, other_data = "s3://b/data/file.txt.bak", b"hello again"
+offset = 2
+buffer = bytearray(64)
+chunks = [bytes(1000)] * 4
+for _key in ("dl/x.bin", "a.npz", "sub/b.npz", "train/x.tfrecord"):
+    _s3dlio.put_bytes("s3://b/data/" + _key, b"x")
+_objects("s3://b/huge/")
+_s3dlio.put_bytes("s3://b/logs/a.tmp", b"x")
+_s3dlio.put_bytes("s3://b/logs/a.log", b"x")
+_s3dlio.put_bytes("s3://b/model.pt", bytes(1000))
+_objects("gs://b/shards/")
+_s3dlio.put_bytes("s3://10.0.0.1:9000/data/train/x.bin", bytes(100))
+uris = ["s3://10.0.0.1:9000/data/train/x.bin"]
+for _path in ("/data/a.log", "/data/images/x/1.png", "/logs/b.log"):
+    _pathlib.Path(_path).parent.mkdir(parents=True, exist_ok=True)
+    _pathlib.Path(_path).write_bytes(b"x")
+""",
+    "docs/formats.md": """
+import torch
+
+_tfrecords("s3://bucket/train-00.tfrecord", count=2000, index=True)
+_tfrecords("file:///data/train-00.tfrecord")
+payload = b"any bytes"
+jpeg_bytes = bytes(64)
+_h5("s3://bucket/data.h5", "grid", (200, 300))
+array = _np.ones((10, 10), dtype=_np.float32)
+_npz("gs://bucket/sample.npz")
+_s3dlio.put_bytes("s3://bucket/blob.bin", bytes(1000))
+_s3dlio.put_bytes("s3://bucket/samples.bin", bytes(64 + 140 * 4096))
+_sink = _io.BytesIO()
+torch.save(_torch_model()[0].state_dict(), _sink)
+_s3dlio.put_bytes("s3://bucket/model.pt", _sink.getvalue())
+""",
+    "docs/parquet.md": """
+import jax
+import jax.numpy as jnp
+
+_parquet("s3://bucket/train/part-0.parquet", columns=("image", "label", "x"))
+_parquet("s3://bucket/train/part-1.parquet", columns=("image", "label", "x"))
+_parquet("gs://bucket/train/a.parquet")
+_parquet("gs://bucket/train/b.parquet")
+_parquet("az://acct/data/x.parquet")
+uri = "s3://bucket/train/part-0.parquet"
+prefix = "s3://bucket/train/"
+""",
+    "docs/datasets.md": """
+from s3dlio.torch import ResumableDataLoader as _Loader, S3IterableDataset as _Dataset
+
+_webdataset("s3://bucket/train/", shards=4)
+_objects("gs://bucket/train/", count=128)
+_ds = _Dataset.from_prefix("s3://bucket/train/", shuffle=True, seed=7)
+checkpoint = {"data": _Loader(_ds, batch_size=32).state_dict()}
+start_epoch, epochs = 0, 2
+""",
+    "docs/checkpoint.md": """
+import torch
+import torch.distributed as dist
+
+dist.init_process_group("gloo", init_method="file:///data/pg", rank=0, world_size=1)
+model, opt = _torch_model()
+step, epoch, loss = 100, 1, torch.tensor(0.12)
+state_dict = {"model": model.state_dict()}
+_objects("s3://bucket/images/")
+
+
+def load_image(reader):
+    return reader.read()
+""",
+    "docs/ecosystem.md": """
+_parquet("s3://bucket/prefix/a.parquet", columns=("a", "b"))
+_s3dlio.put_bytes("s3://bucket/prefix/sub/c.bin", b"x")
+_s3dlio.put_bytes("s3://b/x", bytes(300))
+_s3dlio.put_bytes("s3://bucket/key", b"x")
+_parquet("s3://bucket/t.parquet", columns=("a", "b"))
+_parquet("s3://bucket/dir/a.parquet", columns=("a", "b"))
+_parquet("s3://bucket/dir/b.parquet", columns=("a", "b"))
 """,
 }
 
