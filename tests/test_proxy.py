@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
+import ssl
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -14,6 +16,7 @@ import s3dlio
 from s3dlio.errors import InvalidArgumentError, PermissionDeniedError, TransientError
 from s3dlio.io.config import RetryConfig
 from s3dlio.io.http import Endpoint
+from s3dlio.io.http.connection import Connection
 from s3dlio.io.http.proxy import (
     Proxy,
     ProxyDeniedError,
@@ -22,6 +25,8 @@ from s3dlio.io.http.proxy import (
     no_proxy_matches,
     proxy_for,
 )
+from s3dlio.io.store import backend_for
+from s3dlio.io.uri import parse_uri
 from s3dlio.io.writer import WriterOptions
 from tests.servers.common import free_port
 from tests.servers.forward_proxy import ForwardProxy
@@ -314,6 +319,68 @@ def test_https_through_tunnels(
     assert tunnels >= 1 and proxy.requests == 0  # nothing went through in the clear
     assert {t for m, t, _ in proxy.seen} == {f"127.0.0.1:{tls_endpoint.port}"}
     assert tls_endpoint.accepted == proxy.tunnels  # every endpoint connection was a tunnel
+
+
+@needs_openssl
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
+def test_reads_through_a_nagle_proxy_are_acknowledged_at_once(
+    tls_endpoint: Relay, certs: Certificates, s3_root: str
+) -> None:
+    """A proxy that leaves Nagle's algorithm on and writes 2 KiB at a time (tinyproxy) holds
+    each piece until the previous one is acknowledged, and the client's kernel delays that
+    ACK 40 ms once it is in delayed-ACK ("pingpong") mode, which every request sent puts it
+    in: 40 ms per GET. The connection leaves that mode (``TCP_QUICKACK``) before it waits
+    for more of an answer, so after every GET, blocking or multiplexed, its socket is out of
+    it; without that it stays in (``getsockopt(TCP_QUICKACK)`` reads 0). The state is
+    asserted, not the time (each GET takes 40+ ms here without the ACKs)."""
+    data = _payload(100_000, 5)
+    uris = [f"{s3_root}nagle{i}" for i in range(4)]
+    with (
+        ForwardProxy(nagle=True) as proxy,
+        s3dlio.Client(endpoint_url=tls_endpoint.url, ca_bundle=certs.ca, proxy=proxy.url) as client,
+    ):
+        for uri in uris:
+            client.put_bytes(uri, data)
+        parsed = parse_uri(uris[0])
+        pool = backend_for(parsed, client)._state().service(parsed).pool_for(parsed.bucket)[0]  # type: ignore[attr-defined]
+
+        def quick() -> list[int]:
+            return [c._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) for c in pool._idle]
+
+        for uri in uris:
+            assert bytes(client.get(uri)) == data
+            assert quick() and all(quick())
+        got = client.get_many(uris, max_in_flight=4)
+        assert [bytes(body) for _, body in got] == [data] * len(uris)
+        assert quick() and all(quick())
+        assert proxy.tunnels == pool.opened
+
+
+@needs_openssl
+def test_a_silent_endpoint_behind_a_proxy_times_out(certs: Certificates) -> None:
+    """Through a proxy a TLS connection waits by itself (non-blocking socket, ``poll``): a
+    server that never answers still ends the read after ``read_timeout``."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        with (
+            Relay(silent.getsockname()[1], tls=certs.server_context()) as relay,
+            ForwardProxy(nagle=True) as proxy,
+        ):
+            conn = Connection(
+                Endpoint.from_url(relay.url),
+                connect_timeout=5,
+                read_timeout=0.2,
+                ssl_context=ssl.create_default_context(cafile=certs.ca),
+                proxy=Proxy.from_url(proxy.url),
+            )
+            try:
+                conn.send(b"GET /b/k HTTP/1.1\r\nHost: x\r\n\r\n")
+                with pytest.raises(TimeoutError):
+                    conn.read_head()
+            finally:
+                conn.close()
+    finally:
+        silent.close()
 
 
 @needs_openssl

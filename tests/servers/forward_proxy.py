@@ -17,6 +17,9 @@ What a corporate proxy does, in threads over plain sockets::
   with that status. Only loopback upstreams are allowed (anything else gets ``403``).
 * ``close_after_answer=True``: close the client connection after each forwarded answer
   without announcing it (no ``Connection: close``), as tinyproxy does.
+* ``nagle=True``: leave Nagle's algorithm on for client sockets (no ``TCP_NODELAY``) and pass
+  what comes out of a tunnel on in 2 KiB writes, as tinyproxy 1.11 does: each write after the
+  first waits in the kernel for the ACK of the one before.
 
 Counters: :attr:`accepted` (client connections), :attr:`requests` (absolute-form requests
 forwarded), :attr:`tunnels` (tunnels opened), :attr:`refused` (answers 403/407 sent);
@@ -37,6 +40,8 @@ __all__ = ["ForwardProxy"]
 _HEAD_LIMIT = 1 << 16
 _SLICE = 1 << 18
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: Size of the writes to a client in ``nagle`` mode (tinyproxy's buffer pieces).
+_NAGLE_WRITE = 2048
 
 
 class _Closed(Exception):
@@ -50,6 +55,7 @@ class ForwardProxy:
         auth: ``(user, password)`` the proxy demands (``None``: open proxy).
         refuse: Answer every request and ``CONNECT`` with this status (``403``, ``407``...).
         close_after_answer: Close client connections after each answer, unannounced.
+        nagle: No ``TCP_NODELAY`` on client sockets, tunnels written to them 2 KiB at a time.
         timeout: Seconds any socket may wait.
 
     Attributes:
@@ -67,9 +73,11 @@ class ForwardProxy:
         auth: tuple[str, str] | None = None,
         refuse: int | None = None,
         close_after_answer: bool = False,
+        nagle: bool = False,
         timeout: float = 30.0,
     ) -> None:
         self.auth = auth
+        self.nagle = nagle
         self.refuse = refuse
         self.close_after_answer = close_after_answer
         self.timeout = timeout
@@ -122,7 +130,8 @@ class ForwardProxy:
             client.settimeout(self.timeout)
             # as squid does (tinyproxy does not: Nagle there holds each answer's last segment
             # until the client's delayed ACK, 40 ms per small answer; docs/performance.md)
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if not self.nagle:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while not self._stopped:
                 head = _read_head(client, buf)
                 if head is None:
@@ -202,7 +211,11 @@ class ForwardProxy:
                     data = sock.recv(_SLICE)
                     if not data:
                         return
-                    pair[sock].sendall(data)
+                    if self.nagle and sock is upstream:
+                        for at in range(0, len(data), _NAGLE_WRITE):
+                            client.sendall(data[at : at + _NAGLE_WRITE])
+                    else:
+                        pair[sock].sendall(data)
         finally:
             self._forget(upstream)
 

@@ -12,6 +12,7 @@ or ends a body early, and the socket's own ``ConnectionResetError``, ``TimeoutEr
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import struct
@@ -33,6 +34,8 @@ COALESCE_BODY = 64 * 1024
 READ_LIMIT = 1 << 20
 #: What a blocking socket raises when ``SO_RCVTIMEO``/``SO_SNDTIMEO`` expire.
 _EXPIRED = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+#: ``TCP_QUICKACK`` where the platform has it (Linux): see :class:`Connection`, ``proxy``.
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 class ProtocolError(ConnectionError):
@@ -97,9 +100,20 @@ class Connection:
         read_timeout: Seconds any single socket operation may wait afterwards.
         ssl_context: Used for ``https`` endpoints.
         proxy: Connect through this proxy (a ``CONNECT`` tunnel for ``https``).
+
+    Through a proxy (on Linux) the connection acknowledges what it has read before each wait
+    for more (``TCP_QUICKACK``, which the kernel forgets with every request sent): a proxy
+    that leaves Nagle's algorithm on (tinyproxy) holds the last segment of an answer until
+    the previous one is acknowledged, and the kernel otherwise delays that ACK 40 ms when two
+    segments in a row have the same size (tinyproxy writes 2 KiB at a time). OpenSSL's reads
+    wait inside the library, so such a TLS connection is non-blocking at the socket level and
+    does its own waiting (``poll``), the ACK sent first; :meth:`set_nonblocking` then only
+    changes whether a read waits, and a multiplexer calls :meth:`before_wait`. A plain
+    connection acknowledges after each read that emptied the socket.
     """
 
     __slots__ = (
+        "_acking",
         "_buf",
         "_end",
         "_nonblocking",
@@ -107,6 +121,7 @@ class Connection:
         "_sock",
         "_sslread",
         "_sslwrite",
+        "_timeout",
         "_view",
         "endpoint",
         "idle_since",
@@ -133,6 +148,9 @@ class Connection:
                 context = ssl_context or ssl.create_default_context()
                 sock = context.wrap_socket(sock, server_hostname=endpoint.host)
             _set_io_timeout(sock, read_timeout)
+            acking = proxy is not None and _QUICKACK is not None
+            if acking and isinstance(sock, ssl.SSLSocket):
+                sock.settimeout(0.0)  # waits in _wait, the ACK sent first
         except BaseException:
             sock.close()
             raise
@@ -143,6 +161,8 @@ class Connection:
         self._sslread = getattr(sslobj, "read", None)
         self._sslwrite = getattr(sslobj, "write", None)
         self._nonblocking = False
+        self._acking = acking
+        self._timeout = read_timeout
         self._buf = bytearray(READ_AHEAD)
         self._view = memoryview(self._buf)
         self._pos = 0
@@ -183,6 +203,14 @@ class Connection:
             sock.sendall(data)
             return
         view = memoryview(data)
+        if self._acking:  # a non-blocking socket: wait here until OpenSSL has written it all
+            sent = 0
+            while sent < len(view):
+                try:
+                    sent += write(view[sent:])
+                except _EXPIRED as exc:
+                    self._wait(exc)  # and retry the same bytes (as OpenSSL requires)
+            return
         sent = write(view)  # blocking: OpenSSL writes it all (no partial-write mode)
         while sent < len(view):
             sent += write(view[sent:])
@@ -230,7 +258,8 @@ class Connection:
         records, and each would otherwise cost a trip through the multiplexer's ``epoll``.
         """
         if on != self._nonblocking and self._sock is not None:
-            self._sock.settimeout(0.0 if on else None)  # SO_RCVTIMEO/SO_SNDTIMEO stay set
+            if not (self._acking and self.tls):  # those stay non-blocking: _recv waits
+                self._sock.settimeout(0.0 if on else None)  # SO_RCVTIMEO/SO_SNDTIMEO stay set
             self._nonblocking = on
 
     def pending(self) -> bool:
@@ -295,16 +324,50 @@ class Connection:
     def _recv(self, view: memoryview) -> int:
         """One receive into ``view`` (one TLS record at most); ``0`` at the end."""
         sock = self._live()
-        try:
-            if self._sslread is not None:
-                return self._sslread(len(view), view)
-            return sock.recv_into(view)
-        except _EXPIRED:
-            if self._nonblocking:
-                raise WouldBlock("nothing to read yet") from None
+        while True:
+            try:
+                if self._sslread is not None:
+                    return self._sslread(len(view), view)
+                got = sock.recv_into(view)
+                if self._acking and got < len(view):
+                    self._ack()  # drained: the caller waits next, here or in a multiplexer
+                return got
+            except _EXPIRED as exc:
+                if self._nonblocking:
+                    raise WouldBlock("nothing to read yet") from None
+                if not (self._acking and self.tls):
+                    raise TimeoutError("timed out waiting for the server") from None
+                self._wait(exc)
+            except ssl.SSLEOFError:
+                return 0  # an end without close_notify, as SSLSocket (suppress_ragged_eofs)
+
+    def before_wait(self) -> None:
+        """Say that the caller is about to wait for this socket to turn readable (a
+        multiplexer, with the connection in non-blocking mode): through a proxy, what was read
+        is acknowledged now (see the class's notes)."""
+        if self._acking and self._nonblocking:
+            self._ack()
+
+    def _ack(self) -> None:
+        """Acknowledge what was read now, not after the kernel's delayed-ACK timer."""
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)  # type: ignore[arg-type]
+            except OSError:
+                pass  # closed meanwhile: the next read says so
+
+    def _wait(self, why: BaseException) -> None:
+        """Wait (up to the read timeout) until a non-blocking TLS socket can go on with what
+        ``why`` (``SSLWantReadError``/``SSLWantWriteError``) says, acknowledging first."""
+        self._ack()
+        poller = select.poll()
+        poller.register(
+            self.fileno(),
+            select.POLLOUT if isinstance(why, ssl.SSLWantWriteError) else select.POLLIN,
+        )
+        if not poller.poll(self._timeout * 1000 if self._timeout > 0 else None):
             raise TimeoutError("timed out waiting for the server") from None
-        except ssl.SSLEOFError:
-            return 0  # an end without close_notify, as SSLSocket (suppress_ragged_eofs)
 
     def readline(self) -> bytes:
         """One line ending in ``\\n`` (with it), for chunk sizes and trailers.

@@ -233,6 +233,7 @@ def exchange(
                         ex.end_ns = time.time_ns()
                         finished.append(ex)
                     else:
+                        ex._conn.before_wait()  # type: ignore[union-attr]
                         ex._deadline = now + ex.pool.read_timeout  # type: ignore[union-attr]
                 if now >= sweep_at:
                     sweep_at = now + _SWEEP
