@@ -8,6 +8,7 @@ and ``file://`` under ``tmp_path``. Before it runs, a block's placeholder locati
 ``/data/...``) are rewritten by the small, explicit mapping of :func:`substitutions`; the page's
 prelude in :data:`PRELUDES` first creates the objects the page reads and defines the names a
 reader would already have (``model``, ``step``, ``uri``...). Nothing else in a block changes.
+A ``DeprecationWarning`` or ``FutureWarning`` raised at a block's own line fails it.
 
 A block that cannot run here (a Ray or Dask cluster, a GPU...) is marked in the markdown, on the
 line before its fence, with ``<!-- example: not run (reason) -->``: it is reported as a skip with
@@ -29,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers.moto import MotoS3
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: The pages whose examples run, relative to the repository root.
@@ -45,6 +48,10 @@ PAGES = [
 
 #: The marker, on the line before a fence, of a block that does not run here.
 NOT_RUN = re.compile(r"^<!--\s*example:\s*not run\s*\((?P<reason>.+)\)\s*-->$")
+
+#: A deprecated call in a doc block fails it (warnings attributed to the block's own lines, as
+#: s3dlio's deprecations are; those inside third-party libraries are theirs to fix).
+WARNINGS = ["-W", "error::DeprecationWarning:__main__", "-W", "error::FutureWarning:__main__"]
 
 #: Seconds one page's interpreter may take (imports of torch and jax included).
 PAGE_TIMEOUT = 120.0
@@ -100,7 +107,9 @@ def page_blocks(page: str) -> list[Block]:
 ALL_BLOCKS = [block for page in PAGES for block in page_blocks(page)]
 
 
-def substitutions(s3_root: str, az_root: str, gs_root: str, endpoint: str, tmp: Path):
+def substitutions(
+    s3_root: str, az_root: str, gs_root: str, endpoint: str, tmp: Path
+) -> list[tuple[str, str]]:
     """The placeholder locations of the docs and what they become here, as (regex, replacement)
     pairs applied in order.
 
@@ -125,7 +134,7 @@ def substitutions(s3_root: str, az_root: str, gs_root: str, endpoint: str, tmp: 
     ]
 
 
-def rewrite(code: str, pairs) -> str:
+def rewrite(code: str, pairs: list[tuple[str, str]]) -> str:
     """``code`` with every substitution of ``pairs`` applied."""
     for pattern, replacement in pairs:
         code = re.sub(pattern, replacement, code)
@@ -317,17 +326,18 @@ _parquet("s3://bucket/dir/b.parquet", columns=("a", "b"))
 
 #: Runs the blocks of one page, in one namespace, from a JSON spec; blocks may ``await``.
 DRIVER = r"""
-import ast, asyncio, inspect, json, sys
+import ast, asyncio, inspect, json, sys, time
 spec = json.load(open(sys.argv[1]))
 namespace = {"__name__": "__main__"}
 for block in spec["blocks"]:
     # Pad so that a traceback names the page and the line of the doc.
     source = "\n" * (block["line"] - 1) + block["code"]
     code = compile(source, block["file"], "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    start = time.monotonic()
     result = eval(code, namespace)
     if inspect.iscoroutine(result):
         asyncio.run(result)
-    print("ran", block["name"], flush=True)
+    print(f"ran {block['name']} in {time.monotonic() - start:.2f} s", flush=True)
 """
 
 
@@ -337,7 +347,7 @@ def run_page(spec: dict, tmp: Path) -> subprocess.CompletedProcess[str]:
     spec_path.write_text(json.dumps(spec))
     env = {**os.environ, "AWS_CONFIG_FILE": str(tmp / "aws-config"), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(spec_path)],
+        [sys.executable, *WARNINGS, "-c", DRIVER, str(spec_path)],
         cwd=tmp,
         env=env,
         stdout=subprocess.PIPE,
@@ -352,15 +362,17 @@ def run_page(spec: dict, tmp: Path) -> subprocess.CompletedProcess[str]:
         out, err = proc.communicate(timeout=30)
         err += f"\n[timed out after {PAGE_TIMEOUT} s]"
     finally:
-        if proc.poll() is None:
+        try:  # the interpreter, if still running, and anything it left in its session
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_page_examples_run(
-    page: str, s3_root: str, az_root: str, gs_root: str, moto_s3, tmp_path: Path
+    page: str, s3_root: str, az_root: str, gs_root: str, moto_s3: MotoS3, tmp_path: Path
 ) -> None:
     """Every block of ``page`` not marked ``not run`` runs, in order, without an exception."""
     blocks = [b for b in page_blocks(page) if b.not_run is None]
@@ -389,7 +401,12 @@ def test_page_examples_run(
     assert result.returncode == 0, (
         f"an example of {page} failed:\n{result.stdout}\n{result.stderr[-6000:]}"
     )
-    ran = [line.split(" ", 1)[1] for line in result.stdout.splitlines() if line.startswith("ran ")]
+    print(result.stdout)  # each block's time, shown with -s or -rP
+    ran = [
+        line[4:].rsplit(" in ", 1)[0]
+        for line in result.stdout.splitlines()
+        if line.startswith("ran ")
+    ]
     assert ran == [prelude["name"]] + [b.name for b in blocks]
 
 
@@ -408,3 +425,10 @@ def test_blocks_of_reads_fences_and_markers() -> None:
         Block("p.md", 3, "a = 1\n", None),
         Block("p.md", 8, "b\n", "needs a GPU"),
     ]
+
+
+def test_every_page_with_python_examples_is_listed() -> None:
+    """A page that gains a ```` ```python ```` block joins :data:`PAGES`, so its examples run."""
+    pages = ["README.md", *(f"docs/{p.name}" for p in sorted((ROOT / "docs").glob("*.md")))]
+    with_blocks = {page for page in pages if page_blocks(page)}
+    assert with_blocks <= set(PAGES), sorted(with_blocks - set(PAGES))
