@@ -301,9 +301,7 @@ start_epoch, epochs = 0, 2
 """,
     "docs/checkpoint.md": """
 import torch
-import torch.distributed as dist
 
-dist.init_process_group("gloo", init_method="file:///data/pg", rank=0, world_size=1)
 model, opt = _torch_model()
 step, epoch, loss = 100, 1, torch.tensor(0.12)
 state_dict = {"model": model.state_dict()}
@@ -321,6 +319,17 @@ _s3dlio.put_bytes("s3://bucket/key", b"x")
 _parquet("s3://bucket/t.parquet", columns=("a", "b"))
 _parquet("s3://bucket/dir/a.parquet", columns=("a", "b"))
 _parquet("s3://bucket/dir/b.parquet", columns=("a", "b"))
+""",
+}
+
+#: Set-up a reader does between two blocks, before the block whose first line is the key's
+#: second item (a key that matches no block fails the page's test).
+BEFORE: dict[tuple[str, str], str] = {
+    # The distributed section: a one-rank gloo group stands for torchrun's.
+    ("docs/checkpoint.md", "writer = store.writer(dist.get_world_size(), dist.get_rank())"): """
+import torch.distributed as dist
+
+dist.init_process_group("gloo", init_method="file:///data/pg", rank=0, world_size=1)
 """,
 }
 
@@ -385,18 +394,18 @@ def test_page_examples_run(
     for sub in ("tour", "data", "scratch", "mnt/scratch", "logs", "nvme", "etc"):
         (tmp_path / sub).mkdir(parents=True, exist_ok=True)
     prelude = {"name": f"prelude of {page}", "file": f"<prelude of {page}>", "line": 1}
-    spec = {
-        "blocks": [{**prelude, "code": rewrite(COMMON + PRELUDES.get(page, ""), pairs)}]
-        + [
-            {
-                "name": b.name,
-                "file": str(ROOT / b.page),
-                "line": b.line,
-                "code": rewrite(b.code, pairs),
-            }
-            for b in blocks
-        ]
-    }
+    steps = [{**prelude, "code": rewrite(COMMON + PRELUDES.get(page, ""), pairs)}]
+    befores = {first: code for (where, first), code in BEFORE.items() if where == page}
+    for b in blocks:
+        first = b.code.splitlines()[0]
+        if first in befores:
+            name = f"set-up before {b.name}"
+            code = rewrite(befores.pop(first), pairs)
+            steps.append({"name": name, "file": f"<{name}>", "line": 1, "code": code})
+        code = rewrite(b.code, pairs)
+        steps.append({"name": b.name, "file": str(ROOT / b.page), "line": b.line, "code": code})
+    assert not befores, f"BEFORE names blocks {page} does not have: {sorted(befores)}"
+    spec = {"blocks": steps}
     result = run_page(spec, tmp_path)
     assert result.returncode == 0, (
         f"an example of {page} failed:\n{result.stdout}\n{result.stderr[-6000:]}"
@@ -407,7 +416,7 @@ def test_page_examples_run(
         for line in result.stdout.splitlines()
         if line.startswith("ran ")
     ]
-    assert ran == [prelude["name"]] + [b.name for b in blocks]
+    assert ran == [step["name"] for step in steps]
 
 
 @pytest.mark.parametrize("block", [b for b in ALL_BLOCKS if b.not_run], ids=lambda b: b.name)
