@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import pickle
+import re
 import sys
 import threading
 import uuid
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 import s3dlio
-from s3dlio import InvalidArgumentError, RetryConfig, S3DlioError
+from s3dlio import InvalidArgumentError, RetryConfig, S3DlioError, TransientError
 from s3dlio.io.config import reset_settings, settings
 from s3dlio.io.store import StoreSet, default_stores, set_default_stores
 from tests.servers.azurite import BINARY as AZURITE
@@ -298,6 +299,19 @@ def test_configure_reaches_every_backend(
 
 
 # -- options and life cycle --------------------------------------------------------------------
+
+
+def test_a_missing_ca_bundle_is_a_setting_error_named_at_once(
+    moto_s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = str(tmp_path / "no-such-ca.pem")
+    client = s3dlio.Client(endpoint_url=moto_s3.url, ca_bundle=missing)
+    with pytest.raises(InvalidArgumentError, match=re.escape(f"ca_bundle='{missing}'")) as info:
+        client.get(f"s3://{moto_s3.bucket}/k")
+    assert not isinstance(info.value, TransientError)  # not retried: nothing will change
+    monkeypatch.setenv("AWS_CA_BUNDLE", missing)
+    with pytest.raises(InvalidArgumentError, match=re.escape(f"AWS_CA_BUNDLE='{missing}'")):
+        s3dlio.Client(endpoint_url=moto_s3.url).stat(f"s3://{moto_s3.bucket}/k")
 
 
 def test_unknown_and_mistyped_options_are_named() -> None:

@@ -82,11 +82,23 @@ def test_large_buffers_are_advised_huge_pages(restore_settings) -> None:
         smaps = f.read().splitlines()
     assert "hg" in _vm_flags(first, smaps)
     assert "hg" in _vm_flags(last, smaps)
+
+
+@thp_only
+def test_memory_before_the_first_huge_page_is_not_advised() -> None:
+    # a fresh process: in this one, memory next to the buffer may be advised by earlier tests
+    out = subprocess.run(
+        [sys.executable, "-c", _NEW_BUFFER], capture_output=True, text=True, check=True
+    ).stdout
+    address, smaps = out.split("\n", 1)
+    start = int(address)
+    first = -(-start // HUGE_PAGE) * HUGE_PAGE
+    assert "hg" in _vm_flags(first, smaps.splitlines())
     if first > start:
-        assert "hg" not in _vm_flags(first - 1, smaps)
+        assert "hg" not in _vm_flags(first - 1, smaps.splitlines())
 
 
-_NOT_ADVISED = """
+_NEW_BUFFER = """
 from s3dlio.io.buffers import ALIGN, HUGE_ABOVE, BytesView, buffer_address
 view = BytesView.allocate(HUGE_ABOVE)
 assert buffer_address(view) % ALIGN == 0
@@ -101,7 +113,7 @@ def test_huge_pages_can_be_turned_off() -> None:
     # a fresh process: the heap may hold buffers advised earlier, and glibc reuses them
     env = {**os.environ, "S3DLIO_HUGE_PAGES": "0"}
     out = subprocess.run(
-        [sys.executable, "-c", _NOT_ADVISED], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", _NEW_BUFFER], env=env, capture_output=True, text=True, check=True
     ).stdout
     address, smaps = out.split("\n", 1)
     assert "hg" not in _vm_flags(int(address), smaps.splitlines())

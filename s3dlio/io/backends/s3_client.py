@@ -16,6 +16,7 @@ import ssl
 import threading
 import weakref
 
+from ...errors import InvalidArgumentError
 from ..client_config import ClientConfig, Network
 from ..http import (
     EMPTY_SHA256,
@@ -186,7 +187,13 @@ class State:
         )
         self.endpoint_url = config.endpoint_url or _env("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
         self.ca_bundle = config.ca_bundle or _env("AWS_CA_BUNDLE")
-        self.ssl_context = ssl.create_default_context(cafile=self.ca_bundle)
+        try:
+            self.ssl_context = ssl.create_default_context(cafile=self.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:  # a setting to fix, not a fault to retry
+            setting = "ca_bundle" if config.ca_bundle else "AWS_CA_BUNDLE"
+            raise InvalidArgumentError(
+                f"{setting}={self.ca_bundle!r} is not a readable CA bundle: {exc}"
+            ) from exc
         self._services: dict[tuple[str | None, str], Service] = {}
         self._bucket_regions: dict[tuple[str | None, str], str] = {}
         self._lock = threading.Lock()
